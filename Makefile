@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each creates .venv if missing and installs torch plus ecgsoup into it.
+PYTHON ?= python3
+# The CPU wheel of this pin is on local disk on the project's machines; elsewhere
+# pip fetches it from the index (set TORCH_SPEC to choose another build).
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ecgsoup-installed
+
+.PHONY: demo test test-fast docs bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test,dask,docs]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ecgsoup demo --out demo-output
+
+# CI sets CI=true and runs the slow end-to-end tests too.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(if $(CI),,-m "not slow")
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -x -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-output .pytest_cache

@@ -1,0 +1,399 @@
+"""Loading and saving encoder weights; never a silent random initialisation.
+
+Two formats are read:
+
+* **ecgsoup's own**: a directory with ``model.safetensors`` and ``config.json``.
+  The JSON carries the architecture, the preprocessing contract (sampling
+  rate, length, patch, lead order, units, normalisation) and the sha256 of
+  the weights file, which is verified on every load.
+* **the original ST-MEM release** (``.pth``/``.pt``, read with
+  ``weights_only=True``): the architecture is read off the tensor shapes and
+  the key names are mapped as described in ``_STMEM_KEY_MAP``.
+
+Anything that does not fit (missing or unexpected keys, wrong shapes, wrong
+hash, missing file) raises :class:`WeightsError` with the path and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ecgsoup.leads import STANDARD_LEAD_ORDER
+from ecgsoup.models.config import EncoderConfig, get_config
+from ecgsoup.models.encoder import STMEMEncoder
+
+__all__ = [
+    "WeightsError",
+    "DEFAULT_MODEL",
+    "load_model",
+    "save_model",
+    "random_model",
+    "load_stmem_checkpoint",
+    "default_model_path",
+    "model_fingerprint",
+    "new_encoder",
+]
+
+FORMAT = "ecgsoup-encoder"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+DEFAULT_MODEL = "default"
+_DEFAULT_DIRNAME = "ecgsoup-100hz-tiny"
+
+
+class WeightsError(ValueError):
+    """Weights cannot be used: missing file, corrupt file, or wrong layout."""
+
+
+def default_model_path() -> Path:
+    """Directory of the pretrained model bundled with the package."""
+    return Path(str(resources.files("ecgsoup.weights") / _DEFAULT_DIRNAME))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_fingerprint(encoder: STMEMEncoder) -> str:
+    """sha256 identifying an encoder's weights (the file hash when loaded from one)."""
+    known = getattr(encoder, "metadata", {}).get("sha256")
+    if known:
+        return known
+    digest = hashlib.sha256(json.dumps(encoder.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def new_encoder(config: EncoderConfig) -> STMEMEncoder:
+    """Build an (uninitialised) encoder without consuming the global torch RNG.
+
+    torch's layer constructors draw default initial values from the global
+    generator; building inside ``fork_rng`` keeps a user's seeded stream intact.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return STMEMEncoder(config)
+
+
+def random_model(config: str | EncoderConfig = "ecgsoup-100hz-tiny", seed: int = 0) -> STMEMEncoder:
+    """A randomly initialised encoder, for tests and as the untrained baseline.
+
+    It is marked ``metadata["pretrained"] = False``; embeddings from it carry
+    no learned ECG knowledge.
+
+    Parameters
+    ----------
+    config : str or EncoderConfig, default="ecgsoup-100hz-tiny"
+        A name accepted by :func:`ecgsoup.models.get_config`, or a config.
+    seed : int, default=0
+        Seed of a local generator; the global torch RNG is untouched.
+    """
+    if isinstance(config, str):
+        config = get_config(config)
+    encoder = new_encoder(config)
+    encoder.init_weights(torch.Generator().manual_seed(int(seed)))
+    encoder.metadata = {"pretrained": False, "source": f"random init, seed {seed}"}
+    return encoder.eval()
+
+
+def save_model(
+    encoder: STMEMEncoder,
+    directory: str | Path,
+    *,
+    dtype: str = "float32",
+    metadata: dict | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory``.
+
+    Parameters
+    ----------
+    encoder : STMEMEncoder
+        The encoder to save.
+    directory : str or Path
+        Created if missing; existing files of the same names are replaced.
+    dtype : {"float32", "float16"}, default="float32"
+        Storage precision (float16 halves the file; loading casts back).
+    metadata : dict, default=None
+        Extra JSON-serialisable facts (training data, steps, losses, licence).
+    """
+    from safetensors.torch import save_file
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype={dtype!r}; expected 'float32' or 'float16'.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: tensor.detach().cpu().to(getattr(torch, dtype)).contiguous()
+        for name, tensor in encoder.state_dict().items()
+    }
+    weights_path = directory / WEIGHTS_FILE
+    save_file(tensors, str(weights_path))
+    info = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": encoder.config.to_dict(),
+        "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights_path)},
+        "metadata": {**getattr(encoder, "metadata", {}), **(metadata or {})},
+    }
+    info["metadata"].pop("sha256", None)
+    (directory / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return directory
+
+
+def load_model(source: str | Path | STMEMEncoder = DEFAULT_MODEL, **stmem_options) -> STMEMEncoder:
+    """Load an encoder from the bundled default, a directory, or a checkpoint file.
+
+    Parameters
+    ----------
+    source : str, Path or STMEMEncoder, default="default"
+        ``"default"`` for the bundled pretrained model; a directory (or its
+        ``config.json`` / ``model.safetensors``) in ecgsoup's format; or an
+        original ST-MEM ``.pth``/``.pt`` file.  An encoder is returned as is.
+    **stmem_options
+        Passed to :func:`load_stmem_checkpoint` for ``.pth`` files
+        (``sampling_rate``, ``lead_names``).
+
+    Returns
+    -------
+    encoder : STMEMEncoder
+        In eval mode, with ``encoder.metadata`` (including ``sha256``).
+    """
+    if isinstance(source, STMEMEncoder):
+        return source
+    if isinstance(source, str) and source == DEFAULT_MODEL:
+        path = default_model_path()
+        if not (path / CONFIG_FILE).exists():
+            raise WeightsError(
+                f"The bundled default model is missing from {path}. Reinstall ecgsoup, "
+                "or pass model=<path to a model directory>."
+            )
+    else:
+        path = Path(source).expanduser()
+    if not path.exists():
+        raise WeightsError(
+            f"No model at {str(path)!r}: the path does not exist. Pass 'default' for "
+            "the bundled model, a directory holding config.json + model.safetensors, "
+            "or an original ST-MEM .pth file."
+        )
+    if path.suffix in (".pth", ".pt"):
+        return load_stmem_checkpoint(path, **stmem_options)
+    if path.is_file():
+        path = path.parent
+    return _load_ecgsoup_dir(path)
+
+
+def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config_path = directory / CONFIG_FILE
+    if not config_path.exists():
+        raise WeightsError(
+            f"{directory} has no {CONFIG_FILE}. An ecgsoup model directory holds "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by ecgsoup.models.save_model "
+            "or `ecgsoup pretrain`)."
+        )
+    try:
+        info = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{config_path} is not valid JSON ({exc}).") from exc
+    if info.get("format") != FORMAT:
+        raise WeightsError(f"{config_path} is not an ecgsoup encoder config (format={info.get('format')!r}).")
+    weights_path = directory / info["weights"]["file"]
+    if not weights_path.exists():
+        raise WeightsError(f"Weights file {weights_path} is missing (named in {config_path}).")
+    expected = info["weights"]["sha256"]
+    actual = _sha256(weights_path)
+    if actual != expected:
+        raise WeightsError(
+            f"sha256 of {weights_path} is {actual[:12]}…, but {config_path} records "
+            f"{expected[:12]}…: the file is corrupt or belongs to another model. "
+            "Re-copy the model directory."
+        )
+    config = EncoderConfig.from_dict(info["config"])
+    try:
+        state = load_file(str(weights_path))
+    except SafetensorError as exc:
+        raise WeightsError(f"Cannot read {weights_path}: {exc}") from exc
+    encoder = new_encoder(config)
+    _load_state_strict(encoder, {k: v.float() for k, v in state.items()}, weights_path)
+    encoder.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
+    return encoder.eval()
+
+
+def _load_state_strict(encoder: STMEMEncoder, state: dict, origin) -> None:
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_short(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shapes: {_short(wrong)}")
+        raise WeightsError(
+            f"Weights in {origin} do not fit {encoder.config.name}: " + "; ".join(parts)
+            + ". Nothing was loaded (no random initialisation is used in its place)."
+        )
+    encoder.load_state_dict(state, strict=True)
+
+
+def _short(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+# --- the original ST-MEM release -------------------------------------------------
+# original name (regex) -> ecgsoup name.  `lead_embeddings.{k}` are stacked.
+_STMEM_KEY_MAP = [
+    (r"to_patch_embedding\.1\.(weight|bias)", r"patch_embedding.norm_in.\1"),
+    (r"to_patch_embedding\.2\.(weight|bias)", r"patch_embedding.proj.\1"),
+    (r"to_patch_embedding\.3\.(weight|bias)", r"patch_embedding.norm_out.\1"),
+    (r"pos_embedding", r"pos_embedding"),
+    (r"sep_embedding", r"sep_embedding"),
+    (r"block(\d+)\.attn\.norm\.(weight|bias)", r"blocks.\1.attn_norm.\2"),
+    (r"block(\d+)\.attn\.fn\.to_qkv\.(weight|bias)", r"blocks.\1.qkv.\2"),
+    (r"block(\d+)\.attn\.fn\.to_out\.0\.(weight|bias)", r"blocks.\1.proj.\2"),
+    (r"block(\d+)\.ff\.norm\.(weight|bias)", r"blocks.\1.mlp_norm.\2"),
+    (r"block(\d+)\.ff\.fn\.net\.0\.(weight|bias)", r"blocks.\1.fc1.\2"),
+    (r"block(\d+)\.ff\.fn\.net\.3\.(weight|bias)", r"blocks.\1.fc2.\2"),
+    (r"norm\.(weight|bias)", r"norm.\1"),
+]
+_WRAPPER_KEYS = ("model", "state_dict", "encoder", "model_state_dict")
+_PREFIXES = ("module.", "encoder.", "model.")
+_IGNORED = re.compile(r"head\.(weight|bias)")  # classifier head of fine-tuned files
+
+
+def _unwrap(obj, origin) -> tuple[dict, list[str]]:
+    notes = []
+    while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        key = next((k for k in _WRAPPER_KEYS if k in obj), None)
+        if key is None:
+            raise WeightsError(f"{origin} holds no state dict (top-level keys: {_short(sorted(map(str, obj)))}).")
+        notes.append(f"unwrapped '{key}'")
+        obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{origin} does not hold a state dict (got {type(obj).__name__}).")
+    for prefix in _PREFIXES:
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+            notes.append(f"stripped prefix '{prefix}'")
+    return obj, notes
+
+
+def _map_stmem_keys(state: dict, origin) -> dict:
+    mapped, leads, unknown = {}, {}, []
+    for key, tensor in state.items():
+        lead = re.fullmatch(r"lead_embeddings\.(\d+)", key)
+        if lead:
+            leads[int(lead.group(1))] = tensor
+            continue
+        if _IGNORED.fullmatch(key):
+            continue
+        for pattern, target in _STMEM_KEY_MAP:
+            if re.fullmatch(pattern, key):
+                mapped[re.sub(pattern, target, key)] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise WeightsError(
+            f"{origin}: keys not part of an ST-MEM encoder: {_short(sorted(unknown))}. "
+            "Is this an ST-MEM checkpoint?"
+        )
+    if leads:
+        if sorted(leads) != list(range(len(leads))):
+            raise WeightsError(f"{origin}: lead embeddings are not numbered 0..{len(leads) - 1}.")
+        mapped["lead_embeddings"] = torch.stack([leads[i].reshape(-1) for i in range(len(leads))])
+    if "pos_embedding" in mapped:
+        mapped["pos_embedding"] = mapped["pos_embedding"].reshape(1, *mapped["pos_embedding"].shape[-2:])
+    return mapped
+
+
+def load_stmem_checkpoint(
+    path: str | Path,
+    *,
+    sampling_rate: float = 250.0,
+    lead_names: tuple[str, ...] = STANDARD_LEAD_ORDER,
+    bandpass: tuple[float, float] | None = (0.67, 40.0),
+) -> STMEMEncoder:
+    """Load an original ST-MEM encoder checkpoint that a user downloaded.
+
+    The architecture (width, depth, heads, MLP size, patch and window length)
+    is read off the tensor shapes.  What the file cannot say - its sampling
+    rate, lead order and band-pass - defaults to the original release
+    (250 Hz; I, II, III, aVR, aVL, aVF, V1-V6; 0.67-40 Hz) and can be overridden.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pth`` file.  Wrappers such as ``{"model": ...}`` and prefixes
+        such as ``encoder.`` are removed and reported in ``metadata["notes"]``.
+    sampling_rate : float, default=250.0
+    lead_names : tuple of str, default=standard 12-lead order
+    bandpass : (float, float) or None, default=(0.67, 40.0)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"No checkpoint at {path}.")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types
+        raise WeightsError(f"Cannot read {path} as a torch checkpoint ({type(exc).__name__}: {exc}).") from exc
+    state, notes = _unwrap(raw, path)
+    state = _map_stmem_keys(state, path)
+    try:
+        width = state["pos_embedding"].shape[-1]
+        n_patches = state["pos_embedding"].shape[1] - 2
+        patch = state["patch_embedding.norm_in.weight"].shape[0]
+        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        heads = state["blocks.0.qkv.weight"].shape[0] // (3 * 64)
+        mlp_dim = state["blocks.0.fc1.weight"].shape[0]
+        n_leads = state["lead_embeddings"].shape[0]
+    except KeyError as exc:
+        raise WeightsError(f"{path}: missing key {exc.args[0]} needed to read the architecture.") from exc
+    if n_leads != len(lead_names):
+        raise WeightsError(
+            f"{path} has {n_leads} lead embeddings but lead_names has {len(lead_names)}: pass the file's lead order."
+        )
+    config = EncoderConfig(
+        name=f"st-mem-{sampling_rate:g}hz-w{width}",
+        sampling_rate=float(sampling_rate),
+        n_samples=n_patches * patch,
+        patch_size=patch,
+        lead_names=tuple(lead_names),
+        width=width,
+        depth=depth,
+        heads=heads,
+        mlp_dim=mlp_dim,
+        qkv_bias="blocks.0.qkv.bias" in state,
+        bandpass=bandpass,
+    )
+    encoder = new_encoder(config)
+    _load_state_strict(encoder, {k: v.float() for k, v in state.items()}, path)
+    encoder.metadata = {
+        "pretrained": True,
+        "source": f"original ST-MEM checkpoint {path}",
+        "notes": notes,
+        "sha256": _sha256(path),
+    }
+    return encoder.eval()

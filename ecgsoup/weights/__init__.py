@@ -1,0 +1,1 @@
+"""Bundled pretrained weights (package data; see the model card in each folder)."""
