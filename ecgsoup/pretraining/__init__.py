@@ -1,0 +1,15 @@
+"""Masked pretraining of ST-MEM encoders (ST-MEM and IPA-ST-MEM objectives)."""
+
+from ecgsoup.pretraining.data import load_pretraining_arrays
+from ecgsoup.pretraining.mae import AGGREGATIONS, OBJECTIVES, MaskedAutoencoder
+from ecgsoup.pretraining.trainer import PretrainSettings, lr_at_step, pretrain
+
+__all__ = [
+    "AGGREGATIONS",
+    "OBJECTIVES",
+    "MaskedAutoencoder",
+    "PretrainSettings",
+    "load_pretraining_arrays",
+    "lr_at_step",
+    "pretrain",
+]

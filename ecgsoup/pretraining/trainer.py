@@ -1,0 +1,376 @@
+"""The pretraining loop: AdamW, warm-up + cosine, clipping, bf16, checkpoints, resume.
+
+:func:`pretrain` trains a :class:`~ecgsoup.pretraining.mae.MaskedAutoencoder`
+on arrays already in the model's lead order and sampling rate, and writes into
+``out_dir``:
+
+* ``checkpoint.pt`` -- the latest full state (model, optimiser, step), written
+  every ``checkpoint_every`` steps and at the end of each epoch (atomically,
+  so a killed run never leaves a half-written file); ``resume=True`` continues
+  from it, mid-epoch included, with the same batches and masks as an
+  uninterrupted run.
+* ``best/`` -- the encoder with the lowest validation reconstruction loss, in
+  ecgsoup's safetensors + JSON format (what ``LayerwiseEmbedder`` loads).
+* ``log.csv`` -- one row per epoch: step, learning rate, train and validation
+  loss, seconds.
+* ``settings.json`` -- everything needed to reproduce the run.
+
+Determinism: every random choice (initial weights, record order, crop offsets,
+masks) comes from generators seeded by ``seed`` and the epoch or step number,
+never from the global RNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecgsoup.models.config import EncoderConfig, get_config
+from ecgsoup.models.weights import new_encoder, save_model
+from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
+from ecgsoup.signal import ZSCORE_EPS
+
+__all__ = ["PretrainSettings", "pretrain", "lr_at_step", "load_checkpoint_encoder"]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "log.csv"
+LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "best_val_loss", "seconds")
+
+
+@dataclass
+class PretrainSettings:
+    """Settings of one pretraining run (spec 2.4 defaults where they fit a CPU).
+
+    Attributes
+    ----------
+    config : str
+        Encoder configuration name, e.g. ``"ecgsoup-100hz-tiny"``.
+    objective : {"st-mem", "ipa"}
+        ST-MEM (decoder fed by the last layer) or IPA-ST-MEM (mean of all layers).
+    epochs, warmup_epochs : int
+        Length of training and of the linear warm-up; then a half-cosine to ``min_lr``.
+    batch_size : int
+    base_lr : float
+        Learning rate per 256 samples; the peak rate is ``base_lr * batch_size / 256``.
+    min_lr, weight_decay, betas, clip_grad : optimiser details (AdamW).
+    mask_ratio : float
+    precision : {"bfloat16", "float32"}
+        bf16 autocast (CPU or CUDA) or plain fp32.
+    device : str
+    seed : int
+    checkpoint_every : int
+        Steps between checkpoints (also written at the end of every epoch).
+    num_threads : int or None
+        torch CPU threads; None keeps torch's default.
+    """
+
+    config: str = "ecgsoup-100hz-tiny"
+    objective: str = "st-mem"
+    epochs: int = 100
+    warmup_epochs: int = 5
+    batch_size: int = 64
+    base_lr: float = 1.2e-3
+    min_lr: float = 0.0
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.95)
+    clip_grad: float = 1.0
+    mask_ratio: float = 0.75
+    precision: str = "bfloat16"
+    device: str = "cpu"
+    seed: int = 42
+    checkpoint_every: int = 50
+    num_threads: int | None = None
+    decoder: dict = field(default_factory=dict)
+
+    def peak_lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+    def validate(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}; expected one of {sorted(OBJECTIVES)}.")
+        if self.precision not in ("bfloat16", "float32"):
+            raise ValueError(f"precision={self.precision!r}; expected 'bfloat16' or 'float32'.")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1.")
+
+
+def lr_at_step(step: int, total_steps: int, warmup_steps: int, peak: float, minimum: float = 0.0) -> float:
+    """Linear warm-up to ``peak`` then a half-cosine to ``minimum`` (per step)."""
+    if warmup_steps and step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return minimum + (peak - minimum) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _zscore_torch(x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, keepdim=True, unbiased=False)
+    return (x - mean) / (std + ZSCORE_EPS)
+
+
+def _epoch_batches(n_records: int, batch_size: int, seed: int, epoch: int):
+    order = np.random.default_rng([seed, epoch]).permutation(n_records)
+    return [order[i : i + batch_size] for i in range(0, n_records, batch_size)]
+
+
+def _crop(data: np.ndarray, rows: np.ndarray, length: int, seed: int, step: int) -> torch.Tensor:
+    """One random ``length`` crop per record (spec 2.4), z-scored per lead."""
+    total = data.shape[-1]
+    offsets = np.random.default_rng([seed, step, 1]).integers(0, total - length + 1, size=len(rows))
+    batch = np.stack([data[r, :, o : o + length] for r, o in zip(rows, offsets)])
+    return _zscore_torch(torch.from_numpy(batch.astype(np.float32)))
+
+
+def _val_windows(data: np.ndarray, length: int) -> np.ndarray:
+    """Windows of ``length`` with stride ``length // 2`` (spec 2.4), as ``(n, C, length)``."""
+    starts = range(0, data.shape[-1] - length + 1, max(1, length // 2))
+    return np.concatenate([data[:, :, s : s + length] for s in starts])
+
+
+def _autocast(settings: PretrainSettings):
+    device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+    enabled = settings.precision == "bfloat16"
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.inference_mode()
+def _validation_loss(model: MaskedAutoencoder, windows: np.ndarray, settings: PretrainSettings) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for i, start in enumerate(range(0, len(windows), settings.batch_size)):
+        x = _zscore_torch(torch.from_numpy(windows[start : start + settings.batch_size].astype(np.float32)))
+        generator = torch.Generator().manual_seed(settings.seed * 7919 + i)  # same masks every epoch
+        with _autocast(settings):
+            loss = model(x.to(settings.device), generator=generator).loss
+        total += float(loss) * len(x)
+        count += len(x)
+    model.train()
+    return total / max(count, 1)
+
+
+def _build_model(settings: PretrainSettings, config: EncoderConfig) -> MaskedAutoencoder:
+    decoder = {**default_decoder_settings(config.width), **settings.decoder}
+    encoder = new_encoder(config)
+    with torch.random.fork_rng(devices=[]):
+        model = MaskedAutoencoder(
+            encoder, mask_ratio=settings.mask_ratio, aggregation=OBJECTIVES[settings.objective], **decoder
+        )
+    return model.init_weights(torch.Generator().manual_seed(settings.seed))
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _check_data(data: np.ndarray, config: EncoderConfig, what: str) -> np.ndarray:
+    data = np.asarray(data)
+    if data.ndim != 3 or data.shape[1] != config.n_leads:
+        raise ValueError(
+            f"{what} data must be (records, {config.n_leads} leads, time) in the model's lead "
+            f"order at {config.sampling_rate:g} Hz; got shape {data.shape}."
+        )
+    if data.shape[2] < config.n_samples:
+        raise ValueError(
+            f"{what} records have {data.shape[2]} samples; the model needs at least {config.n_samples}."
+        )
+    if not np.isfinite(data).all():
+        raise ValueError(f"{what} data contains NaN or infinite values.")
+    return data
+
+
+def pretrain(
+    train: np.ndarray,
+    val: np.ndarray,
+    out_dir: str | Path,
+    settings: PretrainSettings | None = None,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    metadata: dict | None = None,
+) -> dict:
+    """Pretrain an encoder with masked reconstruction; see the module docstring.
+
+    Parameters
+    ----------
+    train, val : ndarray of shape (n_records, n_leads, n_samples)
+        Signals in the model's lead order and sampling rate (any scale: each
+        crop is z-scored per lead).  Records may be longer than the model
+        window; training takes one random crop per record per epoch.
+    out_dir : str or Path
+        Where checkpoints, the best encoder and the log go.
+    settings : PretrainSettings, optional
+    resume : bool, default=False
+        Continue from ``out_dir/checkpoint.pt`` (its settings must match).
+    max_steps : int, optional
+        Stop after this global step (the schedule still spans all epochs); used
+        to run a long schedule in several sessions.
+    progress : bool, default=True
+        Show a tqdm bar.
+    metadata : dict, optional
+        Extra facts (data source) written into the best model's config.json.
+
+    Returns
+    -------
+    summary : dict
+        ``step``, ``epoch``, ``best_val_loss``, ``last_train_loss``, paths.
+    """
+    settings = settings or PretrainSettings()
+    settings.validate()
+    config = get_config(settings.config)
+    train = _check_data(train, config, "Training")
+    val = _check_data(val, config, "Validation")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+
+    model = _build_model(settings, config).to(settings.device)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.peak_lr(),
+        betas=tuple(settings.betas),
+        eps=1e-8,
+    )
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    warmup_steps = settings.warmup_epochs * steps_per_epoch
+    state = {"step": 0, "best_val_loss": math.inf, "epoch_loss_sum": 0.0, "epoch_count": 0}
+
+    checkpoint_path = out / CHECKPOINT_FILE
+    if resume:
+        if not checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume given but {checkpoint_path} does not exist.")
+        saved = torch.load(checkpoint_path, map_location=settings.device, weights_only=False)
+        if saved["settings"] != _comparable(settings):
+            raise ValueError(
+                f"{checkpoint_path} was written with different settings; resume with the same "
+                f"settings or start a new --out directory.\nsaved: {saved['settings']}\nnow:   {_comparable(settings)}"
+            )
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        state = saved["state"]
+    else:
+        (out / LOG_FILE).unlink(missing_ok=True)
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
+
+    def checkpoint():
+        _save_atomic(
+            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "state": dict(state),
+             "settings": _comparable(settings)},
+            checkpoint_path,
+        )
+
+    val_windows = _val_windows(val, config.n_samples)
+    last_step = total_steps if max_steps is None else min(total_steps, max_steps)
+    bar = tqdm(total=last_step, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
+    model.train()
+    started = time.perf_counter()
+    while state["step"] < last_step:
+        epoch, within = divmod(state["step"], steps_per_epoch)
+        rows = _epoch_batches(len(train), settings.batch_size, settings.seed, epoch)[within]
+        x = _crop(train, rows, config.n_samples, settings.seed, state["step"]).to(settings.device)
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at_step(state["step"], total_steps, warmup_steps, settings.peak_lr(), settings.min_lr)
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + state["step"])
+        with _autocast(settings):
+            loss = model(x, generator=generator).loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
+        optimiser.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"Loss became {value} at step {state['step']}; lower base_lr.")
+        state["step"] += 1
+        state["epoch_loss_sum"] += value * len(rows)
+        state["epoch_count"] += len(rows)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}", epoch=epoch)
+        if state["step"] % steps_per_epoch == 0:
+            _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, time.perf_counter() - started, metadata)
+            started = time.perf_counter()
+            checkpoint()
+        elif state["step"] % settings.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    return {
+        "step": state["step"],
+        "epoch": state["step"] / steps_per_epoch,
+        "total_steps": total_steps,
+        "best_val_loss": state["best_val_loss"],
+        "last_train_loss": state.get("last_train_loss"),
+        "best_model": str(out / "best"),
+        "checkpoint": str(checkpoint_path),
+    }
+
+
+def _comparable(settings: PretrainSettings) -> dict:
+    """Settings that must not change across a resume (threads and device may)."""
+    keep = asdict(settings)
+    for volatile in ("num_threads", "device", "checkpoint_every"):
+        keep.pop(volatile)
+    keep["betas"] = list(keep["betas"])
+    return keep
+
+
+def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, seconds, metadata) -> None:
+    train_loss = state["epoch_loss_sum"] / max(state["epoch_count"], 1)
+    val_loss = _validation_loss(model, val_windows, settings)
+    state.update(epoch_loss_sum=0.0, epoch_count=0, last_train_loss=train_loss)
+    if val_loss < state["best_val_loss"]:
+        state["best_val_loss"] = val_loss
+        save_model(
+            model.encoder,
+            out / "best",
+            metadata={
+                "pretrained": True,
+                "objective": settings.objective,
+                "epoch": epoch + 1,
+                "step": state["step"],
+                "train_loss": round(train_loss, 5),
+                "val_loss": round(val_loss, 5),
+                "settings": _comparable(settings),
+                **(metadata or {}),
+            },
+        )
+    row = {
+        "epoch": epoch + 1,
+        "step": state["step"],
+        "lr": f"{optimiser.param_groups[0]['lr']:.3e}",
+        "train_loss": f"{train_loss:.5f}",
+        "val_loss": f"{val_loss:.5f}",
+        "best_val_loss": f"{state['best_val_loss']:.5f}",
+        "seconds": f"{seconds:.1f}",
+    }
+    log = out / LOG_FILE
+    new = not log.exists()
+    with open(log, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def load_checkpoint_encoder(out_dir: str | Path):
+    """The encoder of the latest ``checkpoint.pt`` in ``out_dir`` (for inspection)."""
+    saved = torch.load(Path(out_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    settings = PretrainSettings(**{**saved["settings"], "betas": tuple(saved["settings"]["betas"])})
+    model = _build_model(settings, get_config(settings.config))
+    model.load_state_dict(saved["model"])
+    return model.encoder.eval()

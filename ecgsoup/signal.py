@@ -1,0 +1,116 @@
+"""Array-level signal operations shared by preprocessing, pretraining and the CLI.
+
+Every function here works on **time-major** arrays ``(..., time, leads)`` (the
+layout of ``wfdb.rdsamp`` and of the shared data) unless it says otherwise,
+and never modifies its input.  :class:`ecgsoup.preprocessing.ECGPreprocessor`
+is the sklearn face of the same steps.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal as sps
+
+from ecgsoup.leads import canonical_lead_name
+
+__all__ = ["lead_indices", "resample", "bandpass", "zscore", "check_finite"]
+
+ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
+
+
+def lead_indices(source_names, target_names, lead_map=None) -> np.ndarray:
+    """Column of ``source_names`` holding each of ``target_names``, matched by name.
+
+    Parameters
+    ----------
+    source_names : sequence of str
+        Lead names of the data, in column order (any common spelling).
+    target_names : sequence of str
+        Lead names the model expects, in its order.
+    lead_map : dict, optional
+        ``{model lead: data lead}`` for leads stored under another name, e.g.
+        ``{"II": "MLII"}``.
+
+    Raises
+    ------
+    ValueError
+        If a model lead is missing from the data (names the missing leads and
+        what the data has) or a data lead name is duplicated.
+    """
+    lead_map = dict(lead_map or {})
+    canon = [canonical_lead_name(n) or str(n) for n in source_names]
+    if len(set(canon)) != len(canon):
+        raise ValueError(f"Duplicate lead names in the data: {list(source_names)}.")
+    position = {name: i for i, name in enumerate(canon)}
+    position.update({str(n): i for i, n in enumerate(source_names)})
+    found, missing = [], []
+    for target in target_names:
+        wanted = lead_map.get(target, target)
+        key = canonical_lead_name(wanted) or str(wanted)
+        if key in position:
+            found.append(position[key])
+        else:
+            missing.append(target)
+    if missing:
+        raise ValueError(
+            f"The model needs leads {missing} but the data has {list(source_names)}. "
+            "Pass lead_map={model_lead: data_lead} for leads stored under another name."
+        )
+    return np.asarray(found, dtype=int)
+
+
+def _ratio(fs: float, target_fs: float) -> Fraction:
+    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    if abs(float(ratio) - target_fs / fs) > 1e-9 * (target_fs / fs):
+        raise ValueError(f"Cannot resample {fs} Hz to {target_fs} Hz with a rational factor.")
+    return ratio
+
+
+def resample(x: np.ndarray, fs: float, target_fs: float, axis: int = -2) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``) from ``fs`` to ``target_fs``."""
+    if fs is None or not np.isfinite(fs) or fs <= 0:
+        raise ValueError(f"Sampling rate must be a positive number, got {fs!r}.")
+    if float(fs) == float(target_fs):
+        return np.array(x, dtype=np.float32, copy=True)
+    ratio = _ratio(float(fs), float(target_fs))
+    out = sps.resample_poly(np.asarray(x, dtype=np.float64), ratio.numerator, ratio.denominator, axis=axis)
+    return out.astype(np.float32)
+
+
+def resampled_length(n_samples: int, fs: float, target_fs: float) -> int:
+    """Length of a signal of ``n_samples`` after :func:`resample`."""
+    if float(fs) == float(target_fs):
+        return int(n_samples)
+    ratio = _ratio(float(fs), float(target_fs))
+    return int(-(-n_samples * ratio.numerator // ratio.denominator))
+
+
+def bandpass(x: np.ndarray, fs: float, low: float, high: float, axis: int = -2, order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth band-pass (second-order sections, ``sosfiltfilt``)."""
+    nyquist = fs / 2
+    high = min(high, 0.99 * nyquist)
+    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    return sps.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=axis).astype(np.float32)
+
+
+def zscore(x: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Per-lead z-score over time (ddof 0, +1e-8), as the ECG-Soup code does."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
+    return ((x - mean) / (std + ZSCORE_EPS)).astype(np.float32)
+
+
+def check_finite(x: np.ndarray, what: str = "signal") -> None:
+    """Raise a ValueError naming the records and leads that hold NaN or inf."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        where = np.argwhere(bad)
+        record = where[0][0] if x.ndim == 3 else None
+        place = f" (first at record {record})" if record is not None else ""
+        raise ValueError(
+            f"The {what} contains {int(bad.sum())} NaN or infinite values{place}. "
+            "Interpolate or drop those records before embedding; ecgsoup does not fill gaps silently."
+        )
