@@ -52,8 +52,9 @@ class PretrainSettings:
 
     Attributes
     ----------
-    config : str
-        Encoder configuration name, e.g. ``"ecgsoup-100hz-tiny"``.
+    config : str or EncoderConfig
+        Encoder configuration name, e.g. ``"ecgsoup-100hz-tiny"``, or a config
+        (tests use a one-block one, for instance).
     objective : {"st-mem", "ipa"}
         ST-MEM (decoder fed by the last layer) or IPA-ST-MEM (mean of all layers).
     epochs, warmup_epochs : int
@@ -73,7 +74,7 @@ class PretrainSettings:
         torch CPU threads; None keeps torch's default.
     """
 
-    config: str = "ecgsoup-100hz-tiny"
+    config: str | EncoderConfig = "ecgsoup-100hz-tiny"
     objective: str = "st-mem"
     epochs: int = 100
     warmup_epochs: int = 5
@@ -90,6 +91,13 @@ class PretrainSettings:
     checkpoint_every: int = 50
     num_threads: int | None = None
     decoder: dict = field(default_factory=dict)
+
+    def encoder_config(self) -> EncoderConfig:
+        if isinstance(self.config, EncoderConfig):
+            return self.config
+        if isinstance(self.config, dict):
+            return EncoderConfig.from_dict(self.config)
+        return get_config(self.config)
 
     def peak_lr(self) -> float:
         return self.base_lr * self.batch_size / 256
@@ -228,7 +236,7 @@ def pretrain(
     """
     settings = settings or PretrainSettings()
     settings.validate()
-    config = get_config(settings.config)
+    config = settings.encoder_config()
     train = _check_data(train, config, "Training")
     val = _check_data(val, config, "Validation")
     out = Path(out_dir)
@@ -265,7 +273,7 @@ def pretrain(
         state = saved["state"]
     else:
         (out / LOG_FILE).unlink(missing_ok=True)
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=list) + "\n")
 
     def checkpoint():
         _save_atomic(
@@ -371,6 +379,6 @@ def load_checkpoint_encoder(out_dir: str | Path):
     """The encoder of the latest ``checkpoint.pt`` in ``out_dir`` (for inspection)."""
     saved = torch.load(Path(out_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     settings = PretrainSettings(**{**saved["settings"], "betas": tuple(saved["settings"]["betas"])})
-    model = _build_model(settings, get_config(settings.config))
+    model = _build_model(settings, settings.encoder_config())
     model.load_state_dict(saved["model"])
     return model.encoder.eval()

@@ -1,0 +1,150 @@
+"""Masked pretraining: objective, IPA reduction at L=1, schedule, checkpoints, resume, CLI."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ecgsoup.cli import main
+from ecgsoup.models import get_config, load_model, new_encoder
+from ecgsoup.pretraining import MaskedAutoencoder, PretrainSettings, load_pretraining_arrays, lr_at_step, pretrain
+
+# A small architecture so that a few optimiser steps take well under a second.
+SMALL = get_config("ecgsoup-100hz-tiny").replace(name="test-small", width=64, heads=2, dim_head=32, mlp_dim=128, depth=2)
+DECODER = dict(decoder_dim=32, decoder_depth=1, decoder_heads=2, decoder_dim_head=16)
+
+
+@pytest.fixture(scope="module")
+def ptbxl_val(shared_data):
+    """The real PTB-XL validation shard at 100 Hz in the model's lead order."""
+    path = shared_data / "ptbxl_zscored_subset" / "ptbxl_zscored_250hz_val.npz"
+    return load_pretraining_arrays(path, SMALL)
+
+
+def _mae(config, aggregation, seed=0):
+    model = MaskedAutoencoder(new_encoder(config), aggregation=aggregation, **DECODER)
+    return model.init_weights(torch.Generator().manual_seed(seed))
+
+
+def test_pretraining_arrays_match_model_contract(ptbxl_val):
+    assert ptbxl_val.shape == (183, 12, 1000)
+    assert ptbxl_val.dtype == np.float32
+    # The shard stores z-scores x 1000 (data README); resampling keeps the scale.
+    # Scale does not matter for training: every crop is z-scored again.
+    assert 700 < float(ptbxl_val.std(axis=-1).mean()) < 1300
+
+
+def test_ipa_equals_st_mem_with_one_block(ptbxl_val):
+    config = SMALL.replace(depth=1)
+    st_mem, ipa = _mae(config, "last"), _mae(config, "all_layers_mean")
+    x = torch.from_numpy(ptbxl_val[:4])
+    out_a = st_mem(x, generator=torch.Generator().manual_seed(1))
+    out_b = ipa(x, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out_a.pred, out_b.pred)
+    assert float(out_a.loss.detach()) == pytest.approx(float(out_b.loss.detach()))
+
+
+def test_ipa_differs_from_st_mem_with_two_blocks(ptbxl_val):
+    st_mem, ipa = _mae(SMALL, "last"), _mae(SMALL, "all_layers_mean")
+    x = torch.from_numpy(ptbxl_val[:4])
+    out_a = st_mem(x, generator=torch.Generator().manual_seed(1))
+    out_b = ipa(x, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(out_a.pred, out_b.pred)
+
+
+def test_masking_keeps_a_quarter_of_each_lead_and_loss_ignores_visible(ptbxl_val):
+    model = _mae(SMALL, "last")
+    x = torch.from_numpy(ptbxl_val[:3])
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    assert out.mask.shape == (3, 12, 20)
+    assert torch.all(out.mask.sum(dim=-1) == 15)  # 0.75 of 20 patches masked in every lead
+    # Changing predictions of visible patches must not change the loss.
+    pred = out.pred.detach().clone()
+    pred[out.mask == 0] += 100.0
+    assert float(model.loss(x, pred, out.mask)) == pytest.approx(float(out.loss.detach()))
+
+
+def test_lr_schedule_warms_up_then_decays_to_minimum():
+    total, warmup, peak = 100, 10, 1e-3
+    rates = [lr_at_step(s, total, warmup, peak, 1e-5) for s in range(total + 1)]
+    assert rates[0] == pytest.approx(peak / warmup)
+    assert rates[warmup - 1] == pytest.approx(peak)
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :]))
+    assert rates[-1] == pytest.approx(1e-5)
+
+
+def _settings(**changes):
+    base = dict(config=SMALL, epochs=2, warmup_epochs=1, batch_size=8, precision="float32",
+                checkpoint_every=2, decoder=DECODER, seed=3)  # fmt: skip
+    return PretrainSettings(**{**base, **changes})
+
+
+def test_pretrain_writes_log_best_model_and_resumes_exactly(ptbxl_val, tmp_path):
+    train, val = ptbxl_val[:24], ptbxl_val[24:32]
+    full = pretrain(train, val, tmp_path / "full", _settings(), progress=False)
+    assert full["step"] == 6 and math.isfinite(full["best_val_loss"])
+
+    with open(tmp_path / "full" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(float(r["val_loss"]) > 0 for r in rows)
+
+    best = load_model(tmp_path / "full" / "best")
+    assert best.metadata["pretrained"] is True and best.config.depth == 2
+
+    # Interrupt after 3 steps (mid-epoch), then resume: identical final weights.
+    pretrain(train, val, tmp_path / "split", _settings(), max_steps=3, progress=False)
+    resumed = pretrain(train, val, tmp_path / "split", _settings(), resume=True, progress=False)
+    assert resumed["step"] == 6
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_training_lowers_validation_loss_with_bf16(ptbxl_val, tmp_path):
+    settings = _settings(epochs=4, precision="bfloat16", base_lr=5e-3)
+    pretrain(ptbxl_val[:48], ptbxl_val[48:64], tmp_path, settings, progress=False)
+    with open(tmp_path / "log.csv") as handle:
+        losses = [float(r["val_loss"]) for r in csv.DictReader(handle)]
+    assert losses[-1] < losses[0]
+
+
+def test_resume_refuses_other_settings_and_missing_checkpoint(ptbxl_val, tmp_path):
+    train, val = ptbxl_val[:16], ptbxl_val[16:24]
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        pretrain(train, val, tmp_path, _settings(), resume=True, progress=False)
+    pretrain(train, val, tmp_path, _settings(), max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="different settings"):
+        pretrain(train, val, tmp_path, _settings(batch_size=4), resume=True, progress=False)
+
+
+def test_pretrain_rejects_bad_data(ptbxl_val, tmp_path):
+    with pytest.raises(ValueError, match="12 leads"):
+        pretrain(ptbxl_val[:8, :6], ptbxl_val[8:10], tmp_path, _settings(), progress=False)
+    with pytest.raises(ValueError, match="at least 1000"):
+        pretrain(ptbxl_val[:8, :, :500], ptbxl_val[8:10], tmp_path, _settings(), progress=False)
+    bad = ptbxl_val[:8].copy()
+    bad[2, 3, 10] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        pretrain(bad, ptbxl_val[8:10], tmp_path, _settings(), progress=False)
+
+
+def test_cli_pretrain_end_to_end(shared_data, tmp_path, capsys):
+    shard = shared_data / "ptbxl_zscored_subset" / "ptbxl_zscored_250hz_val.npz"
+    status = main(["pretrain", "--data", str(shard), "--config", "ecgsoup-100hz-tiny", "--epochs", "1",
+                   "--batch-size", "64", "--out", str(tmp_path / "run"), "--export", str(tmp_path / "model"),
+                   "--quiet"])  # fmt: skip
+    assert status == 0
+    assert "165 records, validating on 18" in capsys.readouterr().out
+    model = load_model(tmp_path / "model")
+    assert model.config.name == "ecgsoup-100hz-tiny" and model.metadata["objective"] == "st-mem"
+    assert (tmp_path / "run" / "log.csv").exists()
+
+
+def test_cli_pretrain_reports_missing_data(tmp_path, capsys):
+    status = main(["pretrain", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "run")])
+    assert status == 2
+    assert "does not exist" in capsys.readouterr().err
