@@ -32,6 +32,7 @@ __all__ = [
     "WeightsError",
     "DEFAULT_MODEL",
     "load_model",
+    "load_config",
     "save_model",
     "random_model",
     "load_stmem_checkpoint",
@@ -192,6 +193,72 @@ def load_model(source: str | Path | STMEMEncoder = DEFAULT_MODEL, **stmem_option
     if path.is_file():
         path = path.parent
     return _load_ecgsoup_dir(path)
+
+
+def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODEL) -> EncoderConfig:
+    """The :class:`EncoderConfig` (architecture + input contract) of a model, cheaply.
+
+    Only ``config.json`` is read: no weights are loaded and no hash is checked,
+    so preprocessing can learn the model's sampling rate, window and lead order
+    without paying for the encoder.
+
+    Parameters
+    ----------
+    source : str, Path, EncoderConfig or STMEMEncoder, default="default"
+        ``"default"`` for the bundled model; a configuration name accepted by
+        :func:`ecgsoup.models.get_config` (e.g. ``"ecgsoup-100hz-tiny"``); a
+        model directory (or its ``config.json`` / ``model.safetensors``); an
+        original ST-MEM ``.pth`` file (its architecture is only known from the
+        tensor shapes, so this one is loaded); an encoder or a config.
+
+    Returns
+    -------
+    config : EncoderConfig
+
+    Raises
+    ------
+    WeightsError
+        If the path does not exist or its ``config.json`` is unusable.
+    """
+    from ecgsoup.models.config import list_configs
+
+    if isinstance(source, EncoderConfig):
+        return source
+    if isinstance(source, STMEMEncoder):
+        return source.config
+    if isinstance(source, str) and source == DEFAULT_MODEL:
+        path = default_model_path()
+        if not (path / CONFIG_FILE).exists():
+            # The bundled directory is named after its configuration, so its
+            # contract is known even where the weights are not installed
+            # (load_model still refuses to run without them).
+            return get_config(_DEFAULT_DIRNAME)
+    elif isinstance(source, str) and (
+        source in list_configs() or source in {n.rsplit("-", 1)[0] for n in list_configs()}
+    ) and not Path(source).exists():
+        return get_config(source)
+    else:
+        path = Path(source).expanduser()
+    if not path.exists():
+        raise WeightsError(
+            f"No model at {str(path)!r}: the path does not exist. Pass 'default', a "
+            f"configuration name ({', '.join(list_configs())}), a directory holding "
+            "config.json + model.safetensors, or an original ST-MEM .pth file."
+        )
+    if path.suffix in (".pth", ".pt"):
+        return load_stmem_checkpoint(path).config
+    if path.is_file():
+        path = path.parent
+    config_path = path / CONFIG_FILE
+    if not config_path.exists():
+        raise WeightsError(f"{path} has no {CONFIG_FILE}; it is not an ecgsoup model directory.")
+    try:
+        info = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{config_path} is not valid JSON ({exc}).") from exc
+    if info.get("format") != FORMAT or "config" not in info:
+        raise WeightsError(f"{config_path} is not an ecgsoup encoder config (format={info.get('format')!r}).")
+    return EncoderConfig.from_dict(info["config"])
 
 
 def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:

@@ -1,0 +1,1 @@
+"""Package data: the bundled real ECG sample (see README.md here and ``ecgsoup.load_sample``)."""

@@ -1,0 +1,717 @@
+"""Readers for ECG files: WFDB, PhysioNet/CinC Challenge, PTB-XL, numpy arrays.
+
+Every reader returns signals in **millivolts**, ``float32``, **time-major**
+``(time, leads)`` per record (the layout of ``wfdb.rdsamp``), with canonical
+lead names (:func:`ecgsoup.leads.canonical_lead_names`), the sampling rate and
+the units.  A record that cannot be read raises :class:`RecordError` naming
+the file and the problem; the collecting readers can instead skip it
+(``on_error="skip"``), which lists it in :attr:`ECGDataset.errors` and warns -
+a bad record is never dropped silently.
+
+Missing samples (NaN, e.g. WFDB's "invalid sample" code) are kept as NaN:
+the reader reports the data as it is, and :class:`ecgsoup.preprocessing.ECGPreprocessor`
+refuses NaN with the record's index.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgsoup.leads import canonical_lead_names
+from ecgsoup.signal import lead_indices, resample
+
+__all__ = [
+    "RecordError",
+    "ECGRecord",
+    "ECGDataset",
+    "read_wfdb",
+    "read_records",
+    "read_dataset",
+    "read_challenge",
+    "read_ptbxl",
+    "from_array",
+    "load_sample",
+]
+
+# Physical unit (lower-cased) -> factor to millivolts.  Anything else (e.g. the
+# "NU" of a plethysmogram) is not an ECG voltage and is left out of `signal`.
+_TO_MV = {
+    "nv": 1e-6, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "v": 1e3, "volt": 1e3, "volts": 1e3,
+}  # fmt: skip
+_SIGNAL_SUFFIXES = (".hea", ".dat", ".mat", ".xyz")
+_ON_ERROR = ("skip", "raise")
+_PTBXL_TABLES = ("ptbxl_database.csv", "labels.csv")
+_PTBXL_RATES = {100: ("records100", "filename_lr"), 500: ("records500", "filename_hr")}
+
+
+class RecordError(ValueError):
+    """A record cannot be read: missing, truncated or malformed file.
+
+    The message names the file and what is wrong with it.
+    """
+
+
+@dataclass
+class ECGRecord:
+    """One ECG recording.
+
+    Parameters
+    ----------
+    record_id : str or int
+        Identifier (WFDB record name, PTB-XL ``ecg_id``, ...).
+    signal : ndarray of shape (n_samples, n_leads), float32
+        Time-major signal in ``units``.
+    fs : float
+        Sampling rate in Hz.
+    lead_names : tuple of str
+        Canonical lead names, one per column of ``signal``.
+    units : str, default="mV"
+    metadata : dict
+        Everything else the file says: header comments (age, sex, ``dx``
+        SNOMED codes, ...), ``path``, channels that were left out.
+    """
+
+    record_id: object
+    signal: np.ndarray
+    fs: float
+    lead_names: tuple[str, ...]
+    units: str = "mV"
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"ECGRecord({self.record_id!r}, {self.n_samples} samples x {len(self.lead_names)} "
+            f"leads [{', '.join(self.lead_names)}], {self.fs:g} Hz, {self.units})"
+        )
+
+
+@dataclass
+class ECGDataset:
+    """Records that share sampling rate and leads, ready for :class:`~ecgsoup.preprocessing.ECGPreprocessor`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_records, n_samples, n_leads), float32
+        Time-major signals.  Only with ``read_dataset(..., length="ragged")``
+        and records of different lengths is it a list of ``(n_samples_i,
+        n_leads)`` arrays instead.
+    lead_names : tuple of str
+        Canonical lead names of the last axis.
+    sampling_rate : float
+        Sampling rate in Hz.
+    record_ids : list
+        One identifier per record, in the order of ``X``.
+    metadata : pandas.DataFrame
+        One row per record (row ``i`` describes ``X[i]``): ``record_id``,
+        labels, folds, paths, header fields.
+    units : str, default="mV"
+    errors : list of (str, str)
+        ``(record, message)`` for every record that was skipped.
+
+    Examples
+    --------
+    >>> from ecgsoup import ECGPreprocessor, load_sample
+    >>> ds = load_sample()
+    >>> prep = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names)
+    >>> prep.fit_transform(ds.X).shape
+    (200, 12000)
+    """
+
+    X: np.ndarray | list
+    lead_names: tuple[str, ...]
+    sampling_rate: float
+    record_ids: list
+    metadata: pd.DataFrame
+    units: str = "mV"
+    errors: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+    def __repr__(self) -> str:
+        if isinstance(self.X, np.ndarray):
+            length = f"{self.X.shape[1]} samples"
+        else:
+            lengths = [len(x) for x in self.X] or [0]
+            length = f"{min(lengths)}-{max(lengths)} samples (ragged)"
+        leads = ", ".join(self.lead_names)
+        return (
+            f"ECGDataset({len(self)} records, {len(self.lead_names)} leads [{leads}], "
+            f"{self.sampling_rate:g} Hz, {length}, {self.units}, {len(self.errors)} skipped)"
+        )
+
+
+# --- single WFDB records ------------------------------------------------------------
+
+
+def _record_stem(path) -> Path:
+    path = Path(path).expanduser()
+    return path.with_suffix("") if path.suffix.lower() in _SIGNAL_SUFFIXES else path
+
+
+def _natural_key(path: Path):
+    # "2" before "10", as in LUDB and MIT-BIH numbering.
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
+
+
+def _parse_comments(comments) -> dict:
+    """``Key: value`` header comments -> dict (keys lower-case, ``<age>`` -> ``age``).
+
+    ``Dx`` (Challenge 2020/2021 SNOMED-CT codes) becomes a tuple of codes;
+    lines without a key are kept, joined, under ``comments``.
+    """
+    out, free = {}, []
+    for line in comments:
+        key, sep, value = line.partition(":")
+        key = re.sub(r"[^0-9a-z]+", "_", key.strip().strip("<>").lower()).strip("_")
+        if sep and key and len(key) <= 40:
+            out[key] = value.strip()
+        elif line.strip():
+            free.append(line.strip())
+    if "dx" in out:
+        out["dx"] = tuple(code.strip() for code in out["dx"].split(",") if code.strip())
+    if free:
+        out["comments"] = "; ".join(free)
+    return out
+
+
+def _rdrecord(stem: Path):
+    """``wfdb.rdrecord`` with the one known header quirk repaired.
+
+    Georgia records of the 2020 Challenge write ``E00001.mat 12 500 5000`` as
+    their record line (the record name carries the signal file's extension),
+    which wfdb rejects.  The header is copied with the name fixed, beside a
+    link to the untouched signal file.  Returns ``(record, note)``.
+    """
+    import wfdb
+    from wfdb.io.header import HeaderSyntaxError
+
+    try:
+        return wfdb.rdrecord(str(stem)), None
+    except HeaderSyntaxError as exc:
+        lines = stem.with_suffix(".hea").read_text(errors="replace").splitlines()
+        first = lines[0].split() if lines else []
+        if not first or first[0].lower() not in {stem.name.lower() + s for s in (".mat", ".dat")}:
+            raise RecordError(f"{stem}.hea: invalid WFDB header ({exc}).") from exc
+        fixed = "\n".join([" ".join([stem.name, *first[1:]]), *lines[1:]]) + "\n"
+        files = {line.split()[0] for line in lines[1:] if line.strip() and not line.startswith("#")}
+        with tempfile.TemporaryDirectory(prefix="ecgsoup-hea-") as tmp:
+            (Path(tmp) / f"{stem.name}.hea").write_text(fixed)
+            for name in files:
+                source = stem.parent / name
+                if source.exists():
+                    try:
+                        os.symlink(source.resolve(), Path(tmp) / name)
+                    except OSError:  # no symlinks (e.g. some Windows setups)
+                        shutil.copy(source, Path(tmp) / name)
+            record = wfdb.rdrecord(str(Path(tmp) / stem.name))
+        note = f"header record name {first[0]!r} read as {stem.name!r}"
+        return record, note
+
+
+def read_wfdb(path, *, leads=None) -> ECGRecord:
+    """Read one WFDB record (``.hea`` + ``.dat``/``.mat``) into millivolts.
+
+    Handles every WFDB signal format ``wfdb`` reads (16, 212 as in MIT-BIH,
+    MATLAB ``.mat`` as in the PhysioNet Challenges, several signal files as in
+    PTB-DB) and the record-name quirk of the Challenge 2020 Georgia headers.
+
+    Parameters
+    ----------
+    path : str or Path
+        The record, with or without extension (``.../00841_lr``,
+        ``.../A0001.hea`` and ``.../A0001.mat`` are the same record).
+    leads : sequence of str, optional
+        Keep only these leads, in this order (matched by name, any common
+        spelling).  Default: every voltage channel in file order.
+
+    Returns
+    -------
+    record : ECGRecord
+        ``signal`` float32 ``(n_samples, n_leads)`` in mV.  Channels that are
+        not voltages (a plethysmogram in "NU", ...) are left out and listed in
+        ``metadata["skipped_channels"]``; header comments are parsed into
+        ``metadata`` (``age``, ``sex``, ``dx``, ...).
+
+    Raises
+    ------
+    RecordError
+        Missing header or signal file, truncated or malformed data, no voltage
+        channel, or a requested lead that the record lacks.
+    """
+    stem = _record_stem(path)
+    header = stem.with_suffix(".hea")
+    if not header.exists():
+        raise RecordError(f"{header}: no such WFDB header file (a record is read from its .hea).")
+    try:
+        record, note = _rdrecord(stem)
+    except RecordError:
+        raise
+    except Exception as exc:  # wfdb raises ValueError, OSError, IndexError, ... on bad files
+        raise RecordError(
+            f"{stem}: cannot read the record ({type(exc).__name__}: {exc}). "
+            "The signal file may be truncated or not match its header."
+        ) from exc
+    signal = record.p_signal
+    if signal is None or signal.ndim != 2 or signal.shape[0] != record.sig_len:
+        shape = None if signal is None else signal.shape
+        raise RecordError(
+            f"{stem}: header announces {record.sig_len} samples x {record.n_sig} signals, "
+            f"but the data read as {shape}."
+        )
+    names = canonical_lead_names(record.sig_name or [f"ch{i}" for i in range(record.n_sig)])
+    units = list(record.units or ["mV"] * record.n_sig)
+    keep, scale, skipped = [], [], {}
+    for i, (name, unit) in enumerate(zip(names, units)):
+        factor = _TO_MV.get(str(unit or "mV").strip().lower())
+        if factor is None:
+            skipped[name] = unit
+        else:
+            keep.append(i)
+            scale.append(factor)
+    if not keep:
+        raise RecordError(f"{stem}: no voltage channel (units {units}); nothing to read as ECG.")
+    signal = (signal[:, keep] * np.asarray(scale)).astype(np.float32)
+    names = tuple(names[i] for i in keep)
+    metadata = _parse_comments(record.comments or [])
+    metadata.update(path=str(stem), header_units=tuple(units[i] for i in keep))
+    if skipped:
+        metadata["skipped_channels"] = skipped
+    if note:
+        metadata["header_repaired"] = note
+    if leads is not None:
+        try:
+            idx = lead_indices(names, leads)
+        except ValueError as exc:
+            raise RecordError(f"{stem}: {exc}") from exc
+        signal, names = signal[:, idx], tuple(canonical_lead_names(leads))
+    return ECGRecord(
+        record_id=stem.name,
+        signal=np.ascontiguousarray(signal),
+        fs=float(record.fs),
+        lead_names=names,
+        units="mV",
+        metadata=metadata,
+    )
+
+
+# --- folders -------------------------------------------------------------------------
+
+
+def _check_on_error(on_error) -> None:
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}; expected 'skip' or 'raise'.")
+
+
+def _is_ptbxl_root(path: Path) -> bool:
+    return path.is_dir() and any((path / d).is_dir() for d, _ in _PTBXL_RATES.values())
+
+
+def _iter_paths(path: Path) -> list[Path]:
+    """Record stems under ``path``: one record, or every ``.hea`` in a folder tree."""
+    if path.is_dir():
+        return sorted((h.with_suffix("") for h in path.rglob("*.hea")), key=_natural_key)
+    stem = _record_stem(path)
+    if stem.with_suffix(".hea").exists():
+        return [stem]
+    raise FileNotFoundError(
+        f"{path}: neither a folder nor a WFDB record (no {stem.with_suffix('.hea').name} found)."
+    )
+
+
+def _guarded(items, read, on_error, errors) -> Iterator[ECGRecord]:
+    """Apply ``read`` to each item; failures raise or go to ``errors``."""
+    for item in items:
+        try:
+            yield read(item)
+        except RecordError as exc:
+            if on_error == "raise":
+                raise
+            errors.append((str(item), str(exc)))
+
+
+def read_records(path, *, leads=None, on_error="skip", errors=None) -> Iterator[ECGRecord]:
+    """Iterate over the records in a folder (recursively), one record, or a PTB-XL root.
+
+    Records are read one at a time, so a folder larger than memory can be
+    streamed.  A PTB-XL root (holding ``records100/``) yields its 100 Hz
+    records with their labels; use :func:`read_ptbxl` for 500 Hz or folds.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder (every ``*.hea`` below it), a single record, or a PTB-XL root.
+    leads : sequence of str, optional
+        Keep only these leads, in this order (see :func:`read_wfdb`).
+    on_error : {"skip", "raise"}, default="skip"
+        ``"skip"``: an unreadable record is left out with a warning (and
+        appended to ``errors``); ``"raise"``: :class:`RecordError` propagates.
+    errors : list, optional
+        Receives ``(record, message)`` for each skipped record.
+
+    Yields
+    ------
+    record : ECGRecord
+    """
+    _check_on_error(on_error)
+    path = Path(path).expanduser()
+    sink = [] if errors is None else errors
+    if _is_ptbxl_root(path):
+        table, column = _ptbxl_table(path, 100, folds=None)
+        items, read = _ptbxl_items(path, table, column, leads)
+    else:
+        items, read = _iter_paths(path), lambda stem: read_wfdb(stem, leads=leads)
+    start = len(sink)
+    for record in _guarded(items, read, on_error, sink):
+        for name, message in sink[start:]:
+            warnings.warn(f"Skipped record {name}: {message}", stacklevel=2)
+        start = len(sink)
+        yield record
+    for name, message in sink[start:]:
+        warnings.warn(f"Skipped record {name}: {message}", stacklevel=2)
+
+
+def _collect(records: Iterable[ECGRecord], *, errors, sampling_rate, length, source) -> ECGDataset:
+    """Stack records into an :class:`ECGDataset`, enforcing one rate, lead set and length."""
+    if length is not None and length != "ragged":
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+            raise ValueError(f"length={length!r}; expected None, a positive number of samples, or 'ragged'.")
+    signals, rows, rates, lead_sets = [], [], {}, {}
+    for record in records:
+        x, fs = record.signal, record.fs
+        if sampling_rate is not None and fs != sampling_rate:
+            x, fs = resample(x, fs, sampling_rate, axis=0), float(sampling_rate)
+        if length not in (None, "ragged"):
+            if len(x) < length:
+                where = record.metadata.get("path", record.record_id)
+                errors.append((str(record.record_id), f"{where}: {len(x)} samples, fewer than length={length}."))
+                continue
+            x = x[:length]
+        rates.setdefault(fs, []).append(record.record_id)
+        lead_sets.setdefault(record.lead_names, []).append(record.record_id)
+        signals.append(x)
+        # The reader's own fields win over a header comment that happens to share a name.
+        fixed = {"record_id": record.record_id, "fs": record.fs, "n_samples": record.n_samples}
+        rows.append({**fixed, **{k: v for k, v in record.metadata.items() if k not in fixed}})
+    if not signals:
+        detail = f" ({len(errors)} unreadable: {errors[0][1]})" if errors else ""
+        raise ValueError(f"No readable ECG record in {source}{detail}.")
+    if len(rates) > 1:
+        summary = ", ".join(f"{fs:g} Hz: {len(ids)} records (e.g. {ids[0]})" for fs, ids in rates.items())
+        raise ValueError(
+            f"Records in {source} have different sampling rates ({summary}). "
+            "Pass sampling_rate=<Hz> to resample them all to one rate."
+        )
+    if len(lead_sets) > 1:
+        summary = "; ".join(
+            f"[{', '.join(names)}]: {len(ids)} records (e.g. {ids[0]})" for names, ids in lead_sets.items()
+        )
+        raise ValueError(
+            f"Records in {source} have different leads ({summary}). "
+            "Pass leads=[...] to select the same leads, by name, from every record."
+        )
+    lengths = {len(x) for x in signals}
+    if len(lengths) > 1 and length != "ragged":
+        raise ValueError(
+            f"Records in {source} have different lengths ({min(lengths)} to {max(lengths)} samples). "
+            "Pass length=<n> to keep the first n samples of each record, or length='ragged' "
+            "to get a list of arrays; read_records() streams them one by one."
+        )
+    X = np.stack(signals) if len(lengths) == 1 else signals
+    if errors:
+        shown = "; ".join(f"{name}: {message}" for name, message in errors[:3])
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        warnings.warn(
+            f"Skipped {len(errors)} record(s) in {source}, listed in ECGDataset.errors: {shown}{more}",
+            stacklevel=3,
+        )
+    return ECGDataset(
+        X=X,
+        lead_names=next(iter(lead_sets)),
+        sampling_rate=next(iter(rates)),
+        record_ids=[row["record_id"] for row in rows],
+        metadata=pd.DataFrame(rows),
+        units="mV",
+        errors=errors,
+    )
+
+
+def read_dataset(path, *, leads=None, sampling_rate=None, length=None, on_error="skip") -> ECGDataset:
+    """Read every record under ``path`` into one :class:`ECGDataset`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of WFDB/Challenge records (searched recursively), a single
+        record, or a PTB-XL root (its 100 Hz records; see :func:`read_ptbxl`).
+    leads : sequence of str, optional
+        Select these leads, by name, from every record.  Needed when records
+        carry different lead sets.
+    sampling_rate : float, optional
+        Resample every record to this rate (Hz).  Needed when the records'
+        rates differ; otherwise their common rate is kept.  For a PTB-XL root,
+        500 reads the ``records500`` copy and any other rate resamples
+        ``records100``.
+    length : int or "ragged", optional
+        ``None``: all records must have the same length.  An int keeps the
+        first ``length`` samples (after resampling) and skips - or with
+        ``on_error="raise"``, refuses - shorter records.  ``"ragged"`` keeps
+        every record whole and makes ``X`` a list of arrays.
+    on_error : {"skip", "raise"}, default="skip"
+        What to do with an unreadable record; skipped ones are listed in
+        ``errors`` and summarised in a warning.
+
+    Returns
+    -------
+    dataset : ECGDataset
+
+    Raises
+    ------
+    ValueError
+        If rates, leads or lengths differ without the option that reconciles
+        them (the message names it), or no record is readable.
+    """
+    _check_on_error(on_error)
+    errors: list = []
+    path = Path(path).expanduser()
+    if _is_ptbxl_root(path):
+        # Read the PTB-XL copy at the requested rate when there is one, else resample the 100 Hz one.
+        native = 500 if sampling_rate == 500 else 100
+        return _read_ptbxl(path, native, None, leads, length, on_error, resample_to=sampling_rate)
+    records = _guarded(_iter_paths(path), lambda stem: read_wfdb(stem, leads=leads), on_error, errors)
+    dataset = _collect(records, errors=errors, sampling_rate=sampling_rate, length=length, source=path)
+    return dataset
+
+
+def read_challenge(folder, *, leads=None, sampling_rate=None, length=None, on_error="skip") -> ECGDataset:
+    """Read PhysioNet/CinC Challenge 2020/2021 records (``.hea`` + ``.mat``).
+
+    The ``# Dx`` header line becomes a ``dx`` metadata column holding a tuple
+    of SNOMED-CT codes (empty when the header has none); ``age`` and ``sex``
+    come from their header lines.  Georgia headers with the 2020 record-name
+    quirk are read (noted in ``header_repaired``).  Challenge records differ
+    in rate (500 / 1000 Hz ...) and length, so ``sampling_rate`` and
+    ``length`` are usually needed; see :func:`read_dataset` for all options.
+
+    Returns
+    -------
+    dataset : ECGDataset
+    """
+    dataset = read_dataset(folder, leads=leads, sampling_rate=sampling_rate, length=length, on_error=on_error)
+    meta = dataset.metadata
+    if "dx" not in meta:
+        meta["dx"] = [() for _ in range(len(meta))]
+    else:
+        meta["dx"] = [dx if isinstance(dx, tuple) else () for dx in meta["dx"]]
+    return dataset
+
+
+# --- PTB-XL ---------------------------------------------------------------------------
+
+
+def _ptbxl_id(name: str):
+    """``"00841_lr"`` -> 841 (PTB-XL's ``ecg_id``); other names are kept as they are."""
+    digits = re.match(r"\d+", name)
+    return int(digits.group()) if digits else name
+
+
+def _ptbxl_table(root: Path, sampling_rate: int, folds) -> tuple[pd.DataFrame, str]:
+    """PTB-XL's record table (``ptbxl_database.csv``, else the sample's ``labels.csv``)."""
+    if sampling_rate not in _PTBXL_RATES:
+        raise ValueError(f"sampling_rate={sampling_rate!r}; PTB-XL ships 100 and 500 Hz records.")
+    folder, column = _PTBXL_RATES[sampling_rate]
+    table_path = next((root / t for t in _PTBXL_TABLES if (root / t).exists()), None)
+    if table_path is not None:
+        table = pd.read_csv(table_path)
+        if "ecg_id" not in table or column not in table:
+            raise ValueError(f"{table_path} lacks the 'ecg_id' / '{column}' columns of a PTB-XL table.")
+        if "scp_codes" in table:
+            # Stored as a Python dict literal, e.g. "{'NORM': 100.0, 'SR': 0.0}".
+            table["scp_codes"] = [
+                ast.literal_eval(codes) if isinstance(codes, str) else {} for codes in table["scp_codes"]
+            ]
+    else:
+        stems = sorted((h.with_suffix("") for h in (root / folder).rglob("*.hea")), key=_natural_key)
+        table = pd.DataFrame(
+            {
+                "ecg_id": [_ptbxl_id(stem.name) for stem in stems],
+                column: [str(s.relative_to(root)) for s in stems],
+            }
+        )
+    if folds is not None:
+        if "strat_fold" not in table:
+            raise ValueError(
+                f"{root} has no fold information (no ptbxl_database.csv or labels.csv with "
+                "'strat_fold'); pass folds=None."
+            )
+        wanted = [folds] if np.isscalar(folds) else list(folds)
+        unknown = sorted(set(wanted) - set(range(1, 11)))
+        if unknown:
+            raise ValueError(f"folds={folds!r}: PTB-XL folds are 1..10, got {unknown}.")
+        table = table[table["strat_fold"].isin(wanted)]
+    return table.reset_index(drop=True), column
+
+
+def _ptbxl_items(root: Path, table: pd.DataFrame, column: str, leads):
+    def read(row):
+        record = read_wfdb(root / row[column], leads=leads)
+        record.record_id = row["ecg_id"]
+        record.metadata = {**record.metadata, **row}
+        return record
+
+    return [row for row in table.to_dict("records")], read
+
+
+def read_ptbxl(root, sampling_rate=100, folds=None, *, leads=None, length=None, on_error="skip") -> ECGDataset:
+    """Read PTB-XL from its native folder layout.
+
+    Parameters
+    ----------
+    root : str or Path
+        The PTB-XL folder holding ``records100/``, ``records500/`` and
+        ``ptbxl_database.csv`` (a download from PhysioNet).  A folder with a
+        ``labels.csv`` holding ``ecg_id``, ``strat_fold`` and
+        ``filename_lr``/``filename_hr`` (the layout of ecgsoup's test sample)
+        works the same way; without either table every record under
+        ``records100``/``records500`` is read, without labels or folds.
+    sampling_rate : {100, 500}, default=100
+        Which copy to read: ``records100`` (``filename_lr``) or ``records500``
+        (``filename_hr``).  No resampling is done here.
+    folds : int or sequence of int, optional
+        Keep only these ``strat_fold`` values (1-10; the recommended split is
+        folds 1-8 train, 9 validation, 10 test).
+    leads, length, on_error
+        As in :func:`read_dataset`.
+
+    Returns
+    -------
+    dataset : ECGDataset
+        ``record_ids`` are the ``ecg_id`` values; ``metadata`` holds every
+        column of the table (``scp_codes`` parsed into dicts, ``strat_fold``,
+        ``patient_id``, ...) plus the header fields.
+    """
+    return _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to=None)
+
+
+def _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to) -> ECGDataset:
+    _check_on_error(on_error)
+    root = Path(root).expanduser()
+    if not _is_ptbxl_root(root):
+        raise FileNotFoundError(f"{root} is not a PTB-XL folder (no records100/ or records500/ inside).")
+    table, column = _ptbxl_table(root, sampling_rate, folds)
+    if table.empty:
+        raise ValueError(f"No PTB-XL record in {root} matches folds={folds!r}.")
+    errors: list = []
+    items, read = _ptbxl_items(root, table, column, leads)
+    records = _guarded(items, read, on_error, errors)
+    return _collect(records, errors=errors, sampling_rate=resample_to, length=length, source=root)
+
+
+# --- arrays and the bundled sample ---------------------------------------------------------
+
+
+def from_array(x, sampling_rate, lead_names, units="mV", record_ids=None, metadata=None) -> ECGDataset:
+    """Wrap a numpy array of ECGs as an :class:`ECGDataset` in mV.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_records, n_samples, n_leads)
+        Time-major signals (a single ``(n_samples, n_leads)`` record is also
+        accepted).  Integer arrays are fine (e.g. int16 microvolts).
+    sampling_rate : float
+        Sampling rate in Hz.
+    lead_names : sequence of str
+        Name of each column of the last axis.
+    units : {"mV", "uV", "V"}, default="mV"
+        Units of ``x``; the result is converted to mV.
+    record_ids : sequence, optional
+        Default ``0 .. n_records-1``.
+    metadata : pandas.DataFrame, optional
+        One row per record, kept next to ``record_id``.
+
+    Returns
+    -------
+    dataset : ECGDataset
+    """
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"x must be (n_records, n_samples, n_leads); got shape {x.shape}.")
+    lead_names = canonical_lead_names(lead_names)
+    if x.shape[2] != len(lead_names):
+        hint = " It looks lead-major; pass x.transpose(0, 2, 1)." if x.shape[1] == len(lead_names) else ""
+        raise ValueError(
+            f"x has {x.shape[2]} leads on its last axis but lead_names lists {len(lead_names)}.{hint}"
+        )
+    factor = _TO_MV.get(str(units).strip().lower())
+    if factor is None:
+        raise ValueError(f"units={units!r}; expected a voltage unit such as 'mV', 'uV' or 'V'.")
+    if sampling_rate is None or not np.isfinite(sampling_rate) or sampling_rate <= 0:
+        raise ValueError(f"sampling_rate must be a positive number of Hz, got {sampling_rate!r}.")
+    record_ids = list(range(len(x))) if record_ids is None else list(record_ids)
+    if len(record_ids) != len(x):
+        raise ValueError(f"{len(record_ids)} record_ids for {len(x)} records.")
+    meta = pd.DataFrame({"record_id": record_ids})
+    if metadata is not None:
+        if len(metadata) != len(x):
+            raise ValueError(f"metadata has {len(metadata)} rows for {len(x)} records.")
+        extra = pd.DataFrame(metadata).reset_index(drop=True)
+        meta = pd.concat([meta, extra.drop(columns=["record_id"], errors="ignore")], axis=1)
+    signals = (x.astype(np.float64) * factor).astype(np.float32) if factor != 1 else x.astype(np.float32)
+    return ECGDataset(
+        X=signals,
+        lead_names=lead_names,
+        sampling_rate=float(sampling_rate),
+        record_ids=record_ids,
+        metadata=meta,
+        units="mV",
+    )
+
+
+def load_sample() -> ECGDataset:
+    """The bundled real sample: all 200 LUDB records at 100 Hz, with labels.
+
+    Lobachevsky University Electrocardiography Database v1.0.1 (ODC-By 1.0;
+    cite Kalyakulina et al., see ``ecgsoup/data/README.md``), 12 leads, 10 s,
+    resampled 500 -> 100 Hz and stored as int16 microvolts.  Note that this
+    release range-normalises every lead to 1 mV peak-to-peak, so absolute
+    amplitudes are not physiological.
+
+    Returns
+    -------
+    dataset : ECGDataset
+        ``X`` float32 ``(200, 1000, 12)`` in mV; ``metadata`` holds
+        ``record_id, sex, age, rhythm, axis, conduction, extrasystoles,
+        hypertrophy, pacing, ischemia, repolarization, other,
+        rhythm_primary`` (multi-valued cells joined with ``"; "``).
+    """
+    data_dir = resources.files("ecgsoup.data")
+    with resources.as_file(data_dir / "ludb_100hz.npz") as npz_path, np.load(npz_path) as npz:
+        x, record_id = npz["x"], npz["record_id"]
+        fs, lead_names, units = float(npz["fs"]), [str(n) for n in npz["lead_names"]], str(npz["units"])
+    with resources.as_file(data_dir / "ludb_labels.csv") as csv_path:
+        labels = pd.read_csv(csv_path, keep_default_na=False)
+    if not np.array_equal(labels["record_id"].to_numpy(), record_id):
+        raise RuntimeError(
+            "ecgsoup/data is inconsistent: ludb_labels.csv and ludb_100hz.npz disagree on record order."
+        )
+    return from_array(x, fs, lead_names, units=units, record_ids=record_id.tolist(), metadata=labels)

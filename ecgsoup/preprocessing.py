@@ -1,0 +1,348 @@
+"""``ECGPreprocessor``: bring ECG arrays into the model's input contract.
+
+The model's config (:func:`ecgsoup.models.load_config`) says which leads it
+expects, in which order, at which sampling rate and over how many samples.
+The preprocessor matches the data's leads to those **by name**, resamples,
+optionally band-passes, checks or fixes the length, and emits the flat,
+lead-major array that :class:`ecgsoup.embedding.LayerwiseEmbedder` consumes (see
+``docs/dev/contracts.md``).  It learns nothing from the data: ``fit`` only
+validates the parameters against the input's shape.
+"""
+
+from __future__ import annotations
+
+import os
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ecgsoup.leads import canonical_lead_name, canonical_lead_names
+from ecgsoup.models import EncoderConfig, STMEMEncoder, load_config
+from ecgsoup.signal import bandpass as _bandpass
+from ecgsoup.signal import lead_indices, resample, resampled_length
+
+__all__ = ["ECGPreprocessor"]
+
+_RATE_HELP = (
+    "sampling_rate is required: pass the sampling rate of your data in Hz, e.g. "
+    "ECGPreprocessor(sampling_rate=ds.sampling_rate, ...) for an ecgsoup ECGDataset, the "
+    "`fs` of a WFDB header (wfdb.rdheader(path).fs), or 100 / 500 for PTB-XL's "
+    "records100 / records500. ecgsoup never guesses it."
+)
+
+
+class ECGPreprocessor(TransformerMixin, BaseEstimator):
+    """Reorder leads by name, resample and size ECGs for an ecgsoup model.
+
+    Stateless: ``fit`` learns nothing from the data; it checks the parameters
+    and the input's shape and records the resulting geometry.  No z-scoring
+    is done here - the embedder standardises every model window itself.
+
+    Parameters
+    ----------
+    sampling_rate : float
+        Sampling rate of the input data in Hz.  Required.
+    lead_names : sequence of str
+        Name of each lead of the input, in the order of its last axis (any
+        common spelling: ``"AVR"``, ``"MLII"`` ...).  Required: leads are
+        matched by name, never by position.
+    lead_map : dict, default=None
+        ``{model lead: data lead}`` for leads stored under other names, e.g.
+        ``{"II": "ECG2"}``.
+    model : str, path, EncoderConfig or STMEMEncoder, default="default"
+        Whose input contract to meet: ``"default"`` (the bundled model), a
+        model directory, a configuration name such as ``"ecgsoup-100hz-tiny"``,
+        a config or an encoder.  Only the config is read (no weights).
+    bandpass : "model", (float, float) or None, default="model"
+        ``"model"`` applies the config's band-pass (none for the ``ecgsoup-100hz``
+        models, 0.67-40 Hz for ``st-mem-250hz``); a ``(low, high)`` tuple in Hz
+        applies that one; ``None`` applies none.  Zero-phase Butterworth,
+        applied at the model's sampling rate.
+    length : {"full", "crop"}, default="full"
+        ``"full"`` keeps whole records (the embedder averages over windows);
+        ``"crop"`` keeps the first window (``n_samples`` of the model).
+    pad : {"error", "zeros", "edge"}, default="error"
+        Records shorter than one model window raise an error, or are padded
+        at the end with zeros or with their last value.
+
+    Attributes
+    ----------
+    config_ : EncoderConfig
+        The model's input contract.
+    lead_indices_ : ndarray of int
+        Column of the input holding each model lead, in model order.
+    n_samples_in_ : int
+        Samples per lead in the input.
+    n_samples_out_ : int
+        Samples per lead in the output (``T``).
+    bandpass_ : tuple of float or None
+        The band-pass actually applied.
+    n_features_in_ : int
+        Columns of 2-D input; for 3-D input, its second axis (time).
+    feature_names_in_ : ndarray of str
+        Column names of a DataFrame input.
+
+    Notes
+    -----
+    Input is **time-major**: ``(n_records, n_samples, n_leads)``, as read by
+    :mod:`ecgsoup.io`, or flattened row-wise to ``(n_records, n_samples *
+    n_leads)``.  For an :class:`ecgsoup.io.ECGDataset` ``ds``, pass ``ds.X``
+    and build the preprocessor with ``sampling_rate=ds.sampling_rate,
+    lead_names=ds.lead_names``.  Output is float32 ``(n_records, n_leads * T)``
+    in **lead-major** order (all samples of the model's first lead, then the
+    second, ...), columns named ``I_t0000``, ``I_t0001``, ...
+
+    Examples
+    --------
+    >>> from ecgsoup import ECGPreprocessor, load_sample
+    >>> ds = load_sample()
+    >>> prep = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names)
+    >>> Xt = prep.fit_transform(ds.X)
+    >>> Xt.shape, prep.get_feature_names_out()[1000]
+    ((200, 12000), 'II_t0000')
+    """
+
+    _parameter_constraints = {
+        "sampling_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "lead_names": ["array-like", None],
+        "lead_map": [dict, None],
+        "model": [str, os.PathLike, EncoderConfig, STMEMEncoder],
+        "bandpass": [StrOptions({"model"}), tuple, list, None],
+        "length": [StrOptions({"full", "crop"})],
+        "pad": [StrOptions({"error", "zeros", "edge"})],
+    }
+
+    def __init__(
+        self,
+        sampling_rate=None,
+        lead_names=None,
+        lead_map=None,
+        model="default",
+        bandpass="model",
+        length="full",
+        pad="error",
+    ):
+        self.sampling_rate = sampling_rate
+        self.lead_names = lead_names
+        self.lead_map = lead_map
+        self.model = model
+        self.bandpass = bandpass
+        self.length = length
+        self.pad = pad
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        # Output is float32 whatever the input precision (the encoder's dtype).
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # --- validation ---------------------------------------------------------------
+
+    def _data_leads(self) -> tuple[str, ...]:
+        if self.lead_names is None:
+            raise ValueError(
+                "lead_names is required: pass the name of each lead of your data, in the order "
+                "of its last axis (ds.lead_names for an ecgsoup ECGDataset, record.sig_name for "
+                "wfdb). ecgsoup matches leads by name, never by position."
+            )
+        names = [str(n) for n in self.lead_names]
+        mapped = {str(v) for v in (self.lead_map or {}).values()}
+        unknown = [n for n in names if canonical_lead_name(n) is None and n not in mapped]
+        if unknown:
+            raise ValueError(
+                f"lead_names has names that are not standard ECG leads: {unknown}. Map them with "
+                "lead_map={model_lead: data_lead}, or leave those columns out of X "
+                "(e.g. ecgsoup.io.read_wfdb(path, leads=[...]))."
+            )
+        return tuple(names)
+
+    def _lead_indices(self, data_leads, config) -> np.ndarray:
+        lead_map = dict(self.lead_map or {})
+        model_leads = set(config.lead_names)
+        bad_keys = [k for k in lead_map if (canonical_lead_name(k) or k) not in model_leads]
+        if bad_keys:
+            raise ValueError(
+                f"lead_map keys must be leads of the model {list(config.lead_names)}; got {bad_keys}."
+            )
+        data_set = set(data_leads) | set(canonical_lead_names(data_leads))
+        bad_values = [v for v in lead_map.values() if v not in data_set]
+        if bad_values:
+            raise ValueError(f"lead_map values {bad_values} are not in lead_names {list(data_leads)}.")
+        lead_map = {canonical_lead_name(k) or k: v for k, v in lead_map.items()}
+        return lead_indices(data_leads, config.lead_names, lead_map)
+
+    def _resolve_bandpass(self, config):
+        band = config.bandpass if isinstance(self.bandpass, str) else self.bandpass
+        if band is None:
+            return None
+        if len(band) != 2:
+            raise ValueError(f"bandpass={self.bandpass!r}; expected 'model', None or (low, high) in Hz.")
+        low, high = float(band[0]), float(band[1])
+        nyquist = config.sampling_rate / 2
+        if not 0 < low < high:
+            raise ValueError(f"bandpass={self.bandpass!r}: need 0 < low < high (Hz).")
+        if high >= nyquist:
+            raise ValueError(
+                f"bandpass high edge {high:g} Hz is not below the Nyquist frequency ({nyquist:g} Hz) "
+                f"of the model's {config.sampling_rate:g} Hz; choose a lower edge."
+            )
+        return (low, high)
+
+    def _as_3d(self, X, n_leads) -> np.ndarray:
+        """Time-major ``(n, time, leads)`` view of 2-D flat or 3-D input."""
+        if X.ndim == 3:
+            if X.shape[2] != n_leads:
+                hint = (
+                    " X looks lead-major (n, leads, time); pass X.transpose(0, 2, 1)."
+                    if X.shape[1] == n_leads
+                    else ""
+                )
+                raise ValueError(
+                    f"X has {X.shape[2]} leads on its last axis but lead_names lists {n_leads}."
+                    f"{hint} Input is time-major: (n_records, n_samples, n_leads)."
+                )
+            return X
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n, time*leads) or 3-D (n, time, leads); got {X.ndim}-D.")
+        if X.shape[1] % n_leads:
+            raise ValueError(
+                f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
+                f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
+            )
+        return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)
+
+    def _check_finite(self, X3, data_leads) -> None:
+        bad = ~np.isfinite(X3)
+        if bad.any():
+            record = int(np.argwhere(bad.any(axis=(1, 2)))[0][0])
+            leads = [data_leads[j] for j in np.flatnonzero(bad[record].any(axis=0))]
+            n_records = int(bad.any(axis=(1, 2)).sum())
+            raise ValueError(
+                f"Record {record} (row {record} of X) holds {int(bad[record].sum())} NaN or infinite "
+                f"values in lead(s) {leads}; {n_records} record(s) are affected in all. Interpolate "
+                "or drop them first: ecgsoup does not fill gaps silently."
+            )
+
+    def _output_length(self, n_resampled, config) -> int:
+        window = config.n_samples
+        if n_resampled < window and self.pad == "error":
+            raise ValueError(
+                f"Records are {n_resampled} samples long at {config.sampling_rate:g} Hz "
+                f"({n_resampled / config.sampling_rate:g} s), shorter than the model's window of "
+                f"{window} samples ({config.seconds:g} s). Pass pad='zeros' or pad='edge' to pad "
+                "them, or use longer recordings."
+            )
+        return window if self.length == "crop" else max(n_resampled, window)
+
+    # --- sklearn API -------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Check the parameters against ``X``; nothing is learned from the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_samples, n_leads) or (n_records, n_samples * n_leads)
+            Time-major ECGs.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ECGPreprocessor
+        """
+        self._validate_params()
+        if self.sampling_rate is None:
+            raise ValueError(_RATE_HELP)
+        data_leads = self._data_leads()
+        config = load_config(self.model)
+        indices = self._lead_indices(data_leads, config)
+        band = self._resolve_bandpass(config)
+        X = validate_data(
+            self, X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False
+        )
+        X3 = self._as_3d(X, len(data_leads))
+        self._check_finite(X3, data_leads)
+        n_resampled = resampled_length(X3.shape[1], float(self.sampling_rate), config.sampling_rate)
+        n_out = self._output_length(n_resampled, config)
+        self.config_ = config
+        self.lead_indices_ = indices
+        self.n_samples_in_ = int(X3.shape[1])
+        self.n_samples_out_ = int(n_out)
+        self.bandpass_ = band
+        return self
+
+    def transform(self, X):
+        """Model-ready ECGs: leads in model order, model rate, flat lead-major.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_samples, n_leads) or (n_records, n_samples * n_leads)
+            Time-major ECGs with the leads, rate and length seen in ``fit``.
+
+        Returns
+        -------
+        X_out : ndarray of shape (n_records, n_model_leads * n_samples_out_), float32
+        """
+        check_is_fitted(self)
+        if getattr(X, "ndim", None) == 3 and X.shape[1] != self.n_samples_in_:
+            # Checked before validate_data, whose message would call time "features".
+            raise ValueError(
+                f"X has {X.shape[1]} samples per lead but the preprocessor was fitted on "
+                f"{self.n_samples_in_}; fit it again (fit is cheap: nothing is learned)."
+            )
+        X = validate_data(
+            self, X, reset=False, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False
+        )
+        data_leads = self._data_leads()
+        X3 = self._as_3d(X, len(data_leads))
+        self._check_finite(X3, data_leads)
+        config = self.config_
+        x = X3[:, :, self.lead_indices_]
+        x = resample(x, float(self.sampling_rate), config.sampling_rate, axis=1)
+        if self.bandpass_ is not None:
+            x = _bandpass(x, config.sampling_rate, *self.bandpass_, axis=1)
+        x = self._fit_length(x)
+        # (n, T, leads) -> (n, leads, T) -> flat, lead-major as the embedder expects.
+        flat = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(len(x), -1)
+        return flat.astype(np.float32, copy=False)
+
+    def _fit_length(self, x) -> np.ndarray:
+        n_out = self.n_samples_out_
+        if x.shape[1] >= n_out:
+            return x[:, :n_out]
+        mode = "constant" if self.pad == "zeros" else "edge"
+        return np.pad(x, ((0, 0), (0, n_out - x.shape[1]), (0, 0)), mode=mode)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names, ``<lead>_t<sample>`` in lead-major order.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Only checked against the input seen in ``fit``; output names do
+            not depend on them.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+            E.g. ``I_t0000 ... I_t0999, II_t0000, ...``, zero-padded so that
+            string order equals time order.
+        """
+        check_is_fitted(self)
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            names_in = getattr(self, "feature_names_in_", None)
+            if names_in is not None and not np.array_equal(names_in, input_features):
+                raise ValueError("input_features is not equal to feature_names_in_")
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    "input_features should have length equal to number of features "
+                    f"({self.n_features_in_}), got {len(input_features)}"
+                )
+        width = max(4, len(str(self.n_samples_out_ - 1)))
+        times = range(self.n_samples_out_)
+        return np.asarray([f"{lead}_t{t:0{width}d}" for lead in self.config_.lead_names for t in times], dtype=object)
