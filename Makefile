@@ -26,5 +26,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x -q
 
+# -W --keep-going -n: every warning and every broken reference fails the build
+# (tests/test_docs.py runs the same command, so CI catches them too).
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo-output .pytest_cache

@@ -1,5 +1,11 @@
 """Sphinx configuration; `make docs` builds with -W -n (warnings and broken references fail)."""
 
+import dataclasses
+import importlib
+import re
+
+from numpydoc.xref import DEFAULT_LINKS
+
 import ecgsoup
 
 project = "ecgsoup"
@@ -16,24 +22,54 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# dev/ holds contributor notes; generated/ is rewritten by autosummary on every build.
 exclude_patterns = ["_build", "dev/*"]
+templates_path = ["_templates"]
 myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence", "deflist"]
 
+# The API reference is generated from the docstrings (api.md lists the objects);
+# the stub pages go to docs/generated/ and are rebuilt each time.
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autosummary_generate_overwrite = True
+# Members are listed by the class template (_templates/autosummary/class.rst), which
+# includes inherited ones; _skip_foreign_members drops those defined outside ecgsoup
+# (sklearn's get_params, torch's Module methods) and keeps ecgsoup's shared bases'
+# public methods (e.g. PMA.gate_weights).
+autodoc_default_options = {}
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"  # numpydoc's Parameters section is the one source of types
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = True
-numpydoc_xref_ignore = {"of", "or", "default", "optional", "shape", "array-like", "like", "int", "str",
-                        "float", "bool", "None", "dict", "list", "tuple", "callable", "path", "Path",
-                        "n_samples", "n_features", "n_records", "n_layers", "n_classes", "n_leads",
-                        "n_times", "n_outputs", "dim", "D", "L", "N", "B", "C", "T", "S"}
+# Types in Parameters/Returns: only ecgsoup's own classes become links (there is no
+# network for intersphinx, so numpydoc's default python:/numpy: links are turned back
+# into plain text); everything else ("int", "ndarray of shape (n, 12)") stays text.
+numpydoc_xref_ignore = "all"
+numpydoc_xref_aliases = {name: name for name in DEFAULT_LINKS}
+numpydoc_xref_aliases.update({
+    "ECGDataset": "ecgsoup.io.ECGDataset",
+    "ECGRecord": "ecgsoup.io.ECGRecord",
+    "RecordError": "ecgsoup.io.RecordError",
+    "ECGPreprocessor": "ecgsoup.preprocessing.ECGPreprocessor",
+    "LayerwiseEmbedder": "ecgsoup.embedding.LayerwiseEmbedder",
+    "LayerSelector": "ecgsoup.fusion.LayerSelector",
+    "PPA": "ecgsoup.fusion.PPA",
+    "PMA": "ecgsoup.pma.PMA",
+    "PMAClassifier": "ecgsoup.pma.PMAClassifier",
+    "STMEMEncoder": "ecgsoup.models.STMEMEncoder",
+    "EncoderConfig": "ecgsoup.models.EncoderConfig",
+    "WeightsError": "ecgsoup.models.WeightsError",
+    "Layout": "ecgsoup.layout.Layout",
+    "PretrainSettings": "ecgsoup.pretraining.PretrainSettings",
+    "MaskedAutoencoder": "ecgsoup.pretraining.MaskedAutoencoder",
+})
 numpydoc_validation_checks = set()
 
 # No network on the build machines: references to outside docs are plain text.
 intersphinx_mapping = {}
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(numpy|np|pandas|pd|torch|sklearn|joblib|dask|matplotlib|pathlib|os)\..*"),
+    (r"py:.*", r"(numpy|np|pandas|pd|torch|sklearn|joblib|dask|matplotlib|pathlib|os|scipy|wfdb)\..*"),
     (r"py:class", r"(ndarray|DataFrame|Series|Figure|Axes|Tensor|Module|Memory|Client|Generator|"
                   r"BaseEstimator|TransformerMixin|ClassifierMixin|array|matrix|sparse matrix|"
                   r"estimator|object|iterable|sequence|mapping|scalar|Path-like|path-like|"
@@ -45,3 +81,101 @@ html_theme = "pydata_sphinx_theme"
 html_title = "ecgsoup"
 html_static_path = ["_static"]
 html_theme_options = {"navigation_with_keys": False}
+
+
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Skip class members inherited from scikit-learn, torch or the standard library."""
+    if skip or what not in ("class", "exception"):
+        return None
+    function = getattr(obj, "fget", obj)
+    function = getattr(function, "__func__", function)
+    module = getattr(function, "__module__", None)
+    if callable(function) and module and not module.startswith("ecgsoup"):
+        return True
+    return None
+
+
+def _import_object(path):
+    """The object named by a dotted path (module prefix imported), or None."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[cut:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+_DOCUMENTED = {"size": -1, "by_id": {}}
+
+
+def _documented_name(env, obj):
+    """Name under which the API reference documents ``obj`` (a re-export is the same object)."""
+    objects = env.get_domain("py").objects
+    if _DOCUMENTED["size"] != len(objects):  # rebuilt once all documents are read
+        by_id = {}
+        for name in objects:
+            found = _import_object(name) if name.startswith("ecgsoup") else None
+            if found is not None:
+                by_id.setdefault(id(found), name)
+        _DOCUMENTED.update(size=len(objects), by_id=by_id)
+    return _DOCUMENTED["by_id"].get(id(obj))
+
+
+def _resolve_ecgsoup_aliases(app, env, node, contnode):
+    """Resolve references to an ecgsoup object by any of its import paths.
+
+    Docstrings may name an object where users import it (``ecgsoup.ECGPreprocessor``)
+    or where it is defined (``ecgsoup.pretraining.mae.MaskedAutoencoder``); the API
+    reference documents it once, under its public module.  A reference to a dataclass
+    field (``ECGDataset.errors``) resolves to the class, whose Parameters section
+    documents its fields.  Anything else stays unresolved, and fails the build.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    module = node.get("py:module") or ""
+    candidates = [f"{module}.{target}" if module else target, target, f"ecgsoup.{target}"]
+    for candidate in dict.fromkeys(candidates):
+        if not candidate.startswith("ecgsoup"):
+            continue
+        obj = _import_object(candidate)
+        owner, _, field = candidate.rpartition(".")
+        if obj is None:
+            owner_obj = _import_object(owner)
+            if not (dataclasses.is_dataclass(owner_obj) and field in {f.name for f in dataclasses.fields(owner_obj)}):
+                continue
+            obj = owner_obj
+        name = _documented_name(env, obj)
+        if name is None:
+            continue
+        return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, "obj", name, node, contnode)
+    return None
+
+
+_TYPE_LINE = re.compile(r"^(\s*\*\*[^*]+\*\* : )(.*)$")
+_TRAILING_UNDERSCORE = re.compile(r"(?<=\w)_(?=[^\w`]|$)")
+
+
+def _escape_type_underscores(app, what, name, obj, options, lines):
+    """Keep fitted-attribute names in types (``(len(layers_), dim_)``) as text.
+
+    numpydoc leaves unlinked type text as is, and reST would read ``layers_`` as a
+    hyperlink reference; runs after numpydoc has rendered the sections.
+    """
+    for i, line in enumerate(lines):
+        match = _TYPE_LINE.match(line)
+        if match and "`" not in match.group(2):
+            lines[i] = match.group(1) + _TRAILING_UNDERSCORE.sub(r"\\_", match.group(2))
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_foreign_members)
+    app.connect("autodoc-process-docstring", _escape_type_underscores, priority=900)
+    app.connect("missing-reference", _resolve_ecgsoup_aliases)

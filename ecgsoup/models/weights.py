@@ -233,6 +233,10 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
             # contract is known even where the weights are not installed
             # (load_model still refuses to run without them).
             return get_config(_DEFAULT_DIRNAME)
+    elif isinstance(source, str) and source.startswith("random"):
+        # LayerwiseEmbedder's untrained baselines: "random" (tiny) or "random:<config>".
+        name = source.partition(":")[2] or "ecgsoup-100hz-tiny"
+        return get_config(name)
     elif isinstance(source, str) and (
         source in list_configs() or source in {n.rsplit("-", 1)[0] for n in list_configs()}
     ) and not Path(source).exists():
