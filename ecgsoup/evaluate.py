@@ -1,0 +1,349 @@
+"""Evaluation: the macro AUC of spec 4.2 and the layer-wise probe of spec 5.1.
+
+``macro_auc`` follows the authors' metric: the unweighted mean of per-class
+ROC AUCs over *all* classes, where a class whose AUC is undefined on the split
+(no positives or no negatives in ``y_true``) counts as **0.5** instead of being
+dropped (spec 4.2).  A warning reports how many classes were counted that way.
+
+``layer_probe`` cross-validates one linear probe per layer
+(``LayerSelector(layers=l)`` + a classifier) and per fusion method (PPA, PMA)
+on the *same* folds, and returns a tidy table; ``plot_layer_probe`` draws it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, cross_val_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import type_of_target
+
+from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.pma import PMA
+
+__all__ = ["macro_auc", "macro_auc_scorer", "layer_probe", "plot_layer_probe"]
+
+
+def _class_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of one class, or NaN when the split has only one label value."""
+    if truth.min() == truth.max():
+        return np.nan
+    return float(roc_auc_score(truth, score))
+
+
+def macro_auc(y_true, y_score, *, labels=None) -> float:
+    """Macro ROC AUC, counting classes without both labels in the split as 0.5 (spec 4.2).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Binary or multiclass labels, or a 0/1 indicator matrix (multi-label).
+    y_score : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Scores: for binary ``y_true`` the positive-class score (1-D) or both
+        columns of ``predict_proba``; otherwise one column per class, in the
+        order of ``labels`` (multiclass) or of the indicator columns.
+    labels : array-like, default=None
+        Multiclass only: the class of each ``y_score`` column (e.g. a fitted
+        classifier's ``classes_``).  Needed when some class is missing from
+        ``y_true`` in this split; defaults to the sorted labels of ``y_true``.
+        For binary ``y_true`` it names ``[negative, positive]``.
+
+    Returns
+    -------
+    score : float
+        Unweighted mean over classes (one-vs-rest for multiclass; a binary
+        task has one class, the positive one).  A class whose ``y_true``
+        column is all 0 or all 1 contributes 0.5 and is reported with an
+        ``UndefinedMetricWarning``, as the authors' code does (``macro_nans``).
+
+    Examples
+    --------
+    >>> from ecgsoup.evaluate import macro_auc
+    >>> macro_auc([[1, 0], [0, 0], [1, 0]], [[0.9, 0.2], [0.1, 0.3], [0.8, 0.1]])
+    0.75
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=float)
+    if y_true.shape[0] != y_score.shape[0]:
+        raise ValueError(
+            f"y_true has {y_true.shape[0]} samples but y_score has {y_score.shape[0]}."
+        )
+    kind = type_of_target(y_true, input_name="y_true")
+    if kind == "multilabel-indicator" or (y_true.ndim == 2 and y_true.shape[1] > 1):
+        truth = y_true.astype(float)
+        if y_score.shape != truth.shape:
+            raise ValueError(
+                f"Multi-label y_true has shape {truth.shape} but y_score has {y_score.shape}; "
+                "pass one score column per label."
+            )
+    else:
+        y_true = y_true.ravel()
+        if labels is None:
+            labels = np.unique(y_true)
+        labels = np.asarray(labels)
+        if y_score.ndim == 1 or (y_score.ndim == 2 and y_score.shape[1] == 1):
+            # A single score column is the positive class of a binary task.
+            if len(labels) > 2:
+                raise ValueError(
+                    f"y_true has {len(labels)} classes but y_score has one column; pass "
+                    "predict_proba / decision_function with one column per class."
+                )
+            positive = labels[-1] if len(labels) else 1
+            truth = (y_true == positive).astype(float)[:, None]
+            y_score = y_score.reshape(-1, 1)
+        else:
+            if y_score.shape[1] != len(labels):
+                raise ValueError(
+                    f"y_score has {y_score.shape[1]} columns but there are {len(labels)} labels "
+                    f"({list(labels)[:10]}); pass labels=<the classifier's classes_> when a "
+                    "class is missing from y_true in this split."
+                )
+            unknown = np.setdiff1d(np.unique(y_true), labels)
+            if unknown.size:
+                raise ValueError(f"y_true holds labels {list(unknown)} that are not in labels.")
+            truth = (y_true[:, None] == labels[None, :]).astype(float)
+            if len(labels) == 2:  # binary with both columns: score the positive class only
+                truth, y_score = truth[:, 1:], y_score[:, 1:]
+    if truth.shape[1] == 0:
+        raise ValueError("There are no classes to score.")
+    aucs = np.array([_class_auc(truth[:, k], y_score[:, k]) for k in range(truth.shape[1])])
+    undefined = int(np.isnan(aucs).sum())
+    if undefined:
+        warnings.warn(
+            f"{undefined} of {len(aucs)} classes have only one label value in y_true; "
+            "their AUC is undefined and counts as 0.5 (spec 4.2).",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    return float(np.where(np.isnan(aucs), 0.5, aucs).mean())
+
+
+def _scores(estimator, X):
+    for method in ("predict_proba", "decision_function"):
+        if hasattr(estimator, method):
+            return np.asarray(getattr(estimator, method)(X), dtype=float)
+    raise TypeError(f"{type(estimator).__name__} has neither predict_proba nor decision_function.")
+
+
+def macro_auc_scorer(estimator, X, y) -> float:
+    """Scorer (``scoring=`` in sklearn's CV tools) computing :func:`macro_auc`.
+
+    Uses ``predict_proba`` (else ``decision_function``) and the estimator's
+    ``classes_``, so a class absent from a test fold still gets its column.
+    A class present in the test fold but never seen in training gets a
+    constant score, i.e. an AUC of 0.5.
+    """
+    scores = _scores(estimator, X)
+    y = np.asarray(y)
+    if type_of_target(y) == "multilabel-indicator" or scores.ndim == 1:
+        return macro_auc(y, scores)
+    labels = np.asarray(estimator.classes_)
+    unseen = np.setdiff1d(np.unique(y), labels)
+    if unseen.size:
+        labels = np.concatenate([labels, unseen])
+        scores = np.hstack([scores, np.zeros((len(scores), unseen.size))])
+    return macro_auc(y, scores, labels=labels)
+
+
+def _default_probe(y_kind: str):
+    """Standardise, then logistic regression (one per label for multi-label targets)."""
+    logistic = LogisticRegression(max_iter=2000)
+    if y_kind == "multilabel-indicator":
+        return make_pipeline(StandardScaler(), OneVsRestClassifier(logistic))
+    return make_pipeline(StandardScaler(), logistic)
+
+
+def _splits(cv, X, y, y_kind, n_repeats, random_state, groups):
+    if isinstance(cv, Integral):
+        if y_kind == "multilabel-indicator":
+            splitter = RepeatedKFold(n_splits=cv, n_repeats=n_repeats, random_state=random_state)
+        else:
+            splitter = RepeatedStratifiedKFold(
+                n_splits=cv, n_repeats=n_repeats, random_state=random_state
+            )
+    else:
+        splitter = cv
+    if hasattr(splitter, "split"):
+        return list(splitter.split(X, y, groups))
+    return list(splitter)  # an iterable of (train, test) pairs
+
+
+def _fusion_steps(fusions, n_layers, norm, random_state):
+    if isinstance(fusions, dict):
+        return dict(fusions)
+    known = {
+        "ppa": lambda: PPA(n_layers=n_layers, norm=norm),
+        "pma": lambda: PMA(n_layers=n_layers, norm=norm, random_state=random_state),
+    }
+    steps = {}
+    for name in fusions:
+        if name not in known:
+            raise ValueError(
+                f"Unknown fusion {name!r}; use 'ppa', 'pma', or pass a dict "
+                "{name: transformer} such as {'pma': PMA(max_epochs=50)}."
+            )
+        steps[name] = known[name]()
+    return steps
+
+
+def layer_probe(
+    X_layers,
+    y,
+    *,
+    estimator=None,
+    cv=5,
+    n_repeats=1,
+    scoring=None,
+    fusions=("ppa", "pma"),
+    n_layers=13,
+    norm="carried",
+    groups=None,
+    random_state=None,
+    n_jobs=None,
+):
+    """Cross-validated probe of every layer and of the fusion methods (spec 5.1).
+
+    Each representation is the first step of ``Pipeline([(step), (estimator)])``:
+    ``LayerSelector(layers=l)`` for ``l = 0..n_layers-1``, then each fusion
+    (``PPA``, ``PMA`` — PMA's gate is trained on the training folds only).
+    All rows use the same folds, so their scores are paired.
+
+    Parameters
+    ----------
+    X_layers : array-like of shape (n_samples, n_features)
+        Layer-wise embeddings (``ecgsoup.layout``), e.g. from ``LayerwiseEmbedder``.
+    y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        Binary, multiclass or multi-label (indicator) targets.
+    estimator : classifier, default=None
+        Probe fitted on each representation.  ``None``: ``StandardScaler`` +
+        ``LogisticRegression`` (one-vs-rest for multi-label targets).
+    cv : int, CV splitter or iterable of (train, test), default=5
+        An int means ``RepeatedStratifiedKFold(cv, n_repeats)`` (``RepeatedKFold``
+        for multi-label targets), shuffled with ``random_state``.
+    n_repeats : int, default=1
+        Repetitions when ``cv`` is an int.
+    scoring : str or callable, default=None
+        ``None`` uses :func:`macro_auc_scorer` (spec 4.2 macro AUC).
+    fusions : sequence of {"ppa", "pma"} or dict, default=("ppa", "pma")
+        Fusion rows to add; a dict ``{name: transformer}`` sets them up
+        yourself (e.g. ``{"pma": PMA(max_epochs=50)}``).  Empty for layers only.
+    n_layers : int, default=13
+        Number of layer blocks in ``X_layers``.
+    norm : {"carried"} or None, default="carried"
+        Whether ``X_layers`` carries the final-norm blocks (see ``LayerSelector``).
+    groups : array-like of shape (n_samples,), default=None
+        Group labels passed to a group-aware ``cv`` splitter.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the folds (when ``cv`` is an int) and PMA's training.
+    n_jobs : int, default=None
+        Folds fitted in parallel by ``cross_val_score``.
+
+    Returns
+    -------
+    result : pandas.DataFrame
+        One row per representation (``layer_00`` .. ``layer_12``, then
+        ``ppa``, ``pma``), columns ``mean``, ``std`` and ``fold_0`` .. with
+        each fold's score.
+
+    See Also
+    --------
+    plot_layer_probe : Draw the result.
+    """
+    y_array = np.asarray(y)
+    y_kind = type_of_target(y_array, input_name="y")
+    if isinstance(random_state, np.random.RandomState):
+        # One integer so that the folds and every PMA fit are reproducible together.
+        random_state = int(random_state.randint(np.iinfo(np.int32).max))
+    probe = _default_probe(y_kind) if estimator is None else estimator
+    scoring = macro_auc_scorer if scoring is None else scoring
+    folds = _splits(cv, X_layers, y_array, y_kind, n_repeats, random_state, groups)
+    if not folds:
+        raise ValueError("cv produced no train/test splits.")
+
+    steps = {
+        f"layer_{layer:02d}": LayerSelector(layers=layer, n_layers=n_layers, norm=norm)
+        for layer in range(n_layers)
+    }
+    steps.update(_fusion_steps(fusions, n_layers, norm, random_state))
+    rows = {}
+    for name, step in steps.items():
+        pipeline = Pipeline([("represent", clone(step)), ("probe", clone(probe))])
+        rows[name] = cross_val_score(
+            pipeline, X_layers, y, cv=folds, scoring=scoring, n_jobs=n_jobs, error_score="raise"
+        )
+    scores = pd.DataFrame.from_dict(
+        rows, orient="index", columns=[f"fold_{i}" for i in range(len(folds))]
+    )
+    result = pd.DataFrame({"mean": scores.mean(axis=1), "std": scores.std(axis=1, ddof=0)})
+    result = pd.concat([result, scores], axis=1)
+    result.index.name = "representation"
+    return result
+
+
+def plot_layer_probe(result, ax=None, path=None, *, title=None):
+    """Score per layer with error bars, fusion methods as horizontal lines.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        Output of :func:`layer_probe` (rows ``layer_XX`` and fusion names,
+        columns ``mean`` and ``std``).
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; ``None`` creates a new figure (without pyplot, so it
+        works under any backend, including Agg on a headless machine).
+    path : str or path-like, default=None
+        If given, the figure is saved there (format from the extension).
+    title : str, default=None
+        Axes title.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    """
+    if not {"mean", "std"} <= set(result.columns):
+        raise ValueError("result must have 'mean' and 'std' columns, as layer_probe returns.")
+    names = [str(name) for name in result.index]
+    layer_rows = [name for name in names if name.startswith("layer_")]
+    if not layer_rows:
+        raise ValueError("result has no 'layer_XX' rows; pass the output of layer_probe.")
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(7, 4), layout="constrained")
+        ax = figure.subplots()
+    else:
+        figure = ax.figure
+    layers = [int(name.split("_", 1)[1]) for name in layer_rows]
+    ax.errorbar(
+        layers,
+        result.loc[layer_rows, "mean"],
+        yerr=result.loc[layer_rows, "std"],
+        marker="o",
+        capsize=3,
+        color="black",
+        label="single layer",
+    )
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for i, name in enumerate(n for n in names if n not in layer_rows):
+        mean, std = result.loc[name, "mean"], result.loc[name, "std"]
+        colour = colours[i % len(colours)]
+        ax.axhline(mean, color=colour, linestyle="--", label=f"{name.upper()} {mean:.3f}")
+        ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12)
+    ax.set_xticks(layers)
+    ax.set_xlabel("layer (0 = token embedding)")
+    ax.set_ylabel("score (mean ± std over folds)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    if path is not None:
+        figure.savefig(path)
+    return figure

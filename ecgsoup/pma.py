@@ -1,0 +1,609 @@
+"""PMA: Post-pretraining Mixture-of-layers Aggregation (spec 3.4), as sklearn estimators.
+
+A small gating network looks at ``h_0`` (the pooled token embedding) and
+returns, per record, softmax weights over the block outputs ``h_1..h_L``; the
+fused vector is ``z = LN_enc(sum_l w_l h_l)`` and a head classifies it::
+
+    w = softmax(gate(h_0)),   z = LN_enc(sum_{l=1..L} w_l h_l),   y_hat = head(z)
+
+Two faces of the same trained network:
+
+* :class:`PMAClassifier` is the whole model (gate + head), a classifier for
+  binary, multiclass and multi-label targets.
+* :class:`PMA` is a transformer that needs ``y`` in ``fit`` (it trains the gate
+  with a head on ``y``) and whose ``transform`` emits the fused vector ``z``,
+  for any downstream sklearn classifier.
+
+Both read the layer-wise layout of :mod:`ecgsoup.layout`; the final LayerNorm
+travels in the input (``norm="carried"``), so nothing is wired by hand.  Torch
+is an implementation detail: inputs and outputs are numpy / pandas.
+
+Design choices (where the spec leaves room):
+
+* **Gate width scales with dim.**  Spec 3.4 gives ``LayerNorm(768) ->
+  Linear(768, 256) -> GELU -> Dropout(0.1) -> Linear(256, 128) -> GELU ->
+  Dropout(0.1) -> Linear(128, L)`` for ViT-B.  Here the hidden widths are
+  ``max(8, round(dim / 3))`` and ``max(4, round(dim / 6))``, which is exactly
+  256 and 128 at dim 768 (64 and 32 for the tiny model).
+* **The gate is trained** together with the head (spec 4.3's recommendation;
+  the authors' code leaves it at its random initialisation during linear
+  probing).  ``train_gate=False`` reproduces that code path.
+* **Standardisation.**  The gate input ``h_0`` is standardised per feature
+  with training statistics before the gate's own LayerNorm: pooled ``h_0`` is
+  dominated by the position and lead embeddings, which are the same for every
+  record, so without it the gate sees nearly constant input.  The fused
+  vector ``z`` is standardised per feature (statistics of ``z`` under the
+  initial gate on the training set) before the head; for the linear head this
+  only reconditions the optimisation, and the MLP head starts with BatchNorm
+  anyway.  ``PMA.transform`` returns the unstandardised ``z``.
+* **Training**: AdamW (spec 4.3: lr 1e-3, weight decay 0.05, batch 64),
+  optional early stopping on the loss of a held-out ``validation_fraction``
+  (the best epoch's weights are restored).  Binary targets use one logit and
+  BCE, multi-label BCE per label, multiclass cross-entropy.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from torch.nn import functional as F
+
+from ecgsoup.fusion import (
+    _check_input_features,
+    _final_norm,
+    _fusion_names,
+    _layout_for,
+    _split_rows,
+)
+from ecgsoup.layout import LAYER_NORM_EPS
+
+__all__ = ["PMA", "PMAClassifier"]
+
+
+# -- the torch network ----------------------------------------------------------------------
+def _gate_widths(dim: int) -> tuple[int, int]:
+    """Hidden widths of the gate: 256 and 128 at dim 768 (spec 3.4), scaled with dim."""
+    return max(8, round(dim / 3)), max(4, round(dim / 6))
+
+
+class _GateHeadNet(nn.Module):
+    """Gate on h_0, softmax over blocks 1..L, final norm, standardisation, head."""
+
+    def __init__(self, dim: int, n_blocks: int, n_outputs: int, head: str, hidden: int):
+        super().__init__()
+        width1, width2 = _gate_widths(dim)
+        self.gate = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, width1),
+            nn.GELU(),
+            nn.Dropout(0.1),
+            nn.Linear(width1, width2),
+            nn.GELU(),
+            nn.Dropout(0.1),
+            nn.Linear(width2, n_blocks),
+        )
+        if head == "linear":
+            self.head = nn.Linear(dim, n_outputs)
+        else:  # spec 3.5: fastai-style bn-drop-lin head
+            self.head = nn.Sequential(
+                nn.BatchNorm1d(dim),
+                nn.Dropout(0.25),
+                nn.Linear(dim, hidden),
+                nn.ReLU(),
+                nn.BatchNorm1d(hidden),
+                nn.Dropout(0.5),
+                nn.Linear(hidden, n_outputs),
+            )
+        for name in ("h0_mean", "z_mean"):
+            self.register_buffer(name, torch.zeros(dim))
+        for name in ("h0_scale", "z_scale"):
+            self.register_buffer(name, torch.ones(dim))
+
+    def weights(self, h0):
+        return torch.softmax(self.gate((h0 - self.h0_mean) / self.h0_scale), dim=-1)
+
+    def fuse(self, h0, blocks, norm_weight, norm_bias):
+        w = self.weights(h0)
+        z = (w.unsqueeze(-1) * blocks).sum(dim=1)
+        if norm_weight is not None:
+            z = F.layer_norm(z, z.shape[-1:], eps=LAYER_NORM_EPS) * norm_weight + norm_bias
+        return z, w
+
+    def forward(self, h0, blocks, norm_weight, norm_bias):
+        z, _ = self.fuse(h0, blocks, norm_weight, norm_bias)
+        return self.head((z - self.z_mean) / self.z_scale)
+
+
+def _scale(values: torch.Tensor) -> torch.Tensor:
+    """Per-feature std with a floor, so constant features are left unscaled."""
+    std = values.std(dim=0, unbiased=False)
+    return torch.where(std > 1e-6 * (1.0 + std.max()), std, torch.ones_like(std))
+
+
+# -- the estimators -----------------------------------------------------------------------
+class _PMABase(BaseEstimator):
+    """Parameters, validation and the training loop shared by PMA and PMAClassifier."""
+
+    _parameter_constraints = {
+        "head": [StrOptions({"linear", "mlp"})],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "train_gate": ["boolean"],
+        "n_layers": [Interval(Integral, 2, None, closed="left")],
+        "norm": [StrOptions({"carried"}), None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        head="linear",
+        hidden=256,
+        train_gate=True,
+        n_layers=13,
+        norm="carried",
+        max_epochs=200,
+        lr=1e-3,
+        weight_decay=0.05,
+        batch_size=64,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        self.head = head
+        self.hidden = hidden
+        self.train_gate = train_gate
+        self.n_layers = n_layers
+        self.norm = norm
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- input handling -------------------------------------------------------------------
+    def _torch_device(self) -> torch.device:
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as err:
+            message = f"device={self.device!r} is not a torch device name ({err})."
+            raise ValueError(message) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available; use device='cpu'.")
+        return device
+
+    def _tensors(self, X: np.ndarray, device: torch.device):
+        """h_0, blocks h_1..h_L, and the carried norm rows, as float32 tensors."""
+        H, weight, bias = _split_rows(X, self.layout_)
+
+        def as_tensor(a):
+            # np.array copies: loky hands over read-only memmaps, which torch warns about.
+            return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32)).to(device)
+
+        return as_tensor(H[:, 0]), as_tensor(H[:, 1:]), as_tensor(weight), as_tensor(bias)
+
+    def _encode_targets(self, y):
+        """Targets as a float/long tensor-ready array, plus the loss kind."""
+        target_type = type_of_target(y, input_name="y")
+        if target_type == "multilabel-indicator":
+            self.classes_ = np.arange(y.shape[1])
+            self._label_dtype = y.dtype
+            if y.shape[1] < 1:
+                raise ValueError("y has no label columns.")
+            return np.asarray(y, dtype=np.float32), "multilabel", y.shape[1]
+        if y.ndim == 2:
+            if y.shape[1] != 1:
+                raise ValueError(
+                    f"y has {y.shape[1]} columns but is not a 0/1 indicator matrix; pass one "
+                    "label per sample, or a binary indicator matrix for multi-label targets."
+                )
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it is raveled.",
+                DataConversionWarning,
+                stacklevel=3,
+            )
+            y = y.ravel()
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y to train the gate; "
+                f"got 1 class ({self.classes_[0]!r})."
+            )
+        codes = encoder.transform(y)
+        if len(self.classes_) == 2:
+            return codes.astype(np.float32)[:, None], "binary", 1
+        return codes.astype(np.int64), "multiclass", len(self.classes_)
+
+    # -- training -----------------------------------------------------------------------------
+    def _fit_network(self, X, y):
+        self._validate_params()
+        X, y = validate_data(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.layout_ = _layout_for(X.shape[1], self.n_layers, self.norm)
+        self.dim_ = self.layout_.dim
+        targets, self._task, n_outputs = self._encode_targets(y)
+        device = self._torch_device()
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        h0, blocks, norm_w, norm_b = self._tensors(X, device)
+        targets = torch.from_numpy(targets).to(device)
+
+        fork_devices = [device.index or 0] if device.type == "cuda" else []
+        # All randomness (init, dropout, shuffling) comes from a seeded fork of the
+        # torch RNG, so fitting never changes the caller's global torch stream.
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            net = _GateHeadNet(self.dim_, self.n_layers - 1, n_outputs, self.head, self.hidden)
+            net.to(device)
+            with torch.no_grad():
+                net.h0_mean.copy_(h0.mean(dim=0))
+                net.h0_scale.copy_(_scale(h0))
+                net.eval()
+                z, _ = net.fuse(h0, blocks, norm_w, norm_b)
+                net.z_mean.copy_(z.mean(dim=0))
+                net.z_scale.copy_(_scale(z))
+            self._train(net, (h0, blocks, norm_w, norm_b), targets, seed)
+        net.eval()
+        self._network = net
+        with torch.no_grad():
+            weights = net.weights(h0).cpu().numpy().astype(np.float64)
+        index = pd.Index([f"layer{layer:02d}" for layer in range(1, self.n_layers)], name="layer")
+        self.gate_weights_ = pd.DataFrame(
+            {"mean": weights.mean(axis=0), "std": weights.std(axis=0)}, index=index
+        )
+        return X
+
+    def _loss(self, logits, targets):
+        if self._task == "multiclass":
+            return F.cross_entropy(logits, targets)
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    def _split(self, n: int, seed: int):
+        """Training and validation indices for early stopping (no validation when too small)."""
+        n_val = int(round(self.validation_fraction * n))
+        if not self.early_stopping or n_val < 1 or n - n_val < 2:
+            return np.arange(n), None
+        order = np.random.RandomState(seed).permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    def _train(self, net, inputs, targets, seed):
+        train_idx, val_idx = self._split(len(targets), seed)
+        params = list(net.head.parameters())
+        if self.train_gate:
+            params += list(net.gate.parameters())
+        else:  # the authors' linear-probing code path: the gate keeps its random init
+            net.gate.requires_grad_(False)
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        # BatchNorm cannot train on a batch of one; such a trailing batch is skipped.
+        min_batch = 2 if self.head == "mlp" else 1
+
+        def take(idx):
+            idx = torch.as_tensor(idx, device=targets.device)
+            return [None if t is None else t[idx] for t in inputs], targets[idx]
+
+        self.loss_curve_, self.validation_loss_curve_ = [], []
+        best_loss, best_state, stall = np.inf, None, 0
+        train_idx_t = torch.as_tensor(train_idx)
+        for epoch in range(self.max_epochs):
+            net.train()
+            order = train_idx_t[torch.randperm(len(train_idx_t))]
+            total, count = 0.0, 0
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                if len(batch) < min_batch:
+                    continue
+                batch_inputs, batch_targets = take(batch)
+                optimizer.zero_grad()
+                loss = self._loss(net(*batch_inputs), batch_targets)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+                count += len(batch)
+            self.loss_curve_.append(total / max(count, 1))
+            self.n_iter_ = epoch + 1
+            monitored = self.loss_curve_[-1]
+            if val_idx is not None:
+                net.eval()
+                with torch.no_grad():
+                    val_inputs, val_targets = take(val_idx)
+                    monitored = float(self._loss(net(*val_inputs), val_targets))
+                self.validation_loss_curve_.append(monitored)
+            if self.verbose:
+                print(
+                    f"epoch {epoch + 1}: train loss {self.loss_curve_[-1]:.4f}, "
+                    f"monitored loss {monitored:.4f}"
+                )
+            if monitored < best_loss - self.tol:
+                best_loss, stall = monitored, 0
+                if val_idx is not None:
+                    best_state = copy.deepcopy(net.state_dict())
+            else:
+                stall += 1
+                if self.early_stopping and stall >= self.n_iter_no_change:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+
+    # -- inference ------------------------------------------------------------------------
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _logits(self, X) -> np.ndarray:
+        X = self._validated(X)
+        device = next(self._network.parameters()).device
+        with torch.no_grad():
+            logits = self._network(*self._tensors(X, device))
+        return logits.cpu().numpy().astype(np.float64)
+
+    def gate_weights(self, X):
+        """Per-sample gate weights over the blocks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Layer-wise embeddings with the layout seen in ``fit``.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_layers - 1)
+            Column ``j`` is the weight of layer ``j + 1``; rows sum to 1.
+        """
+        X = self._validated(X)
+        device = next(self._network.parameters()).device
+        h0 = self._tensors(X, device)[0]
+        with torch.no_grad():
+            return self._network.weights(h0).cpu().numpy().astype(np.float64)
+
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    head : {"linear", "mlp"}, default="linear"
+        ``"linear"``: one linear layer on the (standardised) fused vector.
+        ``"mlp"``: spec 3.5's head, BatchNorm -> Dropout(0.25) -> Linear(dim,
+        hidden) -> ReLU -> BatchNorm -> Dropout(0.5) -> Linear(hidden, n_outputs).
+    hidden : int, default=256
+        Hidden width of the ``"mlp"`` head.
+    train_gate : bool, default=True
+        Train the gate with the head.  ``False`` keeps the gate at its random
+        initialisation, which only reproduces the authors' linear-probing code.
+    n_layers : int, default=13
+        Number of layer blocks in the input (L + 1, 13 for a 12-block ST-MEM); at least 2.
+    norm : {"carried"} or None, default="carried"
+        ``"carried"``: the input ends with the final LayerNorm's weight and
+        bias, applied to the fused vector.  ``None``: no norm blocks in the
+        input, and no LayerNorm on the fused vector.
+    max_epochs : int, default=200
+        Maximum number of passes over the training data.
+    lr : float, default=1e-3
+        AdamW learning rate (constant, spec 4.3).
+    weight_decay : float, default=0.05
+        AdamW weight decay (spec 4.3).
+    batch_size : int, default=64
+        Minibatch size.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the samples, stop when its loss
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        restore the best epoch.  When ``False`` the training loss is watched
+        instead and the last epoch is kept.
+    validation_fraction : float, default=0.1
+        Share of samples held out for early stopping.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Minimal loss improvement that resets the patience.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, dropout, shuffling and the validation split.
+        Only a forked torch RNG is used; the global torch state is untouched.
+    device : str, default="cpu"
+        Torch device to train on, e.g. ``"cuda"``.  Inputs and outputs stay numpy.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+"""
+
+_ATTRIBUTES_DOC = """
+    classes_ : ndarray
+        Class labels (for multi-label ``y``, the column indices ``0..C-1``).
+    gate_weights_ : pandas.DataFrame
+        Mean and std of the gate weight of each layer (index ``layer01`` ..)
+        over the training samples.
+    n_iter_ : int
+        Number of epochs run.
+    loss_curve_ : list of float
+        Mean training loss per epoch.
+    validation_loss_curve_ : list of float
+        Held-out loss per epoch (empty without early stopping).
+    layout_ : ecgsoup.layout.Layout
+        Layout read from the input width.
+    dim_ : int
+        Width of one layer block.
+    n_features_in_ : int
+        Number of input columns.
+    feature_names_in_ : ndarray of str
+        Input column names, when ``X`` had string column names.
+"""
+
+
+class PMAClassifier(ClassifierMixin, _PMABase):
+    __doc__ = (
+        """Gate-weighted mixture of layers plus a head, trained end to end (spec 3.4).
+
+    ``w = softmax(gate(h_0))``, ``z = LN_enc(sum_{l>=1} w_l h_l)``,
+    ``y_hat = head(z)``.  Works on binary, multiclass (cross-entropy) and
+    multi-label indicator targets (BCE per label).  See :mod:`ecgsoup.pma`
+    for the design choices (gate width, standardisation, training).
+"""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC
+        + """
+    See Also
+    --------
+    PMA : The same gate as a transformer emitting the fused vector.
+    ecgsoup.fusion.PPA : Uniform, parameter-free mixture.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecgsoup.pma import PMAClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 5 * 4)), np.repeat([0, 1], 30)   # 3 layers + norm, dim 4
+    >>> clf = PMAClassifier(n_layers=3, max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape, list(clf.gate_weights_.index)
+    ((60, 2), ['layer01', 'layer02'])
+"""
+    )
+
+    def fit(self, X, y):
+        """Train gate and head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Layer-wise embeddings (``ecgsoup.layout``).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a 0/1 indicator matrix for multi-label targets.
+
+        Returns
+        -------
+        self : PMAClassifier
+        """
+        self._fit_network(X, y)
+        return self
+
+    def decision_function(self, X):
+        """Logits: ``(n_samples,)`` for binary targets, else ``(n_samples, n_classes)``."""
+        logits = self._logits(X)
+        return logits[:, 0] if self._task == "binary" else logits
+
+    def predict_proba(self, X):
+        """Class probabilities, ``(n_samples, n_classes)``.
+
+        For multi-label targets, column ``k`` is the probability that label ``k`` is present.
+        """
+        logits = self._logits(X)
+        if self._task == "binary":
+            positive = expit(logits[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        if self._task == "multiclass":
+            return softmax(logits, axis=1)
+        return expit(logits)
+
+    def predict(self, X):
+        """Predicted class labels (an indicator matrix for multi-label targets)."""
+        proba = self.predict_proba(X)
+        if self._task == "multilabel":
+            return (proba > 0.5).astype(self._label_dtype)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = False
+        return tags
+
+
+class PMA(TransformerMixin, _PMABase):
+    __doc__ = (
+        """Fused vector of a trained layer mixture: ``z = LN_enc(sum_{l>=1} w_l h_l)`` (spec 3.4).
+
+    ``fit(X, y)`` trains the gate (with a head, as :class:`PMAClassifier` does)
+    on classification targets; ``transform`` returns the fused vector, for any
+    downstream sklearn estimator.  The head is only a training device.
+"""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC
+        + """
+    See Also
+    --------
+    PMAClassifier : Gate and head as one classifier.
+    ecgsoup.fusion.PPA : Uniform, parameter-free mixture.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecgsoup.pma import PMA
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 5 * 4)), np.repeat([0, 1], 30)
+    >>> PMA(n_layers=3, max_epochs=5, random_state=0).fit_transform(X, y).shape
+    (60, 4)
+"""
+    )
+
+    def fit(self, X, y):
+        """Train the gate on ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Layer-wise embeddings (``ecgsoup.layout``).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a 0/1 indicator matrix; the gate is trained to
+            predict them.
+
+        Returns
+        -------
+        self : PMA
+        """
+        self._fit_network(X, y)
+        return self
+
+    def transform(self, X):
+        """Fused vector per sample, ``(n_samples, dim_)``, in the input's dtype."""
+        weights = self.gate_weights(X)
+        X = self._validated(X)
+        H, norm_w, norm_b = _split_rows(X, self.layout_)
+        fused = np.einsum("nl,nld->nd", weights.astype(X.dtype), H[:, 1:])
+        return _final_norm(fused, norm_w, norm_b)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``pma_dim0000``, ``pma_dim0001``, ..."""
+        check_is_fitted(self)
+        _check_input_features(self, input_features)
+        return _fusion_names("pma", self.dim_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,177 @@
+"""PMA and PMAClassifier (spec 3.4, 3.5) on real LUDB embeddings.
+
+(The sklearn estimator checks for both live in test_fusion.py, with the other fusions.)
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from ecgsoup import PMA, PMAClassifier
+from ecgsoup.evaluate import macro_auc
+from ecgsoup.models import model_fingerprint
+from ecgsoup.signal import lead_indices, resample, zscore
+
+N_LAYERS, DIM = 13, 192
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: extra threads only spin on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+def layerwise_embeddings(ludb, model, cache_dir):
+    """``[h_0 | ... | h_12 | norm_weight | norm_bias]`` of every LUDB record (same as test_fusion)."""
+    path = cache_dir / f"ludb_layers_{model_fingerprint(model)[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    cfg = model.config
+    x = resample(ludb["x"].astype(np.float32) / 1000.0, float(ludb["fs"]), cfg.sampling_rate)
+    x = zscore(x[:, : cfg.n_samples, lead_indices(ludb["lead_names"], cfg.lead_names)])
+    with torch.inference_mode():
+        pooled = torch.cat(
+            [
+                model.pooled_layers(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 2, 1))))
+                for chunk in np.array_split(x, 8)
+            ]
+        ).numpy()
+        norm = torch.cat([model.norm.weight, model.norm.bias]).numpy()
+    X = np.hstack([pooled.reshape(len(x), -1), np.tile(norm, (len(x), 1))]).astype(np.float32)
+    np.save(path, X)
+    return X
+
+
+@pytest.fixture(scope="module")
+def X_layers(ludb, tiny_model, pytestconfig):
+    return layerwise_embeddings(ludb, tiny_model, pytestconfig.cache.mkdir("ecgsoup_ludb_layers"))
+
+
+@pytest.fixture(scope="module")
+def labels(shared_data, ludb):
+    table = pd.read_csv(shared_data / "ludb" / "ludb_labels.csv").set_index("record_id")
+    return table.loc[ludb["record_id"]].reset_index()
+
+
+@pytest.fixture(scope="module")
+def hypertrophy(labels):
+    return labels["hypertrophy"].notna().to_numpy()
+
+
+def _with_signal_in_layer(X, y, layer, strength=0.5):
+    """Real embeddings, but block ``layer`` gets a shift along one direction by the label."""
+    H = X[:, : N_LAYERS * DIM].reshape(len(X), N_LAYERS, DIM).copy()
+    direction = np.random.default_rng(0).normal(size=DIM)
+    direction /= np.linalg.norm(direction)
+    size = strength * np.linalg.norm(H[:, layer] - H[:, layer].mean(axis=0), axis=1).mean()
+    H[:, layer] += size * np.where(y, 1.0, -1.0)[:, None] * direction
+    return np.hstack([H.reshape(len(X), -1), X[:, N_LAYERS * DIM :]]).astype(np.float32)
+
+
+FAST = dict(max_epochs=60, lr=1e-2, early_stopping=False, random_state=0)
+
+
+@pytest.mark.parametrize("layer", [4, 9])
+def test_gate_concentrates_on_the_informative_layer(X_layers, hypertrophy, layer):
+    X = _with_signal_in_layer(X_layers, hypertrophy, layer)
+    trained = PMAClassifier(**FAST).fit(X, hypertrophy)
+    frozen = PMAClassifier(**FAST, train_gate=False).fit(X, hypertrophy)
+    initial = frozen.gate_weights_["mean"]
+    # the frozen gate is the random init: close to uniform, no preference for the layer
+    assert initial.max() < 0.2 and initial.idxmax() != f"layer{layer:02d}"
+    weights = trained.gate_weights_["mean"]
+    assert weights.idxmax() == f"layer{layer:02d}" and weights.max() > 0.5
+    assert np.abs(weights - initial).max() > 0.3
+    per_sample = trained.gate_weights(X)
+    assert per_sample.shape == (200, 12)
+    np.testing.assert_allclose(per_sample.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(per_sample.mean(axis=0), weights.to_numpy(), rtol=1e-5)
+
+
+def test_train_gate_false_leaves_the_gate_at_init(X_layers, hypertrophy):
+    one = PMAClassifier(max_epochs=1, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
+    many = PMAClassifier(max_epochs=20, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
+    np.testing.assert_allclose(one.gate_weights(X_layers), many.gate_weights(X_layers), atol=1e-6)
+    trained = PMAClassifier(max_epochs=20, random_state=3).fit(X_layers, hypertrophy)
+    assert not np.allclose(trained.gate_weights(X_layers), many.gate_weights(X_layers), atol=1e-4)
+
+
+def test_pma_transform_is_the_normed_gate_mixture(X_layers, hypertrophy, tiny_model):
+    pma = PMA(max_epochs=10, random_state=0).fit(X_layers, hypertrophy)
+    w = pma.gate_weights(X_layers[:30])
+    H = X_layers[:30, : N_LAYERS * DIM].reshape(30, N_LAYERS, DIM)
+    mixed = np.einsum("nl,nld->nd", w, H[:, 1:])
+    with torch.no_grad():
+        expected = tiny_model.norm(torch.from_numpy(mixed.astype(np.float32))).numpy()
+    out = pma.transform(X_layers[:30])
+    assert out.shape == (30, DIM) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    assert pma.get_feature_names_out()[3] == "pma_dim0003"
+    frame = clone(pma).set_output(transform="pandas").fit(X_layers, hypertrophy).transform(X_layers[:5])
+    assert list(frame.columns[:2]) == ["pma_dim0000", "pma_dim0001"]
+
+
+def test_pma_in_a_pipeline_cross_validates(X_layers, hypertrophy):
+    pipe = Pipeline([("pma", PMA(max_epochs=10, random_state=0)), ("clf", LogisticRegression(C=0.1, max_iter=500))])
+    scores = cross_val_score(pipe, X_layers, hypertrophy, cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="roc_auc")
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_binary_outputs_and_determinism(X_layers, hypertrophy):
+    before = torch.get_rng_state()
+    a = PMAClassifier(max_epochs=8, random_state=7).fit(X_layers, hypertrophy)
+    assert torch.equal(before, torch.get_rng_state())  # the global torch RNG is untouched
+    b = PMAClassifier(max_epochs=8, random_state=7).fit(X_layers, hypertrophy)
+    np.testing.assert_array_equal(a.predict_proba(X_layers), b.predict_proba(X_layers))
+    c = PMAClassifier(max_epochs=8, random_state=8).fit(X_layers, hypertrophy)
+    assert not np.allclose(a.predict_proba(X_layers), c.predict_proba(X_layers))
+    proba, logit = a.predict_proba(X_layers), a.decision_function(X_layers)
+    assert proba.shape == (200, 2) and logit.shape == (200,)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-logit)))
+    assert set(a.predict(X_layers)) <= {False, True} and list(a.classes_) == [False, True]
+    assert a.n_iter_ == len(a.loss_curve_) <= 8
+
+
+def test_multiclass_rhythm(X_layers, labels):
+    y = labels["rhythm_primary"].to_numpy()
+    clf = PMAClassifier(head="mlp", hidden=32, max_epochs=15, random_state=0).fit(X_layers, y)
+    assert len(clf.classes_) == 7 and clf.decision_function(X_layers).shape == (200, 7)
+    proba = clf.predict_proba(X_layers)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(clf.predict(X_layers)) <= set(clf.classes_)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]  # cross-entropy goes down
+
+
+def test_multilabel_on_ludb_columns(X_layers, labels):
+    columns = ["hypertrophy", "conduction", "ischemia", "repolarization"]
+    Y = labels[columns].notna().astype(int).to_numpy()
+    clf = PMAClassifier(max_epochs=40, lr=3e-3, early_stopping=False, random_state=0).fit(X_layers, Y)
+    proba = clf.predict_proba(X_layers)
+    assert proba.shape == (200, 4) and np.all((proba >= 0) & (proba <= 1))
+    pred = clf.predict(X_layers)
+    assert pred.shape == (200, 4) and pred.dtype == Y.dtype
+    assert list(clf.classes_) == [0, 1, 2, 3]
+    assert macro_auc(Y, proba) > 0.7  # fitted on these records: the labels are learnt
+
+
+def test_early_stopping_keeps_a_validation_curve(X_layers, hypertrophy):
+    clf = PMAClassifier(max_epochs=200, n_iter_no_change=3, random_state=0).fit(X_layers, hypertrophy)
+    assert len(clf.validation_loss_curve_) == clf.n_iter_ < 200
+
+
+def test_bad_targets_and_inputs_are_explained(X_layers, hypertrophy):
+    with pytest.raises(ValueError, match="Unknown label type"):
+        PMAClassifier(max_epochs=1).fit(X_layers, np.linspace(0, 1, 200))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        PMA(max_epochs=1).fit(X_layers, np.ones(200))
+    with pytest.raises(ValueError, match="use norm=None"):
+        PMAClassifier(max_epochs=1).fit(X_layers[:, : N_LAYERS * DIM], hypertrophy)
+    with pytest.raises(ValueError, match="device"):
+        PMAClassifier(max_epochs=1, device="tpu-please").fit(X_layers, hypertrophy)
