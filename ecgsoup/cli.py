@@ -1,19 +1,29 @@
 """The ``ecgsoup`` command line.
 
-Each sub-command lives in a small ``_cmd_*`` function registered in
-:func:`build_parser`; errors a user can fix (bad paths, bad records, missing
-weights) are printed as one line and exit with status 2, never a traceback.
+Each sub-command lives in a small ``_cmd_*`` function whose parser is added
+by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
+
+* ``0``: done;
+* ``1``: ``embed`` / ``evaluate`` finished, but some records could not be
+  embedded (each is listed on stderr and in the store);
+* ``2``: a problem the user can fix (nonexistent path, unreadable input,
+  unknown model, missing labels column, ...), printed as one line, never a
+  traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
+EXIT_OK = 0
+EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 
 
@@ -87,10 +97,474 @@ def _cmd_pretrain(args) -> int:
     return 0
 
 
+
+# --- shared options -----------------------------------------------------------------------
+
+
+def _add_model_options(p) -> None:
+    p.add_argument("--model", default="default",
+                   help="'default' (bundled model), a model directory or ST-MEM .pth, or 'random' "
+                        "(an untrained ecgsoup-100hz-tiny, for tests and baselines)")  # fmt: skip
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--device", default="cpu", help="torch device of the encoder: cpu, cuda, cuda:1, mps")
+    p.add_argument("--lead-map", nargs="+", metavar="MODEL=DATA", default=None,
+                   help="leads stored under other names, e.g. II=ECG2 V1=C1")  # fmt: skip
+    p.add_argument("--sampling-rate", type=float, default=None, help="Hz of an .npz input without an 'fs' entry")
+    p.add_argument("--pad", choices=["error", "zeros", "edge"], default="error",
+                   help="records shorter than the model window: fail them (default) or pad them")  # fmt: skip
+    p.add_argument("--chunk-size", type=int, default=256, help="records per block (unit of work and of resumption)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_lead_map(pairs) -> dict | None:
+    if not pairs:
+        return None
+    lead_map = {}
+    for pair in pairs:
+        model_lead, sep, data_lead = pair.partition("=")
+        if not sep or not model_lead.strip() or not data_lead.strip():
+            raise CLIError(f"--lead-map {pair!r}: expected MODEL_LEAD=DATA_LEAD, e.g. II=ECG2.")
+        lead_map[model_lead.strip()] = data_lead.strip()
+    return lead_map
+
+
+def _positive(name, value) -> None:
+    if value is not None and value < 1:
+        raise CLIError(f"{name} must be a positive number, got {value}.")
+
+
+def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, workers=None, fmt=None):
+    """Run :func:`ecgsoup.store.embed_to_store`, reporting skipped records on stderr."""
+    from ecgsoup.distributed import connect
+    from ecgsoup.store import SkippedRecordWarning, embed_to_store
+
+    _positive("--batch-size", args.batch_size)
+    _positive("--chunk-size", args.chunk_size)
+    lead_map = _parse_lead_map(args.lead_map)
+
+    def report(message, category, *rest, **kwargs):
+        if issubclass(category, SkippedRecordWarning):
+            print(f"ecgsoup {args.command}: {message}", file=sys.stderr)
+        else:
+            previous(message, category, *rest, **kwargs)
+
+    try:
+        with warnings.catch_warnings():
+            previous = warnings.showwarning
+            warnings.simplefilter("always", SkippedRecordWarning)
+            warnings.showwarning = report
+            with connect(scheduler=scheduler, workers=workers) as client:
+                return embed_to_store(
+                    source, out, model=args.model, precision=args.precision, batch_size=args.batch_size,
+                    device=args.device, lead_map=lead_map, sampling_rate=args.sampling_rate, pad=args.pad,
+                    format=fmt, chunk_size=args.chunk_size, limit=limit, overwrite=overwrite, client=client,
+                    verbose=0 if args.quiet else 1,
+                )  # fmt: skip
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
+        # ValueError covers RecordError, WeightsError and StoreError: all name the file and the fix.
+        raise CLIError(str(error)) from None
+
+
+# --- embed ----------------------------------------------------------------------------------
+
+
+def _add_embed(sub) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed every record of a folder / PTB-XL root / .npz into a resumable store",
+        description="Read every record of INPUT, preprocess it for the model (its own sampling rate "
+        "and leads) and store the pooled embeddings of all layers. Re-running with the same --out "
+        "computes only the records not yet in the store. Bad records are reported and skipped.",
+    )
+    p.add_argument("input", help="a WFDB/Challenge folder, a PTB-XL root, a single record, or an .npz "
+                                 "with x (records, time, leads), fs, lead_names [, record_id]")  # fmt: skip
+    p.add_argument("--out", required=True, help="the store: *.zarr (directory) or *.npz")
+    p.add_argument("--format", choices=["zarr", "npz"], default=None, help="default: from the --out extension")
+    _add_model_options(p)
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler to shard the records over")
+    cluster.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster of N processes")
+    p.add_argument("--limit", type=int, default=None, help="embed at most N more records, then stop (resumable)")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing store")
+    p.set_defaults(func=_cmd_embed)
+
+
+def _cmd_embed(args) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise CLIError(f"--limit must be >= 0, got {args.limit}.")
+    summary = _embed(args, args.input, args.out, limit=args.limit, overwrite=args.overwrite,
+                     scheduler=args.scheduler, workers=args.workers, fmt=args.format)  # fmt: skip
+    if summary.n_done == 0 and summary.n_failed:
+        first_id, first = summary.errors[0]
+        raise CLIError(
+            f"no record of {args.input} could be embedded ({summary.n_failed} failed); "
+            f"first: {first_id}: {first}"
+        )
+    rate = f", {summary.records_per_second:.1f} records/s" if summary.n_computed else ""
+    print(
+        f"{summary.store}: {summary.n_done} of {summary.n_records} records embedded, "
+        f"{summary.n_failed} failed, {summary.n_pending} pending. This run: {summary.n_computed} "
+        f"computed, {summary.n_reused} already in the store, {summary.seconds:.1f} s{rate}."
+    )
+    if summary.n_pending:
+        print("Run the same command again to embed the pending records.")
+    return EXIT_PARTIAL if summary.n_failed else EXIT_OK
+
+
+# --- evaluate --------------------------------------------------------------------------------
+
+_ID_COLUMNS = ("record_id", "ecg_id", "record", "id")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="layer-wise linear probe (every layer, PPA, PMA) of a store or input against labels",
+        description="Cross-validate a linear probe on every layer and on the PPA/PMA fusions "
+        "(macro AUC, spec 4.2), print the table, and write layer_probe.csv and layer_probe.png.",
+    )
+    p.add_argument("input", help="a store written by `ecgsoup embed`, or an input it accepts "
+                                 "(embedded first, into OUT/embeddings.npz when --out is given)")  # fmt: skip
+    p.add_argument("--labels", required=True, help="CSV with one row per record")
+    p.add_argument("--target", required=True, help="the label column")
+    p.add_argument("--id-column", default=None, help=f"record identifier column (default: first of {_ID_COLUMNS})")
+    p.add_argument("--task", choices=["binary", "multiclass", "multilabel"], default=None,
+                   help="default: binary with --positive or two values, multilabel if cells hold "
+                        "--separator, else multiclass")  # fmt: skip
+    p.add_argument("--positive", default=None,
+                   help="binary: the positive value (default: the non-empty cells when the column has "
+                        "empty ones, else the larger of two values)")  # fmt: skip
+    p.add_argument("--separator", default=";", help="multilabel: separator inside a cell")
+    p.add_argument("--cv", type=int, default=5, help="folds")
+    p.add_argument("--repeats", type=int, default=1, help="repetitions of the folds")
+    p.add_argument("--fusions", default="ppa,pma", help="comma-separated fusion rows: ppa, pma, or 'none'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for layer_probe.csv and layer_probe.png")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _normal_id(value):
+    """Identifiers compared across a store and a CSV: ``"00841"`` and ``841`` match."""
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _load_embeddings(args):
+    """``(X, record_ids, attrs, n_failed)`` from a store, or by embedding the input."""
+    from ecgsoup.store import StoreError, is_store, open_store
+
+    path = Path(args.input).expanduser()
+    if not path.exists():
+        raise CLIError(f"{path}: no such file or folder.")
+    if is_store(path):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pending records are reported below instead
+                stored = open_store(path)
+        except (StoreError, OSError) as error:
+            raise CLIError(str(error)) from None
+        if stored.attrs["n_pending"]:
+            print(f"ecgsoup evaluate: {path} has {stored.attrs['n_pending']} records not embedded yet; "
+                  "using the embedded ones", file=sys.stderr)  # fmt: skip
+        return stored.X, stored.record_ids, stored.attrs, stored.attrs["n_failed"]
+    if args.out:
+        summary = _embed(args, path, Path(args.out) / "embeddings.npz")
+        stored = open_store(summary.store)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="ecgsoup-evaluate-") as tmp:
+            summary = _embed(args, path, Path(tmp) / "embeddings.npz")
+            stored = open_store(summary.store)
+    if not stored.record_ids:
+        raise CLIError(f"no record of {path} could be embedded ({summary.n_failed} failed).")
+    return stored.X, stored.record_ids, stored.attrs, summary.n_failed
+
+
+def _read_labels(args):
+    import pandas as pd
+
+    path = Path(args.labels).expanduser()
+    if not path.is_file():
+        raise CLIError(f"--labels {path}: no such file.")
+    try:
+        table = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CLIError(f"--labels {path}: not a readable CSV ({error}).") from None
+    columns = list(table.columns)
+    if args.target not in columns:
+        raise CLIError(f"--target {args.target!r} is not a column of {path}; its columns are {columns}.")
+    id_column = args.id_column or next((c for c in _ID_COLUMNS if c in columns), None)
+    if id_column is None or id_column not in columns:
+        raise CLIError(
+            f"{path} has no record identifier column ({args.id_column or ', '.join(_ID_COLUMNS)}); "
+            f"pass --id-column (columns: {columns})."
+        )
+    ids = [_normal_id(v) for v in table[id_column]]
+    if len(set(ids)) < len(ids):
+        raise CLIError(f"{path}: column {id_column!r} holds duplicate identifiers.")
+    return dict(zip(ids, table[args.target].astype(str).str.strip())), id_column
+
+
+def _make_target(values: list, args):
+    """``(y, task, description)`` from the label cells of the embedded records."""
+    import numpy as np
+
+    task = args.task
+    has_separator = any(args.separator in v for v in values)
+    distinct = sorted(set(values))
+    if task is None:
+        if args.positive is not None or len(distinct) == 2:
+            task = "binary"
+        elif has_separator:
+            task = "multilabel"
+        else:
+            task = "multiclass"
+    if task == "binary":
+        if args.positive is not None:
+            positive = args.positive
+            if positive not in distinct:
+                raise CLIError(f"--positive {positive!r} never occurs in --target {args.target!r}; "
+                               f"values: {distinct[:10]}")  # fmt: skip
+            y = np.asarray([v == positive for v in values], dtype=int)
+            what = f"{args.target} == {positive!r}"
+        elif "" in distinct:
+            y = np.asarray([v != "" for v in values], dtype=int)
+            what = f"{args.target} non-empty"
+        elif len(distinct) == 2:
+            y = np.asarray([v == distinct[1] for v in values], dtype=int)
+            what = f"{args.target} == {distinct[1]!r}"
+        else:
+            raise CLIError(f"--target {args.target!r} has {len(distinct)} values {distinct[:10]}; "
+                           "name the positive one with --positive, or use --task multiclass.")  # fmt: skip
+        counts = np.bincount(y, minlength=2)
+        if counts.min() < args.cv:
+            raise CLIError(f"{what}: {counts[1]} positive and {counts[0]} negative records; each "
+                           f"needs at least --cv {args.cv}. Use fewer folds or more records.")  # fmt: skip
+        return y, task, f"{what} ({counts[1]} positive, {counts[0]} negative)"
+    if task == "multiclass":
+        if len(distinct) < 2:
+            raise CLIError(f"--target {args.target!r} has a single value {distinct}; nothing to classify.")
+        return np.asarray(values, dtype=object), task, f"{args.target} ({len(distinct)} classes)"
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    sets = [[p.strip() for p in v.split(args.separator) if p.strip()] for v in values]
+    binarizer = MultiLabelBinarizer()
+    y = binarizer.fit_transform(sets)
+    if y.shape[1] == 0:
+        raise CLIError(f"--target {args.target!r} holds no label.")
+    return y, task, f"{args.target} ({y.shape[1]} labels)"
+
+
+def _cmd_evaluate(args) -> int:
+    from ecgsoup.evaluate import layer_probe, plot_layer_probe
+
+    _positive("--cv", args.cv)
+    _positive("--repeats", args.repeats)
+    if args.cv < 2:
+        raise CLIError("--cv must be at least 2.")
+    fusions = [] if args.fusions.strip().lower() == "none" else [
+        f.strip().lower() for f in args.fusions.split(",") if f.strip()]  # fmt: skip
+    unknown = sorted(set(fusions) - {"ppa", "pma"})
+    if unknown:
+        raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
+    labels, id_column = _read_labels(args)  # checked before any embedding work
+    X, record_ids, attrs, n_failed = _load_embeddings(args)
+    keys = [_normal_id(r) for r in record_ids]
+    rows = [i for i, key in enumerate(keys) if key in labels]
+    if not rows:
+        raise CLIError(
+            f"no embedded record has a row in {args.labels}: store ids look like {record_ids[:3]}, "
+            f"{id_column!r} values like {list(labels)[:3]}. Pass --id-column to choose the column."
+        )
+    missing = len(keys) - len(rows)
+    if missing:
+        print(f"ecgsoup evaluate: {missing} embedded records have no label row and are left out",
+              file=sys.stderr)  # fmt: skip
+    y, task, description = _make_target([labels[keys[i]] for i in rows], args)
+    X = X[rows]
+    print(f"{len(rows)} records, target {description}, {args.cv}-fold CV x {args.repeats}, "
+          f"model {attrs['model_name']} ({attrs['model_sha256'][:12]})")  # fmt: skip
+    try:
+        result = layer_probe(X, y, cv=args.cv, n_repeats=args.repeats, fusions=fusions,
+                             n_layers=attrs["n_layers"], random_state=args.seed)  # fmt: skip
+    except ValueError as error:
+        raise CLIError(f"the probe failed: {error}") from None
+    table = result[["mean", "std"]]
+    best = table.loc[[r for r in table.index if r.startswith("layer_")], "mean"].idxmax()
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"best single layer: {best} ({table.loc[best, 'mean']:.4f}); last layer: "
+          f"{table.index[attrs['n_layers'] - 1]} ({table['mean'].iloc[attrs['n_layers'] - 1]:.4f})")  # fmt: skip
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out / "layer_probe.csv")
+        title = f"{description}, n={len(rows)}, {attrs['model_name']}"
+        plot_layer_probe(result, path=out / "layer_probe.png", title=title)
+        print(f"wrote {out / 'layer_probe.csv'} and {out / 'layer_probe.png'}")
+    return EXIT_PARTIAL if n_failed else EXIT_OK
+
+
+# --- info ---------------------------------------------------------------------------------------
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="model, configurations, versions and hardware")
+    p.add_argument("--model", default=None, help="describe this model (default: the bundled one)")
+    p.add_argument("--configs", action="store_true", help="list the named encoder configurations")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_info)
+
+
+def _model_info(spec, explicit: bool) -> dict:
+    from ecgsoup.models import WeightsError, get_config, load_model, model_fingerprint, random_model
+
+    name = {"random": "random:ecgsoup-100hz-tiny"}.get(spec, spec)
+    try:
+        if name.startswith("random:"):
+            encoder = random_model(get_config(name.partition(":")[2]), seed=0)
+        else:
+            encoder = load_model(name)
+    except (WeightsError, ValueError, OSError) as error:
+        if explicit:
+            raise CLIError(f"--model {spec}: {error}") from None
+        return {"source": spec, "available": False, "problem": str(error)}
+    metadata = dict(getattr(encoder, "metadata", {}))
+    return {
+        "source": spec,
+        "available": True,
+        "name": encoder.config.name,
+        "sha256": model_fingerprint(encoder),
+        "pretrained": bool(metadata.get("pretrained", True)),
+        "parameters": int(sum(p.numel() for p in encoder.parameters())),
+        "config": encoder.config.to_dict(),
+        "metadata": {k: v for k, v in metadata.items() if k != "sha256"},
+    }
+
+
+def _versions() -> dict:
+    import platform
+    from importlib import metadata
+
+    import ecgsoup
+
+    versions = {"ecgsoup": ecgsoup.__version__, "python": platform.python_version()}
+    for package in ("torch", "scikit-learn", "numpy", "scipy", "pandas", "wfdb", "zarr", "dask", "distributed"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _hardware() -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+
+
+def _configs() -> dict:
+    from ecgsoup.models import get_config, list_configs
+
+    out = {}
+    for name in list_configs():
+        c = get_config(name)
+        out[name] = {
+            "sampling_rate": c.sampling_rate, "n_samples": c.n_samples, "patch_size": c.patch_size,
+            "width": c.width, "depth": c.depth, "heads": c.heads, "bandpass": c.bandpass,
+            "lead_names": list(c.lead_names),
+        }  # fmt: skip
+    return out
+
+
+def _cmd_info(args) -> int:
+    if args.configs:
+        info = {"configs": _configs()}
+    else:
+        info = {
+            "model": _model_info(args.model or "default", explicit=args.model is not None),
+            "versions": _versions(),
+            "hardware": _hardware(),
+            "configs": sorted(_configs()),
+        }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    if args.configs:
+        print(f"{'configuration':<22} {'Hz':>5} {'samples':>7} {'patch':>5} {'width':>5} {'depth':>5}  band-pass")
+        for name, c in info["configs"].items():
+            band = "-" if c["bandpass"] is None else f"{c['bandpass'][0]:g}-{c['bandpass'][1]:g} Hz"
+            print(f"{name:<22} {c['sampling_rate']:>5g} {c['n_samples']:>7} {c['patch_size']:>5} "
+                  f"{c['width']:>5} {c['depth']:>5}  {band}")  # fmt: skip
+        return EXIT_OK
+    model = info["model"]
+    print(f"model: {model['source']}")
+    if model["available"]:
+        c = model["config"]
+        print(f"  name: {model['name']}  (pretrained: {'yes' if model['pretrained'] else 'NO, random weights'})")
+        print(f"  sha256: {model['sha256']}")
+        print(f"  parameters: {model['parameters']:,}  width {c['width']}, depth {c['depth']}, heads {c['heads']}")
+        print(f"  input: {c['sampling_rate']:g} Hz, {c['n_samples']} samples, patch {c['patch_size']}, "
+              f"units {c['units']}, normalisation {c['normalisation']}, band-pass {c['bandpass']}")  # fmt: skip
+        print(f"  leads: {', '.join(c['lead_names'])}")
+        for key, value in model["metadata"].items():
+            print(f"  {key}: {value if not isinstance(value, (dict, list)) else json.dumps(value, default=str)}")
+    else:
+        print(f"  not available: {model['problem']}")
+    print("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in info["versions"].items()))
+    hw = info["hardware"]
+    cuda = f"yes ({', '.join(hw['cuda_devices'])})" if hw["cuda_available"] else "no"
+    print(f"hardware: {hw['cpu_count']} CPUs, torch threads {hw['torch_threads']}, CUDA {cuda}, "
+          f"MPS {'yes' if hw['mps_available'] else 'no'}")  # fmt: skip
+    print("configurations: " + ", ".join(info["configs"]) + "  (details: ecgsoup info --configs)")
+    return EXIT_OK
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+# Sub-commands, in the order `ecgsoup --help` lists them.  Another module adds
+# one with a `_add_<name>(sub)` function that calls `sub.add_parser(...)` and
+# `set_defaults(func=...)`, listed here (e.g. `_add_demo` from ecgsoup.demo).
+def _add_demo(sub) -> None:
+    from ecgsoup.tasks import LUDB_TASKS
+
+    p = sub.add_parser("demo", help="layer-wise probe + PPA/PMA on the bundled real LUDB sample")
+    p.add_argument("--out", default="demo-output", help="folder for tables and plots")
+    p.add_argument("--model", default="default", help="'default', a model directory or an ST-MEM .pth")
+    p.add_argument("--tasks", nargs="+", default=list(LUDB_TASKS), choices=list(LUDB_TASKS))
+    p.add_argument("--cv", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from ecgsoup.demo import run_demo
+    from ecgsoup.models import WeightsError
+
+    try:
+        run_demo(args.out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
+    except WeightsError as error:
+        raise CLIError(str(error)) from None
+    return 0
+
+
+_REGISTRARS = (_add_demo, _add_embed, _add_evaluate, _add_info, _add_pretrain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecgsoup", description="Layer-wise ECG foundation-model features.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_pretrain(sub)
+    for register in _REGISTRARS:
+        register(sub)
     return parser
 
 

@@ -107,19 +107,3 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
     (out / "summary.md").write_text("\n".join(summary))
     log(f"\nwrote tables and plots to {out}/")
     return results
-
-
-def add_parser(subparsers) -> None:
-    """Register ``ecgsoup demo`` on the CLI's sub-parsers."""
-    parser = subparsers.add_parser("demo", help="layer-wise probe + PPA/PMA on the bundled LUDB sample")
-    parser.add_argument("--out", default="demo-output", help="folder for tables and plots")
-    parser.add_argument("--model", default="default", help="'default', a model directory or an ST-MEM .pth")
-    parser.add_argument("--tasks", nargs="+", default=list(LUDB_TASKS), choices=list(LUDB_TASKS))
-    parser.add_argument("--cv", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args) -> int:
-    run_demo(args.out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
-    return 0

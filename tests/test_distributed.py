@@ -1,0 +1,56 @@
+"""Scale-out with Dask: a store embedded on a 2-process cluster equals the in-process one."""
+
+import numpy as np
+import pytest
+
+from ecgsoup.store import SkippedRecordWarning, embed_to_store, open_store
+
+distributed = pytest.importorskip("dask.distributed")
+pytest.importorskip("zarr")
+
+
+def test_cluster_store_equals_in_process_store(ludb, tmp_path):
+    # 20 real LUDB records (500 Hz, 12 leads), two with a gap of NaN samples: bad records
+    # must be reported the same way by the workers.
+    x = ludb["x"][:20].astype(np.float32)
+    x[[4, 13], 100:200, 2] = np.nan
+    source = tmp_path / "ludb20.npz"
+    np.savez(source, x=x, fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=ludb["record_id"][:20],
+             units=ludb["units"])  # fmt: skip
+    options = dict(model="random", chunk_size=4)
+
+    with pytest.warns(SkippedRecordWarning) as caught:
+        local = embed_to_store(source, tmp_path / "local.zarr", **options)
+    assert [str(w.message).split(":")[0] for w in caught] == ["Skipped record 5", "Skipped record 14"]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        with pytest.warns(SkippedRecordWarning) as caught:
+            remote = embed_to_store(source, tmp_path / "cluster.zarr", client=client, **options)
+        assert sorted(str(w.message).split(":")[0] for w in caught) == ["Skipped record 14", "Skipped record 5"]
+        # Both workers took blocks, and each loaded the model exactly once (its cached embedder).
+        loaded = client.run(lambda: len(__import__("ecgsoup.store").store._EMBEDDERS))
+    assert sorted(loaded.values()) == [1, 1]
+    assert (remote.n_done, remote.n_failed, remote.n_pending) == (local.n_done, local.n_failed, 0) == (18, 2, 0)
+
+    a, b = open_store(tmp_path / "local.zarr"), open_store(tmp_path / "cluster.zarr")
+    assert a.record_ids == b.record_ids and 5 not in b.record_ids and 14 not in b.record_ids
+    # Same blocks, same batches, same kernels: bit-identical, not merely close.
+    np.testing.assert_array_equal(a.X, b.X)
+    assert b.errors["record_id"].tolist() == [5, 14] and b.errors["message"].str.contains("NaN").all()
+    assert a.attrs["model_sha256"] == b.attrs["model_sha256"]
+
+
+def test_cluster_failure_that_is_not_a_bad_record_propagates(ludb, tmp_path):
+    from ecgsoup.distributed import run_blocks
+    from ecgsoup.store import StoreError, _list_records
+
+    source = tmp_path / "ludb2.npz"
+    np.savez(source, x=ludb["x"][:2], fs=ludb["fs"], lead_names=ludb["lead_names"])
+    listing = _list_records(source)
+    tasks = [(listing.spec, listing.items, listing.record_ids, np.arange(2))]
+    settings = dict(batch_size=8, device="cpu", precision="float32", window_stride=None)
+    with distributed.Client(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+        # The client claims another model hash than the worker loads: refuse, never mix models.
+        with pytest.raises(StoreError, match="same weights"):
+            run_blocks(client, tasks, lambda result: None, model="random:ecgsoup-100hz-tiny",
+                       settings=settings, fingerprint="0" * 64, lead_map=None, pad="error")  # fmt: skip
