@@ -1,0 +1,206 @@
+"""What a grid search over layers costs compared with one embedding pass.
+
+On all 200 LUDB records (100 Hz, 12 leads, 10 s), this times
+
+1. **one embedding pass**: ``LayerwiseEmbedder().fit_transform(X)``, no cache;
+2. **the grid search**: ``GridSearchCV(Pipeline([embed(memory=...), LayerSelector(),
+   LogisticRegression()]), {"select__layers": 1..12}, cv=5)``, starting from an
+   empty cache (new folder, in-process memo cleared);
+
+and reports their ratio (target: at most 1.2), with the number of windows the
+backbone actually saw during the search (200 = once per record).  Without the
+cache the search would run the backbone on every fold of every candidate
+(61 fits x 200 records); that count is reported as an estimate, not timed.
+
+The model is the bundled pretrained default when
+``ecgsoup/weights/ecgsoup-100hz-tiny/config.json`` exists, otherwise a random
+(untrained) tiny encoder of the same architecture; the output says which.
+The model is loaded (and torch warmed up) before timing, so both numbers
+are pure embedding/search time.  The cost of the downstream steps alone
+(the same search on embeddings computed up front) is timed too, so the
+search splits into backbone + downstream + cache overhead.
+
+numpy/scipy BLAS runs single-threaded here (``--blas-threads 1``): the 61
+logistic regressions are tiny (160 x 192), and multithreaded OpenBLAS was
+measured ~18x slower on them on a busy 2-core machine, which would measure
+the BLAS thread pool rather than the cache.  torch's own threads (the
+backbone) are not affected by this limit.
+
+Run::
+
+    python benchmarks/gridsearch_cost.py [--repeats 3] [--batch-size 32] [--blas-threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import shared_data_path, summary, timed, write_results  # noqa: E402
+
+from ecgsoup import LayerwiseEmbedder  # noqa: E402
+from ecgsoup.cache import clear_memo  # noqa: E402
+from ecgsoup.fusion import LayerSelector  # noqa: E402
+from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
+from ecgsoup.models import STMEMEncoder, default_model_path  # noqa: E402
+from ecgsoup.signal import lead_indices, resample  # noqa: E402
+
+TARGET_RATIO = 1.2
+LAYERS = list(range(1, 13))
+FOLDS = 5
+
+
+def load_ludb():
+    """All LUDB records, model-ready (flat lead-major, 100 Hz), and a sinus-rhythm target."""
+    data_dir = shared_data_path() / "ludb"
+    data = np.load(data_dir / "ludb_12lead_500hz.npz")
+    labels = pd.read_csv(data_dir / "ludb_labels.csv")
+    x = resample(data["x"].astype(np.float32) / 1000.0, float(data["fs"]), 100.0)
+    x = x[:, :, lead_indices(list(data["lead_names"]), ECGSOUP_LEAD_ORDER)].transpose(0, 2, 1)
+    y = (labels["rhythm_primary"] == "Sinus rhythm").to_numpy().astype(int)
+    return np.ascontiguousarray(x).reshape(len(x), -1), y
+
+
+def choose_model() -> tuple[str, str]:
+    if (default_model_path() / "config.json").exists():
+        return "default", "bundled pretrained ecgsoup-100hz-tiny"
+    return "random:ecgsoup-100hz-tiny", "random (untrained) ecgsoup-100hz-tiny: bundled weights not present"
+
+
+def count_windows():
+    """Patch the encoder to count windows forwarded; returns the counter list."""
+    seen = [0]
+    original = STMEMEncoder.pooled_layers
+
+    def counting(self, x):
+        seen[0] += x.shape[0]
+        return original(self, x)
+
+    STMEMEncoder.pooled_layers = counting
+    return seen
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="numpy/scipy BLAS threads (0: leave as is)"
+    )
+    args = parser.parse_args(argv)
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        # Applied at once and kept for the rest of the process.
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
+
+    X, y = load_ludb()
+    model, model_text = choose_model()
+    print(f"LUDB: {X.shape[0]} records, X {X.shape}; model: {model_text}")
+    # Load the weights and warm torch up outside the timings.
+    LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X[:2])
+    windows = count_windows()
+
+    embed_runs = []
+    for run in range(args.repeats):
+        clear_memo()
+        seconds, _ = timed(LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform, X)
+        embed_runs.append(seconds)
+        print(f"  embedding pass {run + 1}/{args.repeats}: {seconds:.2f} s")
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    cv = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=0)
+    embeddings = LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X)
+    downstream_runs = []
+    for run in range(args.repeats):
+        downstream = GridSearchCV(
+            Pipeline([("select", LayerSelector()), ("clf", LogisticRegression(max_iter=2000))]),
+            {"select__layers": LAYERS},
+            cv=cv,
+        )
+        seconds, _ = timed(downstream.fit, embeddings, y)
+        downstream_runs.append(seconds)
+        print(f"  downstream-only search {run + 1}/{args.repeats}: {seconds:.2f} s")
+
+    search_runs, search_windows, best = [], [], None
+    for run in range(args.repeats):
+        with tempfile.TemporaryDirectory(prefix="ecgsoup-bench-") as cache:
+            clear_memo()  # cold: empty folder and empty memo
+            pipe = Pipeline(
+                [
+                    ("embed", LayerwiseEmbedder(model=model, batch_size=args.batch_size, memory=cache)),
+                    ("select", LayerSelector()),
+                    ("clf", LogisticRegression(max_iter=2000)),
+                ]
+            )
+            search = GridSearchCV(pipe, {"select__layers": LAYERS}, cv=cv)
+            before = windows[0]
+            seconds, _ = timed(search.fit, X, y)
+        search_runs.append(seconds)
+        search_windows.append(windows[0] - before)
+        best = (search.best_params_["select__layers"], float(search.best_score_))
+        print(f"  grid search {run + 1}/{args.repeats}: {seconds:.2f} s, "
+              f"{search_windows[-1]} windows through the backbone")
+    clear_memo()
+
+    embed, grid, down = summary(embed_runs), summary(search_runs), summary(downstream_runs)
+    overhead = grid["median_s"] - embed["median_s"] - down["median_s"]
+    ratio = grid["median_s"] / embed["median_s"]
+    fits = len(LAYERS) * FOLDS + 1  # + the refit on all records
+    result = {
+        "model": model,
+        "model_description": model_text,
+        "n_records": int(X.shape[0]),
+        "input_shape": list(X.shape),
+        "batch_size": args.batch_size,
+        "grid": {"select__layers": LAYERS, "folds": FOLDS, "pipeline_fits": fits},
+        "embedding_pass": embed,
+        "gridsearch_cold_cache": grid,
+        "downstream_only_search": down,
+        "cache_overhead_s": overhead,
+        "blas_threads": args.blas_threads or "unchanged",
+        "ratio_gridsearch_over_pass": ratio,
+        "target_ratio": TARGET_RATIO,
+        "meets_target": bool(ratio <= TARGET_RATIO),
+        "backbone_windows_per_search": search_windows,
+        "best_layer_and_cv_accuracy": list(best),
+        "estimated_search_without_cache_s": fits * embed["median_s"],
+    }
+    markdown = f"""# Grid search over layers vs one embedding pass
+
+Model: {model_text}. Data: all {X.shape[0]} LUDB records (12 leads, 100 Hz, 10 s),
+target "rhythm_primary == Sinus rhythm". Grid: `select__layers` 1..12, {FOLDS}-fold
+stratified CV ({fits} pipeline fits with the refit), `LayerwiseEmbedder(memory=<new folder>)`
+-> `LayerSelector()` -> `LogisticRegression()`. Medians of {args.repeats} runs.
+numpy/scipy BLAS threads: {args.blas_threads or 'unchanged'} (see the script's docstring); torch threads unchanged.
+
+| measurement | median (s) | runs (s) |
+|---|---|---|
+| one embedding pass (no cache) | {embed['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in embed_runs)} |
+| grid search, cold cache | {grid['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in search_runs)} |
+| same search on precomputed embeddings (downstream only) | {down['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in downstream_runs)} |
+| cache overhead (search - pass - downstream, medians; below 0 = within run-to-run noise) | {overhead:.2f} | |
+| **ratio** | **{ratio:.3f}** (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}) | |
+
+Windows through the backbone per grid search: {', '.join(map(str, search_windows))}
+(one per record). Without the cache the search would forward every fold of every
+candidate: about {fits} x {embed['median_s']:.1f} s = {fits * embed['median_s']:.0f} s (estimate, not timed).
+Best layer {best[0]}, CV accuracy {best[1]:.3f}.
+"""
+    json_path, md_path = write_results("gridsearch_cost", result, markdown)
+    print(f"ratio {ratio:.3f} (target <= {TARGET_RATIO}); wrote {json_path} and {md_path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

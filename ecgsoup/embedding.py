@@ -1,0 +1,615 @@
+"""Every layer of a frozen ST-MEM encoder as scikit-learn features.
+
+:class:`LayerwiseEmbedder` runs the backbone once per record and returns the
+pooled output of *all* its layers, in the column layout of
+:mod:`ecgsoup.layout`.  Choosing layers, averaging them (PPA) or mixing them
+(PMA) happens in cheap downstream steps, so a grid search over those choices
+never runs the backbone again; with ``memory=`` the embeddings of each record
+are cached (see :mod:`ecgsoup.cache`), so even the folds of a cross-validation
+share one backbone pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections import OrderedDict
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+
+from ecgsoup.cache import EmbeddingStore, context_key, record_keys
+from ecgsoup.layout import feature_names, resolve_layers
+from ecgsoup.models import (
+    STMEMEncoder,
+    default_model_path,
+    get_config,
+    list_configs,
+    load_model,
+    model_fingerprint,
+    random_model,
+)
+from ecgsoup.models.config import EncoderConfig
+from ecgsoup.signal import ZSCORE_EPS, zscore
+
+__all__ = ["LayerwiseEmbedder"]
+
+RANDOM_MODEL = "random"
+RANDOM_SEED = 0
+_RANDOM_BASE_CONFIG = "ecgsoup-100hz-tiny"
+# Bumped whenever the numbers an embedder returns for the same model and
+# record change (windowing, pooling, normalisation); part of every cache key.
+_EMBEDDING_FORMAT = 1
+_PAD_BELOW_TOKENS = 32
+
+
+class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
+    """Pooled embeddings of every layer of a frozen ST-MEM encoder.
+
+    One forward pass per batch yields all layers ``h_0 .. h_L`` (layer 0 =
+    token embedding, 1..L = transformer blocks), each the mean over patch
+    tokens of all leads (spec 3.1).  Rows are laid out as
+    ``[h_l for l in layers] + [norm weight, norm bias]`` (see
+    :mod:`ecgsoup.layout`); the two trailing blocks carry the encoder's final
+    LayerNorm so that :class:`~ecgsoup.fusion.LayerSelector`,
+    :class:`~ecgsoup.fusion.PPA` and PMA can apply it.
+
+    ``fit`` learns nothing from the data: it loads the model and checks that
+    ``X`` has the shape the model needs.  Embedding before cross-validation
+    therefore leaks nothing.
+
+    Parameters
+    ----------
+    model : str, path or STMEMEncoder, default="default"
+        ``"default"``: the bundled pretrained model.  A path: an ecgsoup model
+        directory (``config.json`` + ``model.safetensors``) or an original
+        ST-MEM ``.pth`` file (see :func:`ecgsoup.models.load_model`).  An
+        ``STMEMEncoder`` object is used as is (it is never modified).
+        ``"random:<config>"`` (e.g. ``"random:ecgsoup-100hz-tiny"``): an
+        **untrained**, randomly initialised encoder of that configuration
+        (seed 0), as a baseline or for tests.  ``"random"``: an untrained
+        tiny encoder shaped by the data: input that fits the
+        ``ecgsoup-100hz-tiny`` contract (12 leads, at least 1000 samples)
+        uses that configuration; any other input is read as in
+        "Data-shaped random model" below.  Weights are loaded in ``fit``.
+    layers : "all", int, list of int, slice or {"blocks", "last", "middle"}, default="all"
+        Layers to return (see :func:`ecgsoup.layout.resolve_layers`).  Keep
+        ``"all"`` and choose layers downstream: that is what lets a grid
+        search over layers reuse one backbone pass.
+    include_norm : bool, default=True
+        Append the final LayerNorm's weight and bias blocks to every row.
+    batch_size : int, default=32
+        Windows per forward pass.  Memory grows with the batch, not with
+        the number of records.  Does not change the result.
+    device : str, default="cpu"
+        Where the encoder runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` runs the forward pass under bfloat16 autocast (faster
+        on recent GPUs; cosine similarity to float32 above 0.99).  The
+        output is float32 either way.
+    window_stride : int, default=None
+        Step between windows, in samples, for records longer than the
+        model's window; ``None`` means half a window (the ECG-Soup code's
+        evaluation setting, spec 4.2).  At most one window.
+    memory : None, str, path or joblib.Memory, default=None
+        Cache the embeddings of each record (keyed on a hash of its samples,
+        the model's fingerprint, the ecgsoup version, ``precision`` and the
+        window settings), in a folder and in an in-process memo; used by
+        ``fit_transform`` and ``transform``.  ``None``: no caching.
+        ``device``, ``batch_size`` and ``verbose`` are not part of the key:
+        they do not change the result beyond floating-point rounding.
+    verbose : int, default=0
+        ``> 0`` shows a progress bar over batches (on stderr).
+
+    Attributes
+    ----------
+    model_ : STMEMEncoder
+        The encoder, on ``device``, in eval mode.  Shared with other
+        embedders of the same process that load the same source: do not
+        modify it.
+    config_ : EncoderConfig
+        Architecture and input contract of the model.
+    n_layers_ : int
+        Layers the model emits (``depth + 1``).
+    dim_ : int
+        Width of one layer block.
+    layers_ : tuple of int
+        The returned layers as absolute indices.
+    window_stride_ : int
+        The stride used.
+    fingerprint_ : str
+        sha256 identifying the weights: the weights file's hash for models
+        loaded from disk; a hash of the configuration and tensors for random
+        models and encoder objects.
+    n_features_in_ : int
+        Columns of the flat input, or leads of 3-D input.
+    feature_names_in_ : ndarray of str
+        Input column names, when ``X`` had string column names.
+
+    See Also
+    --------
+    ecgsoup.preprocessing.ECGPreprocessor : Turns recordings into the input
+        this estimator expects.
+    ecgsoup.fusion.LayerSelector, ecgsoup.fusion.PPA : Cheap downstream steps.
+
+    Notes
+    -----
+    **Input.** The model-ready array of ``ECGPreprocessor``: flat and
+    lead-major, ``(n_records, n_leads * T)`` (all samples of the first lead,
+    then the second, ...), or 3-D ``(n_records, n_leads, T)``; leads in the
+    model's order (``config_.lead_names``), at its sampling rate, with
+    ``T >= config_.n_samples``.  Flat input's width is fixed at ``fit``;
+    with 3-D input ``n_features_in_`` is the number of leads and ``T`` may
+    differ between calls.
+
+    **Windows.** A record longer than the model's window is cut into windows
+    of ``config_.n_samples`` every ``window_stride_`` samples, plus one window
+    flush with the record's end if the stride does not reach it.  Every
+    window is z-scored per lead over time (ddof 0, ``+1e-8``, spec 2.1), and
+    a record's embedding is the mean of its windows' pooled embeddings, per
+    layer (the final LayerNorm, applied downstream, comes after the mean).
+
+    **Data-shaped random model.** With ``model="random"``, input that does not
+    fit the 12-lead, 1000-sample contract gets a randomly initialised tiny
+    encoder built for it at ``fit``: a flat ``(n, F)`` array is read as one
+    lead of ``F`` samples (unless ``F`` splits into 12 leads of at least 1000
+    samples), 3-D ``(n, C, T)`` as ``C`` leads; the window is
+    ``min(T, 1000)`` samples and the patch the largest divisor of it up to
+    50.  This keeps the estimator testable on generic data (as
+    ``parametrize_with_checks`` does); it has no medical meaning.
+    Named models, including ``"random:<config>"``, never change shape: input
+    that does not fit them raises an error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecgsoup import LayerwiseEmbedder
+    >>> X = np.random.default_rng(0).normal(size=(2, 12 * 1000)).astype("float32")
+    >>> emb = LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny").fit(X)
+    >>> emb.transform(X).shape                   # 13 layers + 2 norm blocks, 192 wide
+    (2, 2880)
+    >>> emb.get_feature_names_out()[[0, -1]].tolist()
+    ['layer00_dim0000', 'norm_bias_dim0191']
+    """
+
+    _parameter_constraints = {
+        "model": [str, os.PathLike, STMEMEncoder],
+        "layers": [Integral, "array-like", slice, StrOptions({"all", "blocks", "last", "middle"})],
+        "include_norm": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "precision": [StrOptions({"float32", "bfloat16"})],
+        "window_stride": [Interval(Integral, 1, None, closed="left"), None],
+        "memory": [None, str, os.PathLike, HasMethods("cache")],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model="default",
+        layers="all",
+        include_norm=True,
+        batch_size=32,
+        device="cpu",
+        precision="float32",
+        window_stride=None,
+        memory=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.layers = layers
+        self.include_norm = include_norm
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.window_stride = window_stride
+        self.memory = memory
+        self.verbose = verbose
+
+    # -- sklearn API ------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Load the model and check that ``X`` fits it; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
+            Model-ready ECG (see Notes of the class).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : LayerwiseEmbedder
+        """
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the embeddings of ``X`` (validated once).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
+            Model-ready ECG.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        E : ndarray of shape (n_records, (len(layers_) + 2 * include_norm) * dim_), float32
+        """
+        return self._embed(self._fit(X))
+
+    def transform(self, X):
+        """Embed every record: the pooled output of each chosen layer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
+            Model-ready ECG, in the same layout as at ``fit``.
+
+        Returns
+        -------
+        E : ndarray of shape (n_records, (len(layers_) + 2 * include_norm) * dim_), float32
+            Layout of :mod:`ecgsoup.layout`.
+        """
+        check_is_fitted(self)
+        return self._embed(self._check_X(X, reset=False))
+
+    def get_feature_names_out(self, input_features=None):
+        """Column names: ``layer03_dim0127`` ..., then ``norm_weight_*``, ``norm_bias_*``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against the input seen at ``fit``; the output names
+            do not depend on it.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            known = getattr(self, "feature_names_in_", None)
+            if known is not None and not np.array_equal(input_features, known):
+                raise ValueError("input_features is not equal to feature_names_in_.")
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features has {len(input_features)} names but the embedder was "
+                    f"fitted on {self.n_features_in_} features."
+                )
+        return feature_names(self.layers_, self.dim_, self.include_norm)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # (n, leads, T) arrays are accepted besides the flat layout.
+        tags.input_tags.three_d_array = True
+        # The encoder computes in float32 and always returns float32.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # -- fitting ----------------------------------------------------------------------
+    def _fit(self, X) -> np.ndarray:
+        self._validate_params()
+        device = _check_device(self.device)
+        X = self._validate_input(X, reset=True)
+        encoder, fingerprint = _resolve_model(self.model, device, X.shape)
+        config = encoder.config
+        self.model_ = encoder
+        self.config_ = config
+        self.n_layers_ = config.n_layers
+        self.dim_ = config.width
+        self.fingerprint_ = fingerprint
+        self.layers_ = resolve_layers(self.layers, self.n_layers_)
+        stride = config.n_samples // 2 if self.window_stride is None else self.window_stride
+        if stride > config.n_samples:
+            raise ValueError(
+                f"window_stride={stride} is longer than the model's window "
+                f"({config.n_samples} samples): samples between windows would be skipped. "
+                f"Use a stride of at most {config.n_samples}."
+            )
+        self.window_stride_ = max(int(stride), 1)
+        return self._as_records(X)
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        return self._as_records(self._validate_input(X, reset=reset))
+
+    def _validate_input(self, X, reset: bool) -> np.ndarray:
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            allow_nd=True,
+            dtype=[np.float32, np.float64],
+            ensure_all_finite=False,  # checked below, with an ECG-specific message
+        )
+        if X.ndim not in (2, 3):
+            raise ValueError(
+                f"X has shape {X.shape}; expected (n_records, n_leads * T) "
+                "or (n_records, n_leads, T)."
+            )
+        if X.ndim == 3 and X.shape[2] == 0:
+            raise ValueError(f"X has shape {X.shape}: records with 0 samples cannot be embedded.")
+        _check_finite(X)
+        return X
+
+    def _as_records(self, X: np.ndarray) -> np.ndarray:
+        """``(n, leads, T)`` float32 view/copy of validated ``X``, checked against the model."""
+        config = self.config_
+        n_leads, n_samples = config.n_leads, config.n_samples
+        hint = (
+            f"The model ({config.name}) expects {n_leads} leads in the order "
+            f"{', '.join(config.lead_names)}, at {config.sampling_rate:g} Hz, at least "
+            f"{n_samples} samples ({config.seconds:g} s) per lead, as the flat lead-major "
+            f"array (n_records, {n_leads} * T) or as (n_records, {n_leads}, T). "
+            "ecgsoup.ECGPreprocessor produces this from recordings."
+        )
+        if X.ndim == 2:
+            if X.shape[1] % n_leads:
+                raise ValueError(
+                    f"X has {X.shape[1]} columns, which is not {n_leads} leads of equal length. "
+                    + hint
+                )
+            X = X.reshape(X.shape[0], n_leads, X.shape[1] // n_leads)
+        elif X.shape[1] != n_leads:
+            raise ValueError(f"X has {X.shape[1]} leads. " + hint)
+        if X.shape[2] < n_samples:
+            raise ValueError(f"X has {X.shape[2]} samples per lead. " + hint)
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    # -- embedding --------------------------------------------------------------------
+    def _embed(self, X: np.ndarray) -> np.ndarray:
+        """Pooled layers of every record (cached), then the chosen layout."""
+        pooled = self._pooled_records(X)  # (n, L+1, D)
+        n = X.shape[0]
+        out = [pooled[:, list(self.layers_)].reshape(n, -1)]
+        if self.include_norm:
+            norm = self.model_.norm
+            row = torch.cat([norm.weight, norm.bias]).detach().float().cpu().numpy()
+            out.append(np.broadcast_to(row, (n, row.size)))
+        return np.ascontiguousarray(np.concatenate(out, axis=1), dtype=np.float32)
+
+    def _pooled_records(self, X: np.ndarray) -> np.ndarray:
+        n = X.shape[0]
+        pooled = np.empty((n, self.n_layers_, self.dim_), dtype=np.float32)
+        memory = self.memory
+        if isinstance(memory, os.PathLike):
+            memory = os.fspath(memory)  # check_memory takes str, not Path
+        store = EmbeddingStore(check_memory(memory), self._cache_context())
+        if not store.enabled:
+            pooled[:] = self._forward_records(X)
+            return pooled
+        keys = record_keys(X)
+        found = store.get_many(keys)
+        for position, value in found.items():
+            pooled[position] = value
+        # Distinct missing records only: a record present twice is embedded once.
+        first = {}
+        for position, key in enumerate(keys):
+            if position not in found:
+                first.setdefault(key, position)
+        if first:
+            by_key = dict(zip(first, self._forward_records(X[list(first.values())])))
+            store.put_many(by_key)
+            for position, key in enumerate(keys):
+                if position not in found:
+                    pooled[position] = by_key[key]
+        return pooled
+
+    def _cache_context(self) -> str:
+        from ecgsoup import __version__  # read at call time: ecgsoup/__init__ imports this module
+
+        return context_key(
+            fingerprint=self.fingerprint_,
+            config=self.config_.to_dict(),
+            ecgsoup=__version__,
+            embedding_format=_EMBEDDING_FORMAT,
+            precision=self.precision,
+            window=self.config_.n_samples,
+            stride=self.window_stride_,
+            zscore_eps=ZSCORE_EPS,
+        )
+
+    def _forward_records(self, X: np.ndarray) -> np.ndarray:
+        """Mean pooled layers over each record's windows, ``(n, L+1, D)`` float32."""
+        window = self.config_.n_samples
+        starts = _window_starts(X.shape[2], window, self.window_stride_)
+        n_windows = len(starts)
+        total = X.shape[0] * n_windows
+        sums = np.zeros((X.shape[0], self.n_layers_, self.dim_), dtype=np.float64)
+        device = torch.device(self.device)
+        autocast = torch.autocast(
+            device_type=device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"
+        )
+        # With very short token sequences (toy shapes, not real ECG models) the
+        # matrix products are so small that BLAS picks its kernel by row count,
+        # and a record's numbers would depend on how many windows share its
+        # batch (~1e-6).  Padding every batch to `batch_size` windows keeps them
+        # identical at negligible cost there.  Real models (12 leads x 22
+        # tokens and more) are batch-size invariant without it.
+        tokens = self.config_.n_leads * (self.config_.n_patches + 2)
+        pad_batches = tokens <= _PAD_BELOW_TOKENS
+        from tqdm.auto import tqdm
+
+        batches = range(0, total, self.batch_size)
+        progress = tqdm(total=len(batches), disable=not self.verbose, desc="embedding")
+        with progress as bar:
+            for first in batches:
+                index = np.arange(first, min(first + self.batch_size, total))
+                records, offsets = index // n_windows, starts[index % n_windows]
+                # Fancy indexing copies, so the tensor never aliases a read-only memmap.
+                batch = np.stack([X[r, :, s : s + window] for r, s in zip(records, offsets)])
+                batch = zscore(batch, axis=-1)
+                if pad_batches and len(batch) < self.batch_size:
+                    padding = np.zeros((self.batch_size - len(batch), *batch.shape[1:]), np.float32)
+                    batch = np.concatenate([batch, padding])
+                with torch.inference_mode(), autocast:
+                    out = self.model_.pooled_layers(torch.from_numpy(batch).to(device))
+                out = out[: len(index)]
+                # Windows are added in order, whatever the batch size: same sums.
+                np.add.at(sums, records, out.float().cpu().numpy())
+                bar.update()
+        return (sums / n_windows).astype(np.float32)
+
+
+# -- helpers --------------------------------------------------------------------------
+def _window_starts(length: int, window: int, stride: int) -> np.ndarray:
+    """Window starts every ``stride`` samples, plus one flush with the end if needed."""
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return np.asarray(starts, dtype=int)
+
+
+def _check_finite(X: np.ndarray) -> None:
+    bad = ~np.isfinite(X)
+    if bad.any():
+        records = np.unique(np.nonzero(bad)[0])
+        shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
+        raise ValueError(
+            f"X contains {int(bad.sum())} NaN or infinite (inf) values, in records {shown}. "
+            "Interpolate or drop those records first; ecgsoup does not fill gaps silently."
+        )
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device name ('cpu', 'cuda', 'cuda:1', 'mps')."
+        ) from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available (this torch build: {torch.__version__}, "
+            "no usable GPU). Use device='cpu', or install a CUDA build of torch on a GPU machine."
+        )
+    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= count:
+        raise ValueError(f"device={device!r} but only {count} CUDA device(s) exist.")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} but MPS is not available on this machine. Use device='cpu'."
+        )
+    return parsed
+
+
+# Loaded encoders, shared within the process: GridSearchCV clones the embedder
+# for every candidate and fold, and reloading (and re-hashing) the weights each
+# time would cost more than the cached embeddings save.  Keyed on the source
+# and the files' size and modification time, so a rewritten file is reloaded.
+_MODEL_CACHE: OrderedDict = OrderedDict()
+_MODEL_CACHE_SIZE = 4
+_MODEL_LOCK = threading.Lock()
+
+
+def _resolve_model(model, device: torch.device, shape) -> tuple[STMEMEncoder, str]:
+    """The encoder for the ``model`` parameter on ``device``, and its fingerprint."""
+    if isinstance(model, STMEMEncoder):
+        encoder = model
+        if encoder.training or _device_of(encoder) != device:
+            encoder = copy.deepcopy(encoder)  # never modify the user's parameter
+            encoder = encoder.to(device).eval()
+        # Hash the tensors themselves: metadata may predate in-place edits.
+        return encoder, _tensor_fingerprint(encoder)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a str, a path or an STMEMEncoder, got {type(model).__name__}."
+        )
+    name = os.fspath(model)
+    if name == RANDOM_MODEL or name.startswith(RANDOM_MODEL + ":"):
+        config = _random_config(name, shape)
+        key = ("random", repr(sorted(config.to_dict().items())), RANDOM_SEED, str(device))
+
+        def load():
+            encoder = random_model(config, seed=RANDOM_SEED)
+            return encoder.to(device), model_fingerprint(encoder)
+
+        return _cached_model(key, load)
+    path = default_model_path() if name == "default" else Path(name).expanduser()
+    if name != "default" and not path.exists() and name in list_configs():
+        raise ValueError(
+            f"model={name!r} is a configuration name, not weights. Pass "
+            f"model='random:{name}' for an untrained encoder of that shape, or a path "
+            "to pretrained weights."
+        )
+    key = ("path", str(path.resolve()), _files_signature(path), str(device))
+
+    def load():
+        encoder = load_model(model if name != "default" else "default")  # raises WeightsError
+        return encoder.to(device).eval(), model_fingerprint(encoder)
+
+    return _cached_model(key, load)
+
+
+def _cached_model(key, load) -> tuple[STMEMEncoder, str]:
+    with _MODEL_LOCK:
+        if key in _MODEL_CACHE:
+            _MODEL_CACHE.move_to_end(key)
+            return _MODEL_CACHE[key]
+    value = load()
+    with _MODEL_LOCK:
+        _MODEL_CACHE[key] = value
+        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.popitem(last=False)
+    return value
+
+
+def _files_signature(path: Path) -> tuple:
+    """(name, size, mtime) of the files a load would read; empty if missing."""
+    if not path.exists():
+        return ()
+    if path.is_file() and path.suffix not in (".pth", ".pt"):
+        path = path.parent
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+def _device_of(encoder: STMEMEncoder) -> torch.device:
+    return next(encoder.parameters()).device
+
+
+def _tensor_fingerprint(encoder: STMEMEncoder) -> str:
+    # model_fingerprint trusts metadata["sha256"]; hide it to hash the tensors.
+    probe = copy.copy(encoder)
+    probe.metadata = {}
+    return model_fingerprint(probe)
+
+
+def _random_config(name: str, shape) -> EncoderConfig:
+    """Configuration of a ``"random"`` / ``"random:<config>"`` model for input of ``shape``."""
+    if name != RANDOM_MODEL:
+        config_name = name.partition(":")[2]
+        try:
+            return get_config(config_name)
+        except ValueError as exc:
+            raise ValueError(f"model={name!r}: {exc}") from None
+    base = get_config(_RANDOM_BASE_CONFIG)
+    if len(shape) == 3:
+        leads, length = shape[1], shape[2]
+    elif shape[1] % base.n_leads == 0 and shape[1] // base.n_leads >= base.n_samples:
+        leads, length = base.n_leads, shape[1] // base.n_leads
+    else:
+        leads, length = 1, shape[1]
+    if leads == base.n_leads and length >= base.n_samples:
+        return base
+    window = min(length, base.n_samples)
+    patch = max(d for d in range(1, min(window, base.patch_size) + 1) if window % d == 0)
+    if leads <= base.n_leads:
+        lead_names = base.lead_names[:leads]
+    else:
+        lead_names = tuple(f"ch{i}" for i in range(leads))
+    return base.replace(
+        name=f"random-shaped-{leads}x{window}-patch{patch}",
+        n_samples=window,
+        patch_size=patch,
+        lead_names=lead_names,
+    )

@@ -1,0 +1,285 @@
+"""LayerwiseEmbedder on real LUDB records, with random (untrained) tiny encoders."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import ecgsoup
+from ecgsoup import LayerwiseEmbedder
+from ecgsoup.cache import clear_memo
+from ecgsoup.embedding import _window_starts
+from ecgsoup.leads import ECGSOUP_LEAD_ORDER
+from ecgsoup.models import STMEMEncoder, WeightsError, random_model, save_model
+from ecgsoup.signal import lead_indices, resample, zscore
+
+N_LAYERS, DIM = 13, 192
+TINY = "random:ecgsoup-100hz-tiny"
+
+
+def model_ready(ludb, records) -> np.ndarray:
+    """LUDB records, model-ready and 3-D: (n, 12 leads in model order, 1000 samples at 100 Hz)."""
+    x = ludb["x"][records].astype(np.float32) / 1000.0  # µV -> mV
+    x = resample(x, float(ludb["fs"]), 100.0)  # (n, 1000, 12), time-major
+    x = x[:, :, lead_indices(list(ludb["lead_names"]), ECGSOUP_LEAD_ORDER)]
+    return np.ascontiguousarray(x.transpose(0, 2, 1))
+
+
+@pytest.fixture(scope="module")
+def ecg(ludb):
+    """Six real LUDB records, (6, 12, 1000)."""
+    return model_ready(ludb, np.arange(6))
+
+
+@pytest.fixture(scope="module")
+def flat(ecg):
+    """The same records in the flat lead-major layout of ECGPreprocessor."""
+    return ecg.reshape(len(ecg), -1)
+
+
+@pytest.fixture
+def count_forward(monkeypatch):
+    """Count the windows the backbone sees (all embedders share the class method)."""
+    seen = []
+    original = STMEMEncoder.pooled_layers
+
+    def counting(self, x):
+        seen.append(x.shape[0])
+        return original(self, x)
+
+    monkeypatch.setattr(STMEMEncoder, "pooled_layers", counting)
+    clear_memo()
+    yield seen
+    clear_memo()
+
+
+def direct_pooled(encoder, windows, autocast=False):
+    """What the embedder must return: pooled_layers on per-lead z-scored windows."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        return encoder.pooled_layers(torch.from_numpy(zscore(windows, axis=-1))).float().numpy()
+
+
+# -- output ------------------------------------------------------------------------------
+def test_shape_names_and_equality_with_direct_forward(flat, ecg, tiny_model):
+    emb = LayerwiseEmbedder(model=tiny_model).fit(flat)
+    E = emb.transform(flat)
+    assert E.shape == (6, N_LAYERS * DIM + 2 * DIM) and E.dtype == np.float32
+    assert (emb.n_layers_, emb.dim_, emb.layers_) == (13, 192, tuple(range(13)))
+    expected = direct_pooled(tiny_model, ecg)  # one window per record: no averaging
+    np.testing.assert_array_equal(E[:, : N_LAYERS * DIM], expected.reshape(6, -1))
+    norm = torch.cat([tiny_model.norm.weight, tiny_model.norm.bias]).detach().numpy()
+    np.testing.assert_array_equal(E[:, N_LAYERS * DIM :], np.tile(norm, (6, 1)))
+    names = emb.get_feature_names_out()
+    assert len(names) == E.shape[1]
+    assert names[3 * DIM + 127] == "layer03_dim0127"
+    assert names[N_LAYERS * DIM] == "norm_weight_dim0000" and names[-1] == "norm_bias_dim0191"
+    # real records differ from each other at every layer
+    assert np.all(expected.std(axis=0).max(axis=-1) > 0)
+
+
+def test_three_d_input_equals_flat_and_layer_choice(flat, ecg):
+    emb3 = LayerwiseEmbedder(model=TINY).fit(ecg)
+    assert emb3.n_features_in_ == 12
+    E = LayerwiseEmbedder(model=TINY).fit_transform(flat)
+    np.testing.assert_array_equal(emb3.transform(ecg), E)
+    some = LayerwiseEmbedder(model=TINY, layers=[6, -1], include_norm=False).fit(ecg)
+    S = some.transform(ecg)
+    expected = np.hstack([E[:, 6 * DIM : 7 * DIM], E[:, 12 * DIM : 13 * DIM]])
+    np.testing.assert_array_equal(S, expected)
+    assert some.get_feature_names_out()[[0, -1]].tolist() == ["layer06_dim0000", "layer12_dim0191"]
+
+
+def test_pandas_output(flat):
+    emb = LayerwiseEmbedder(model=TINY, layers="last").set_output(transform="pandas")
+    frame = emb.fit_transform(flat[:2])
+    assert list(frame.columns[:2]) == ["layer12_dim0000", "layer12_dim0001"]
+    assert frame.shape == (2, 3 * DIM) and frame.dtypes.unique().tolist() == [np.float32]
+
+
+def test_windows_are_averaged_for_20_second_records(ecg, tiny_model):
+    assert _window_starts(2000, 1000, 500).tolist() == [0, 500, 1000]
+    assert _window_starts(1700, 1000, 500).tolist() == [0, 500, 700]  # last one flush with the end
+    assert _window_starts(1000, 1000, 500).tolist() == [0]
+    long = np.concatenate([ecg[:3], ecg[3:]], axis=2)  # 3 real 20 s records
+    E = LayerwiseEmbedder(model=tiny_model, include_norm=False).fit_transform(long)
+    windows = np.stack([long[:, :, s : s + 1000] for s in (0, 500, 1000)], axis=1)
+    expected = direct_pooled(tiny_model, windows.reshape(-1, 12, 1000)).reshape(3, 3, N_LAYERS, DIM)
+    np.testing.assert_allclose(E, expected.mean(axis=1).reshape(3, -1), rtol=1e-6, atol=1e-6)
+    # stride = one window: the mean of the two 10 s halves' embeddings
+    halves = LayerwiseEmbedder(model=tiny_model, include_norm=False, window_stride=1000).fit(long)
+    single = LayerwiseEmbedder(model=tiny_model, include_norm=False).fit_transform(ecg)
+    mean_of_halves = (single[:3] + single[3:]) / 2
+    np.testing.assert_allclose(halves.transform(long), mean_of_halves, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_does_not_change_the_result(flat):
+    results = [LayerwiseEmbedder(model=TINY, batch_size=b).fit_transform(flat) for b in (1, 4, 32)]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_is_close_to_float32(ecg):
+    e32 = LayerwiseEmbedder(model=TINY, include_norm=False).fit_transform(ecg[:3])
+    bf16 = LayerwiseEmbedder(model=TINY, include_norm=False, precision="bfloat16")
+    e16 = bf16.fit_transform(ecg[:3])
+    assert e16.dtype == np.float32
+    assert not np.array_equal(e16, e32)  # autocast did run in bfloat16
+    a, b = e32.reshape(3, N_LAYERS, DIM), e16.reshape(3, N_LAYERS, DIM)
+    cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cosine.min() >= 0.99
+
+
+def test_progress_bar_only_when_verbose(flat, capsys):
+    LayerwiseEmbedder(model=TINY).fit_transform(flat[:1])
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    LayerwiseEmbedder(model=TINY, verbose=1).fit_transform(flat[:1])
+    loud = capsys.readouterr()
+    assert loud.out == "" and "embedding" in loud.err
+
+
+# -- cache ---------------------------------------------------------------------------------
+def test_cache_second_transform_runs_no_forward(flat, tmp_path, count_forward):
+    plain = LayerwiseEmbedder(model=TINY).fit_transform(flat[:4])
+    assert sum(count_forward) == 4
+    emb = LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache")
+    first = emb.fit_transform(flat[:4])
+    assert sum(count_forward) == 8
+    np.testing.assert_array_equal(first, plain)
+    # a clone (as GridSearchCV makes), other rows, other order: memo hits only
+    again = clone(emb).fit(flat[:4]).transform(flat[[3, 1, 0, 2]])
+    assert sum(count_forward) == 8
+    np.testing.assert_array_equal(again, plain[[3, 1, 0, 2]])
+    # a new process would only have the folder: disk hits, no forward
+    clear_memo()
+    np.testing.assert_array_equal(clone(emb).fit_transform(flat[:4]), plain)
+    assert sum(count_forward) == 8
+    # only the new record is embedded, and a duplicated record only once
+    mixed = clone(emb).fit(flat[:4]).transform(flat[[0, 4, 4]])
+    assert sum(count_forward) == 9
+    np.testing.assert_array_equal(mixed[1], mixed[2])
+    # layers and include_norm are applied after the cache
+    last = LayerwiseEmbedder(
+        model=TINY, memory=tmp_path / "cache", layers="last", include_norm=False
+    )
+    np.testing.assert_array_equal(last.fit_transform(flat[:4]), plain[:, 12 * DIM : 13 * DIM])
+    assert sum(count_forward) == 9
+
+
+def test_cache_misses_when_model_version_or_settings_change(
+    flat, tmp_path, count_forward, monkeypatch
+):
+    memory = str(tmp_path / "cache")
+    base = LayerwiseEmbedder(model=TINY, memory=memory).fit_transform(flat[:2])
+    assert sum(count_forward) == 2
+    # another model (other seed, same architecture) must miss
+    other = random_model("ecgsoup-100hz-tiny", seed=1)
+    E_other = LayerwiseEmbedder(model=other, memory=memory).fit_transform(flat[:2])
+    assert sum(count_forward) == 4 and not np.allclose(E_other, base)
+    # the same encoder object edited in place must miss too
+    with torch.no_grad():
+        other.blocks[3].fc1.weight.mul_(1.5)
+    E_edited = LayerwiseEmbedder(model=other, memory=memory).fit_transform(flat[:2])
+    assert sum(count_forward) == 6 and not np.allclose(E_edited, E_other)
+    # precision and windows change the numbers: they are part of the key
+    LayerwiseEmbedder(model=TINY, memory=memory, precision="bfloat16").fit_transform(flat[:2])
+    assert sum(count_forward) == 8
+    # a new ecgsoup version misses as well
+    monkeypatch.setattr(ecgsoup, "__version__", "999.0")
+    new_version = LayerwiseEmbedder(model=TINY, memory=memory).fit_transform(flat[:2])
+    np.testing.assert_array_equal(new_version, base)
+    assert sum(count_forward) == 10
+    # device and batch_size do not change the result: still hits
+    monkeypatch.undo()
+    LayerwiseEmbedder(model=TINY, memory=memory, batch_size=1).fit_transform(flat[:2])
+    assert sum(count_forward) == 10
+
+
+def test_cache_misses_when_weights_file_changes(flat, tmp_path, count_forward):
+    path = save_model(random_model("ecgsoup-100hz-tiny", seed=3), tmp_path / "model")
+    memory = tmp_path / "cache"
+    emb = LayerwiseEmbedder(model=str(path), memory=memory).fit(flat[:2])
+    first = emb.transform(flat[:2])
+    assert emb.fingerprint_ == emb.model_.metadata["sha256"] and sum(count_forward) == 2
+    save_model(random_model("ecgsoup-100hz-tiny", seed=4), path)  # same path, new weights
+    refit = clone(emb).fit(flat[:2])
+    assert refit.fingerprint_ != emb.fingerprint_
+    assert not np.allclose(refit.transform(flat[:2]), first) and sum(count_forward) == 4
+
+
+# -- sklearn behaviour -------------------------------------------------------------------------
+def test_clone_and_pickle(flat, tmp_path):
+    emb = LayerwiseEmbedder(model=TINY, layers=(1, 2), batch_size=3, memory=str(tmp_path))
+    assert clone(emb).get_params() == emb.get_params()
+    emb.fit(flat[:2])
+    restored = pickle.loads(pickle.dumps(emb))
+    np.testing.assert_array_equal(restored.transform(flat[:2]), emb.transform(flat[:2]))
+    assert not hasattr(clone(emb), "model_")
+
+
+def test_fit_does_not_touch_a_passed_encoder(flat):
+    encoder = random_model("ecgsoup-100hz-tiny", seed=2).train()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    emb = LayerwiseEmbedder(model=encoder).fit(flat[:1])
+    assert encoder.training and emb.model_ is not encoder and not emb.model_.training
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_errors_name_the_problem_and_the_fix(ecg, flat, tmp_path):
+    tiny = LayerwiseEmbedder(model=TINY)
+    with pytest.raises(ValueError, match=r"X has 11 leads\. .*expects 12 leads .*ECGPreprocessor"):
+        tiny.fit(ecg[:, :11])
+    with pytest.raises(ValueError, match=r"500 samples per lead\. .*at least 1000 samples"):
+        tiny.fit(ecg[:, :, :500])
+    with pytest.raises(ValueError, match=r"12001 columns, which is not 12 leads"):
+        tiny.fit(np.hstack([flat, flat[:, :1]]))
+    bad = flat[:3].copy()
+    bad[1, 5] = np.nan
+    bad[2, 7] = np.inf
+    with pytest.raises(ValueError, match=r"2 NaN or infinite .* records 1, 2"):
+        tiny.fit(bad)
+    fitted = LayerwiseEmbedder(model=TINY).fit(flat[:1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fitted.transform(bad)
+    with pytest.raises(ValueError, match="is expecting 12000 features"):
+        fitted.transform(flat[:, :6000])
+    with pytest.raises(WeightsError, match="does not exist"):
+        LayerwiseEmbedder(model=str(tmp_path / "nowhere")).fit(flat[:1])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="has no config.json"):
+        LayerwiseEmbedder(model=tmp_path / "empty").fit(flat[:1])
+    with pytest.raises(ValueError, match="configuration name, not weights.*'random:ecgsoup-100hz"):
+        LayerwiseEmbedder(model="ecgsoup-100hz-tiny").fit(flat[:1])
+    with pytest.raises(ValueError, match="Unknown model configuration"):
+        LayerwiseEmbedder(model="random:resnet").fit(flat[:1])
+    with pytest.raises(ValueError, match="window_stride=1500 is longer than the model's window"):
+        LayerwiseEmbedder(model=TINY, window_stride=1500).fit(flat[:1])
+    with pytest.raises(ValueError, match="precision"):
+        LayerwiseEmbedder(model=TINY, precision="float16").fit(flat[:1])
+    with pytest.raises(ValueError, match="Layer 13 does not exist"):
+        LayerwiseEmbedder(model=TINY, layers=13).fit(flat[:1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_clear_error(flat):
+    with pytest.raises(ValueError, match="CUDA is not available.*device='cpu'"):
+        LayerwiseEmbedder(model=TINY, device="cuda").fit(flat[:1])
+
+
+def test_random_model_takes_its_shape_from_generic_data(ecg):
+    emb = LayerwiseEmbedder(model="random").fit(np.random.default_rng(0).normal(size=(3, 7)))
+    assert (emb.config_.n_leads, emb.config_.n_samples, emb.config_.patch_size) == (1, 7, 7)
+    # real 12-lead input gets the tiny ECG-Soup geometry, identical to the named random model
+    real = LayerwiseEmbedder(model="random").fit(ecg[:2])
+    assert real.config_.name == "ecgsoup-100hz-tiny"
+    named = LayerwiseEmbedder(model=TINY).fit_transform(ecg[:2])
+    np.testing.assert_array_equal(real.transform(ecg[:2]), named)
+
+
+@parametrize_with_checks([LayerwiseEmbedder(model="random")])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
