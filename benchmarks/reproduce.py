@@ -94,6 +94,28 @@ def run_task(name, y, X, X_ipa, repeats, seed) -> tuple[pd.DataFrame, dict, pd.D
     return curve, table, ipa_curve
 
 
+def findings(tasks: dict) -> list[str]:
+    """The paper's two claims, checked per task against the fold spread."""
+    out = [
+        "## The two claims, task by task",
+        "",
+        "| task | last layer | middle layer | best layer (inner CV) | PPA | PMA | middle > last? | best fusion > best single? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, info in tasks.items():
+        t = {k: v[0] for k, v in info["table"].items()}
+        last, middle, best = t["last layer (12)"], t["middle layer (6)"], t["best single layer, inner-CV selected"]
+        fusion = max(t["PPA"], t["PMA"])
+        single = max(last, middle, best)
+        out.append(
+            f"| {task} | {last:.3f} | {middle:.3f} | {best:.3f} | {t['PPA']:.3f} | {t['PMA']:.3f} | "
+            f"{'yes' if middle > last else 'no'} ({middle - last:+.3f}) | "
+            f"{'yes' if fusion > single else 'no'} ({fusion - single:+.3f}) |"
+        )
+    out += ["", "Differences smaller than the fold standard deviations below are not evidence either way.", ""]
+    return out
+
+
 def plot_curves(task, curve, ipa_curve, path) -> None:
     figure = plot_layer_probe(curve, title=f"{task}: ST-MEM default (black), IPA (grey)")
     if ipa_curve is not None:
@@ -188,6 +210,7 @@ def main() -> None:
         "",
     ]
     payload = {"tasks": {}}
+    summary_at = len(lines)
     targets = ludb_targets(sample.metadata)
     for task, y in targets.items():
         started = time.perf_counter()
@@ -208,6 +231,7 @@ def main() -> None:
         ]
         print(f"{task}: {time.perf_counter() - started:.0f} s  " + ", ".join(f"{k} {m:.3f}" for k, (m, _) in table.items()))
 
+    lines[summary_at:summary_at] = findings(payload["tasks"])
     if args.ptbxl:
         dataset, y = ptbxl_superclasses(args.ptbxl)
         X_ptb = embed(dataset, args.model)[0]

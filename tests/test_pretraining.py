@@ -104,6 +104,7 @@ def test_pretrain_writes_log_best_model_and_resumes_exactly(ptbxl_val, tmp_path)
         torch.testing.assert_close(a[name], b[name], msg=name)
 
 
+@pytest.mark.slow
 def test_training_lowers_validation_loss_with_bf16(ptbxl_val, tmp_path):
     settings = _settings(epochs=4, precision="bfloat16", base_lr=5e-3)
     pretrain(ptbxl_val[:48], ptbxl_val[48:64], tmp_path, settings, progress=False)
