@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="the pretrained model to assess")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of 5-fold CV")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results-name", default="quality", help="results/<name>.{json,md}")
     args = parser.parse_args()
 
     sample = load_sample()
@@ -116,7 +117,7 @@ def main() -> None:
         f"{emb_pre.fingerprint_[:12]}). Handcrafted: {len(FEATURES)} neurokit2 features from {hc_source}. "
         "'Best single layer' is picked on the scored folds (optimistic).\n\n" + md + "\n"
     )
-    write_results("quality", {"table": rows, "raw": raw, "handcrafted_source": hc_source}, markdown)
+    write_results(args.results_name, {"table": rows, "raw": raw, "handcrafted_source": hc_source}, markdown)
     print(markdown)
 
 
