@@ -17,7 +17,13 @@ reports, from ``/proc/self/status``:
   must stay flat when the number of records grows;
 - ``transform_extra``: the peak reached *during* ``transform`` above the
   resident set just before it (the peak is reset through
-  ``/proc/self/clear_refs`` first), and the same minus the output.
+  ``/proc/self/clear_refs`` first, after ``malloc_trim`` has handed freed
+  set-up memory back to the OS), and the same minus the output;
+- ``numpy_peak``: the peak of numpy allocations during a second
+  ``transform``, traced exactly by ``tracemalloc`` (numpy reports its
+  buffers to it; torch's per-batch tensors are not traced).  Unlike RSS
+  this is deterministic, so O(n) temporaries show up as exact bytes per
+  record: ``numpy_peak - output`` should not grow with n.
 
 The verdict compares ``overhead`` at 10 x N with N (target ratio about 1.0)
 and also states how many bytes per record it grows by, next to the output's
@@ -68,6 +74,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the OS (glibc), so RSS before transform is comparable."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def child(n: int, batch_size: int, threads: int) -> dict:
     """Embed ``n`` tiled sample records in this process and report its memory."""
     import torch
@@ -86,6 +102,7 @@ def child(n: int, batch_size: int, threads: int) -> dict:
     model = "default" if (default_model_path() / "config.json").exists() else "random:ecgsoup-100hz-tiny"
     emb = LayerwiseEmbedder(model=model, batch_size=batch_size).fit(X[:1])
     emb.transform(X[:batch_size])  # warm-up: one batch's activations, kernels
+    _trim()
     rss_before = _status_kib("VmRSS") * 1024
     # Resetting the peak also resets ru_maxrss, so keep the set-up's peak first.
     peak_setup = _status_kib("VmHWM") * 1024
@@ -96,6 +113,13 @@ def child(n: int, batch_size: int, threads: int) -> dict:
 
     ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     peak = max(peak_setup, hwm, ru_maxrss)
+    import tracemalloc
+
+    tracemalloc.start()
+    E_traced = emb.transform(X)
+    numpy_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del E_traced
     return {
         "records": n,
         "model": model,
@@ -109,6 +133,8 @@ def child(n: int, batch_size: int, threads: int) -> dict:
         "rss_before_transform_bytes": int(rss_before),
         "peak_reset_worked": reset,
         "transform_peak_bytes": int(hwm) if reset else None,
+        "numpy_peak_bytes": int(numpy_peak),
+        "numpy_peak_minus_output_bytes": int(numpy_peak - E.nbytes),
     }
 
 
@@ -141,6 +167,8 @@ def markdown(small: dict, large: dict, summary_: dict) -> str:
         ("RSS just before transform", "rss_before_transform_bytes"),
         ("peak during transform above that", "transform_extra_bytes"),
         ("... minus the output", "transform_extra_minus_output_bytes"),
+        ("numpy allocations during transform, peak (tracemalloc)", "numpy_peak_bytes"),
+        ("... minus the output", "numpy_peak_minus_output_bytes"),
     ]
     n1, n2 = small["records"], large["records"]
     lines = [
@@ -165,7 +193,10 @@ def markdown(small: dict, large: dict, summary_: dict) -> str:
         f"The overhead grows by {s['overhead_growth_bytes_per_record']:.0f} bytes per record "
         f"(the output itself is {s['output_bytes_per_record']:.0f} bytes per record, the input "
         f"{s['input_bytes_per_record']:.0f}); the growth during transform beyond the output is "
-        f"{s['transform_extra_growth_bytes_per_record']} bytes per record.",
+        f"{s['transform_extra_growth_bytes_per_record']} bytes per record (RSS: noisy, the "
+        "allocator keeps and re-takes freed pages). Exact, from tracemalloc: numpy's peak "
+        f"during transform beyond the output grows by "
+        f"**{s['numpy_temporaries_growth_bytes_per_record']:.0f} bytes per record**.",
         "",
         "The output is O(n) by necessity: n × 15 blocks × width float32 "
         "(13 pooled layers + the final norm's weight and bias). The input is the "
@@ -206,6 +237,9 @@ def main(argv=None) -> None:
         "output_bytes_per_record": small["output_bytes"] / small["records"],
         "input_bytes_per_record": small["input_bytes"] / small["records"],
         "transform_extra_growth_bytes_per_record": extra,
+        "numpy_temporaries_growth_bytes_per_record":
+            (large["numpy_peak_minus_output_bytes"] - small["numpy_peak_minus_output_bytes"])
+            / (large["records"] - small["records"]),
     }
     md = markdown(small, large, summary_)
     json_path, md_path = write_results("memory", {"small": small, "large": large,

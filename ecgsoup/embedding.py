@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
@@ -90,9 +91,12 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     device : str, default="cpu"
         Where the encoder runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : {"float32", "bfloat16"}, default="float32"
-        ``"bfloat16"`` runs the forward pass under bfloat16 autocast (faster
-        on recent GPUs; cosine similarity to float32 above 0.99).  The
-        output is float32 either way.
+        ``"bfloat16"`` runs a bfloat16 copy of the encoder (made once per
+        model and device and shared within the process; ``model_`` and an
+        encoder you pass stay float32).  LayerNorms keep float32 weights and
+        normalise in float32 internally.  Faster on CPUs with bf16 matrix
+        units and on recent GPUs; cosine similarity to float32 about 0.9999
+        per layer.  The output is float32 either way.
     window_stride : int, default=None
         Step between windows, in samples, for records longer than the
         model's window; ``None`` means half a window (the ECG-Soup code's
@@ -368,24 +372,36 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     # -- embedding --------------------------------------------------------------------
     def _embed(self, X: np.ndarray) -> np.ndarray:
         """Pooled layers of every record (cached), then the chosen layout."""
-        pooled = self._pooled_records(X)  # (n, L+1, D)
-        n = X.shape[0]
-        out = [pooled[:, list(self.layers_)].reshape(n, -1)]
+        n, n_layers, dim = X.shape[0], self.n_layers_, self.dim_
+        layers = list(self.layers_)
+        E = np.empty((n, (len(layers) + 2 * self.include_norm) * dim), dtype=np.float32)
+        if layers == list(range(n_layers)):
+            # Every layer, in order (the default): the pooled layers are written
+            # straight into the output through a view, so no (n, L+1, D) copy exists.
+            # (E is C-contiguous, so reshape is a view; the slice of it is too.)
+            self._pooled_records(X, out=E.reshape(n, -1, dim)[:, :n_layers])
+        else:
+            pooled = self._pooled_records(X)
+            for column, layer in enumerate(layers):  # one block at a time: no fancy-index copy
+                E[:, column * dim : (column + 1) * dim] = pooled[:, layer]
+            del pooled
         if self.include_norm:
             norm = self.model_.norm
-            row = torch.cat([norm.weight, norm.bias]).detach().float().cpu().numpy()
-            out.append(np.broadcast_to(row, (n, row.size)))
-        return np.ascontiguousarray(np.concatenate(out, axis=1), dtype=np.float32)
+            E[:, len(layers) * dim :] = (
+                torch.cat([norm.weight, norm.bias]).detach().float().cpu().numpy()
+            )
+        return E
 
-    def _pooled_records(self, X: np.ndarray) -> np.ndarray:
+    def _pooled_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Pooled layers ``(n, L+1, D)`` float32 of every record, written into ``out``."""
         n = X.shape[0]
-        pooled = np.empty((n, self.n_layers_, self.dim_), dtype=np.float32)
+        pooled = np.empty((n, self.n_layers_, self.dim_), dtype=np.float32) if out is None else out
         memory = self.memory
         if isinstance(memory, os.PathLike):
             memory = os.fspath(memory)  # check_memory takes str, not Path
         store = EmbeddingStore(check_memory(memory), self._cache_context())
         if not store.enabled:
-            pooled[:] = self._forward_records(X)
+            self._forward_records(X, out=pooled)
             return pooled
         keys = record_keys(X)
         found = store.get_many(keys)
@@ -413,22 +429,35 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             ecgsoup=__version__,
             embedding_format=_EMBEDDING_FORMAT,
             precision=self.precision,
+            # bfloat16 numbers changed when bf16 weights replaced autocast: this
+            # keeps them apart from autocast-era cache entries while float32
+            # keys (and caches) stay as they were.
+            **({"bfloat16_mode": "weights"} if self.precision == "bfloat16" else {}),
             window=self.config_.n_samples,
             stride=self.window_stride_,
             zscore_eps=ZSCORE_EPS,
         )
 
-    def _forward_records(self, X: np.ndarray) -> np.ndarray:
-        """Mean pooled layers over each record's windows, ``(n, L+1, D)`` float32."""
+    def _forward_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Mean pooled layers over each record's windows, ``(n, L+1, D)`` float32.
+
+        Written into ``out`` (allocated if ``None``), which is returned.
+        """
         window = self.config_.n_samples
         starts = _window_starts(X.shape[2], window, self.window_stride_)
         n_windows = len(starts)
         total = X.shape[0] * n_windows
-        sums = np.zeros((X.shape[0], self.n_layers_, self.dim_), dtype=np.float64)
+        shape = (X.shape[0], self.n_layers_, self.dim_)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        # One window per record (the usual 10 s case): each window's result is
+        # the record's embedding and goes straight into `out`.  Otherwise the
+        # windows are summed in float64 (in order, whatever the batch size) and
+        # divided in place; only that one extra (n, L+1, D) buffer exists.
+        sums = None if n_windows == 1 else np.zeros(shape, dtype=np.float64)
         device = torch.device(self.device)
-        autocast = torch.autocast(
-            device_type=device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"
-        )
+        encoder = self._forward_model()
+        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
         # With very short token sequences (toy shapes, not real ECG models) the
         # matrix products are so small that BLAS picks its kernel by row count,
         # and a record's numbers would depend on how many windows share its
@@ -451,13 +480,24 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                 if pad_batches and len(batch) < self.batch_size:
                     padding = np.zeros((self.batch_size - len(batch), *batch.shape[1:]), np.float32)
                     batch = np.concatenate([batch, padding])
-                with torch.inference_mode(), autocast:
-                    out = self.model_.pooled_layers(torch.from_numpy(batch).to(device))
-                out = out[: len(index)]
-                # Windows are added in order, whatever the batch size: same sums.
-                np.add.at(sums, records, out.float().cpu().numpy())
+                with torch.inference_mode():
+                    pooled = encoder.pooled_layers(torch.from_numpy(batch).to(device, dtype))
+                pooled = pooled[: len(index)].float().cpu().numpy()
+                if sums is None:
+                    out[first : first + len(index)] = pooled  # window index = record index
+                else:
+                    np.add.at(sums, records, pooled)
                 bar.update()
-        return (sums / n_windows).astype(np.float32)
+        if sums is not None:
+            sums /= n_windows
+            out[...] = sums
+        return out
+
+    def _forward_model(self) -> STMEMEncoder:
+        """The encoder the forward pass runs: ``model_``, or its cached bfloat16 copy."""
+        if self.precision != "bfloat16":
+            return self.model_
+        return _bfloat16_copy(self.model_, self.fingerprint_)
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -470,14 +510,24 @@ def _window_starts(length: int, window: int, stride: int) -> np.ndarray:
 
 
 def _check_finite(X: np.ndarray) -> None:
-    bad = ~np.isfinite(X)
-    if bad.any():
-        records = np.unique(np.nonzero(bad)[0])
-        shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
-        raise ValueError(
-            f"X contains {int(bad.sum())} NaN or infinite (inf) values, in records {shown}. "
-            "Interpolate or drop those records first; ecgsoup does not fill gaps silently."
-        )
+    # A boolean temporary the size of X would add a quarter of the input's
+    # memory; checking a few MiB of records at a time keeps it constant.
+    step = max(1, (8 * 2**20) // max(1, X[:1].size))
+    for start in range(0, X.shape[0], step):
+        if not np.isfinite(X[start : start + step]).all():
+            break
+    else:
+        return
+    # Something is wrong: now locate it, record by record (no full-size temporaries).
+    bad = np.array(
+        [np.count_nonzero(~np.isfinite(record)) for record in X[start:]], dtype=np.int64
+    )
+    records = start + np.flatnonzero(bad)
+    shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
+    raise ValueError(
+        f"X contains {int(bad.sum())} NaN or infinite (inf) values, in records {shown}. "
+        "Interpolate or drop those records first; ecgsoup does not fill gaps silently."
+    )
 
 
 def _check_device(device: str) -> torch.device:
@@ -506,8 +556,10 @@ def _check_device(device: str) -> torch.device:
 # for every candidate and fold, and reloading (and re-hashing) the weights each
 # time would cost more than the cached embeddings save.  Keyed on the source
 # and the files' size and modification time, so a rewritten file is reloaded.
+# The bfloat16 copies live here too (keyed on the weights' fingerprint), so the
+# bound is 4 models in both precisions.
 _MODEL_CACHE: OrderedDict = OrderedDict()
-_MODEL_CACHE_SIZE = 4
+_MODEL_CACHE_SIZE = 8
 _MODEL_LOCK = threading.Lock()
 
 
@@ -561,6 +613,47 @@ def _cached_model(key, load) -> tuple[STMEMEncoder, str]:
         while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
             _MODEL_CACHE.popitem(last=False)
     return value
+
+
+def _bfloat16_copy(encoder: STMEMEncoder, fingerprint: str) -> STMEMEncoder:
+    """A bfloat16 copy of ``encoder`` (cached per weights and device; ``encoder`` untouched).
+
+    Cheaper than autocast, which casts every weight again on every call.
+    Keyed on the fingerprint of the weights (recomputed at every ``fit`` for
+    encoder objects), so an encoder edited in place and refitted gets a new copy.
+    """
+    device = _device_of(encoder)
+    config = repr(sorted(encoder.config.to_dict().items()))
+    key = ("bfloat16", fingerprint, config, str(device))
+
+    def load():
+        copied = copy.deepcopy(encoder).to(torch.bfloat16).eval()
+        if _mixed_layer_norm_works(device):
+            # bf16 input with float32 weight and bias: torch normalises in
+            # float32 internally and skips the rounding of the LayerNorm
+            # parameters, at no cost in speed.
+            for module in copied.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.float()
+        return copied, fingerprint
+
+    return _cached_model(key, load)[0]
+
+
+_MIXED_LAYER_NORM: dict = {}
+
+
+def _mixed_layer_norm_works(device: torch.device) -> bool:
+    """Whether ``layer_norm`` takes bfloat16 input with float32 weights on ``device``."""
+    if device.type not in _MIXED_LAYER_NORM:
+        x = torch.ones(2, 4, dtype=torch.bfloat16, device=device)
+        weight = torch.ones(4, device=device)
+        try:
+            ok = F.layer_norm(x, (4,), weight, torch.zeros_like(weight)).dtype == torch.bfloat16
+        except RuntimeError:
+            ok = False
+        _MIXED_LAYER_NORM[device.type] = ok
+    return _MIXED_LAYER_NORM[device.type]
 
 
 def _files_signature(path: Path) -> tuple:

@@ -57,8 +57,8 @@ Reproduce (same data layout, about {hours:.1f} h on 2 cores):
 - It is a **small model pretrained on little data** (1,442 ECGs, against ~100k ECGs and a
   ViT-B for the paper's models) and a short schedule; its features beat a randomly initialised
   copy of itself on LUDB linear probes (see `docs/results/quality.md`) but are far from a
-  production foundation model. A simple handcrafted neurokit2 baseline can be better on
-  rhythm tasks.
+  production foundation model. In that benchmark a 14-feature handcrafted neurokit2
+  baseline (heart rate, HRV, P-wave presence, intervals) beats it on every task.
 - Training data are PTB-XL (German hospital ECGs, 1989-1996); other populations, devices and
   paediatric ECGs are out of distribution.
 - Not a medical device; for research on representations only.

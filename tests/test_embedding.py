@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import ecgsoup
 from ecgsoup import LayerwiseEmbedder
 from ecgsoup.cache import clear_memo
-from ecgsoup.embedding import _window_starts
+from ecgsoup.embedding import _check_finite, _window_starts
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
 from ecgsoup.models import STMEMEncoder, WeightsError, random_model, save_model
 from ecgsoup.signal import lead_indices, resample, zscore
@@ -121,15 +121,57 @@ def test_batch_size_does_not_change_the_result(flat):
         np.testing.assert_allclose(other, results[0], rtol=1e-6, atol=1e-7)
 
 
+def layer_cosine(a, b):
+    """Cosine of two (n, 13 * 192) embeddings, per record and layer."""
+    a = a.reshape(len(a), N_LAYERS, DIM).astype(np.float64)
+    b = b.reshape(len(b), N_LAYERS, DIM).astype(np.float64)
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
 def test_bfloat16_is_close_to_float32(ecg):
     e32 = LayerwiseEmbedder(model=TINY, include_norm=False).fit_transform(ecg[:3])
     bf16 = LayerwiseEmbedder(model=TINY, include_norm=False, precision="bfloat16")
     e16 = bf16.fit_transform(ecg[:3])
     assert e16.dtype == np.float32
-    assert not np.array_equal(e16, e32)  # autocast did run in bfloat16
-    a, b = e32.reshape(3, N_LAYERS, DIM), e16.reshape(3, N_LAYERS, DIM)
-    cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-    assert cosine.min() >= 0.99
+    assert not np.array_equal(e16, e32)  # the forward pass did run in bfloat16
+    assert layer_cosine(e32, e16).min() >= 0.999
+    # 20 s records (several windows each) as well
+    long = np.concatenate([ecg[:3], ecg[3:]], axis=2)
+    e32_long = LayerwiseEmbedder(model=TINY, include_norm=False).fit_transform(long)
+    assert layer_cosine(e32_long, bf16.fit_transform(long)).min() >= 0.999
+
+
+def test_bfloat16_runs_a_cached_bf16_copy_and_leaves_the_encoder_alone(ecg, tiny_model):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    emb = LayerwiseEmbedder(model=tiny_model, precision="bfloat16").fit(ecg[:2])
+    E = emb.transform(ecg[:2])
+    # the passed encoder and model_ stay float32 and unchanged
+    assert all(p.dtype == torch.float32 for p in tiny_model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
+    assert emb.model_.blocks[0].fc1.weight.dtype == torch.float32
+    # the copy: bf16 matrices, float32 LayerNorm parameters (torch normalises
+    # bf16 input in float32 internally; float32 gamma/beta avoid their rounding)
+    copy16 = emb._forward_model()
+    assert copy16 is not tiny_model and copy16 is not emb.model_
+    assert copy16.blocks[0].fc1.weight.dtype == torch.bfloat16
+    assert copy16.blocks[0].attn_norm.weight.dtype == torch.float32
+    assert copy16.norm.weight.dtype == torch.float32
+    # made once: a clone (as in GridSearchCV) reuses it instead of casting again
+    assert clone(emb).fit(ecg[:1])._forward_model() is copy16
+    # the output is exactly that copy's forward pass, as float32; norm blocks from model_
+    windows = torch.from_numpy(zscore(ecg[:2], axis=-1)).to(torch.bfloat16)
+    with torch.inference_mode():
+        expected = copy16.pooled_layers(windows).float().numpy()
+    np.testing.assert_array_equal(E[:, : N_LAYERS * DIM], expected.reshape(2, -1))
+    norm = torch.cat([tiny_model.norm.weight, tiny_model.norm.bias]).detach().numpy()
+    np.testing.assert_array_equal(E[:, N_LAYERS * DIM :], np.tile(norm, (2, 1)))
+    # an encoder edited in place gets a new copy at the next fit
+    edited = random_model("ecgsoup-100hz-tiny", seed=3)
+    first = LayerwiseEmbedder(model=edited, precision="bfloat16").fit(ecg[:1])
+    with torch.no_grad():
+        edited.blocks[0].fc1.weight.mul_(2.0)
+    second = LayerwiseEmbedder(model=edited, precision="bfloat16").fit(ecg[:1])
+    assert second._forward_model() is not first._forward_model()
 
 
 def test_progress_bar_only_when_verbose(flat, capsys):
@@ -245,6 +287,14 @@ def test_errors_name_the_problem_and_the_fix(ecg, flat, tmp_path):
     fitted = LayerwiseEmbedder(model=TINY).fit(flat[:1])
     with pytest.raises(ValueError, match="NaN or infinite"):
         fitted.transform(bad)
+    # many records (checked a few MiB at a time): bad ones past the first chunk are found
+    many = np.tile(flat, (70, 1))  # 420 real records, 20 MB
+    _check_finite(many)
+    many[250, 3] = np.nan
+    many[419, 11999] = -np.inf
+    many[419, 0] = np.nan
+    with pytest.raises(ValueError, match=r"3 NaN or infinite .* records 250, 419\. Interpolate"):
+        _check_finite(many)
     with pytest.raises(ValueError, match="is expecting 12000 features"):
         fitted.transform(flat[:, :6000])
     with pytest.raises(WeightsError, match="does not exist"):
