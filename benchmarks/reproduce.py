@@ -6,11 +6,12 @@ reports with repeated stratified cross-validation (mean ± std over all
 folds of all repeats; the repeats use different seeds for the folds and for
 PMA's training):
 
-* the per-layer probe curve of the default (ST-MEM-pretrained) backbone and,
-  when given, of an IPA-pretrained backbone;
+* the per-layer probe curve of the default backbone (IPA-pretrained) and of
+  a comparison backbone pretrained with the other objective (ST-MEM, shipped
+  in ``benchmarks/models/``; same architecture, data and schedule);
 * the fusion table: last layer, middle layer, best single layer chosen by an
-  inner CV on the training folds only (honest), PPA, PMA, and the
-  IPA-pretrained backbone's last layer and PPA;
+  inner CV on the training folds only (honest), PPA, PMA, and the comparison
+  backbone's last layer and PPA;
 * layer analyses of the default backbone on the same records: cross-layer
   cosine similarity (pooled and token-wise), linear CKA, attention entropy
   per layer and head, and the distribution of PMA gate weights.
@@ -18,7 +19,7 @@ PMA's training):
 Everything is written into ``docs/results/`` (``reproduce.md`` plus PNG
 figures) and ``benchmarks/results/reproduce.json``.
 
-Run:  .venv/bin/python benchmarks/reproduce.py [--repeats 2] [--ipa-model DIR] [--ptbxl ROOT]
+Run:  .venv/bin/python benchmarks/reproduce.py [--repeats 2] [--compare-model DIR] [--ptbxl ROOT]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from ecgsoup.pma import PMA  # noqa: E402
 from ecgsoup.tasks import ludb_targets  # noqa: E402
 
 DOCS = REPO_ROOT / "docs" / "results"
-DEFAULT_IPA = REPO_ROOT / "benchmarks" / "models" / "ecgsoup-100hz-tiny-ipa"
+COMPARE = REPO_ROOT / "benchmarks" / "models" / "ecgsoup-100hz-tiny-st-mem"
 
 
 def _probe() -> Pipeline:
@@ -74,10 +75,10 @@ def selected_layer_scores(X, y, folds, n_layers=13) -> np.ndarray:
     return cross_val_score(search, X, y, cv=folds, scoring=macro_auc_scorer)
 
 
-def run_task(name, y, X, X_ipa, repeats, seed) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
+def run_task(name, y, X, X_other, repeats, seed, label="comparison") -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
     folds = list(RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=seed).split(X, y))
     curve = layer_probe(X, y, cv=folds, fusions=("ppa", "pma"), random_state=seed)
-    ipa_curve = layer_probe(X_ipa, y, cv=folds, fusions=("ppa",), random_state=seed) if X_ipa is not None else None
+    other_curve = layer_probe(X_other, y, cv=folds, fusions=("ppa",), random_state=seed) if X_other is not None else None
     selected = selected_layer_scores(X, y, folds)
     last, middle = "layer_12", "layer_06"
     rows = {
@@ -87,11 +88,11 @@ def run_task(name, y, X, X_ipa, repeats, seed) -> tuple[pd.DataFrame, dict, pd.D
         "PPA": curve.loc["ppa"],
         "PMA": curve.loc["pma"],
     }
-    if ipa_curve is not None:
-        rows["IPA backbone: last layer"] = ipa_curve.loc[last]
-        rows["IPA backbone: PPA"] = ipa_curve.loc["ppa"]
+    if other_curve is not None:
+        rows[f"{label} backbone: last layer"] = other_curve.loc[last]
+        rows[f"{label} backbone: PPA"] = other_curve.loc["ppa"]
     table = {k: (float(v["mean"]), float(v["std"])) for k, v in rows.items()}
-    return curve, table, ipa_curve
+    return curve, table, other_curve
 
 
 def findings(tasks: dict) -> list[str]:
@@ -116,13 +117,13 @@ def findings(tasks: dict) -> list[str]:
     return out
 
 
-def plot_curves(task, curve, ipa_curve, path) -> None:
-    figure = plot_layer_probe(curve, title=f"{task}: ST-MEM default (black), IPA (grey)")
-    if ipa_curve is not None:
+def plot_curves(task, curve, other_curve, path, labels=("default", "comparison")) -> None:
+    figure = plot_layer_probe(curve, title=f"{task}: {labels[0]} (black), {labels[1]} (grey)")
+    if other_curve is not None:
         ax = figure.axes[0]
-        layers = [i for i in ipa_curve.index if i.startswith("layer_")]
-        ax.errorbar(range(len(layers)), ipa_curve.loc[layers, "mean"], yerr=ipa_curve.loc[layers, "std"],
-                    marker="s", capsize=3, color="grey", label="IPA backbone")  # fmt: skip
+        layers = [i for i in other_curve.index if i.startswith("layer_")]
+        ax.errorbar(range(len(layers)), other_curve.loc[layers, "mean"], yerr=other_curve.loc[layers, "std"],
+                    marker="s", capsize=3, color="grey", label=f"{labels[1]} backbone")  # fmt: skip
         ax.legend(loc="best", fontsize="small")
     figure.savefig(path)
 
@@ -179,7 +180,8 @@ def analyses(X, ready, embedder, y, seed, lines) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--ipa-model", default=str(DEFAULT_IPA) if DEFAULT_IPA.exists() else None)
+    parser.add_argument("--compare-model", default=str(COMPARE) if COMPARE.exists() else None,
+                        help="a second backbone (by default the ST-MEM-objective run)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ptbxl", type=Path, help="root of a full PTB-XL download (optional)")
@@ -190,14 +192,19 @@ def main() -> None:
 
     sample = load_sample()
     seconds, (X, ready, embedder) = timed(embed, sample, args.model)
-    X_ipa = embed(sample, args.ipa_model)[0] if args.ipa_model else None
+    X_other, label = None, None
+    if args.compare_model:
+        X_other, _, other = embed(sample, args.compare_model)
+        label = other.model_.metadata.get("objective", "comparison")
     meta = embedder.model_.metadata
+    labels = (meta.get("objective", "default"), label or "comparison")
     lines = [
         "# Reproducing the ECG-Soup findings on LUDB",
         "",
         f"Command: `{' '.join(['python', 'benchmarks/reproduce.py', *sys.argv[1:]])}`. "
         f"Backbone: `{embedder.config_.name}` ({meta.get('objective', 'unknown objective')}, "
-        f"sha256 {embedder.fingerprint_[:12]}); IPA backbone: {args.ipa_model or 'not given'}. "
+        f"sha256 {embedder.fingerprint_[:12]}); comparison backbone: {args.compare_model or 'not given'} "
+        f"({label}). "
         f"Probe: standardised logistic regression; 5-fold stratified CV x {args.repeats} repeats "
         f"(mean ± std over {5 * args.repeats} folds).",
         "",
@@ -214,10 +221,10 @@ def main() -> None:
     targets = ludb_targets(sample.metadata)
     for task, y in targets.items():
         started = time.perf_counter()
-        curve, table, ipa_curve = run_task(task, y, X, X_ipa, args.repeats, args.seed)
-        plot_curves(task, curve, ipa_curve, DOCS / f"layers_{task}.png")
+        curve, table, other_curve = run_task(task, y, X, X_other, args.repeats, args.seed, labels[1])
+        plot_curves(task, curve, other_curve, DOCS / f"layers_{task}.png", labels)
         payload["tasks"][task] = {"table": table, "curve": curve.to_dict(),
-                                  "ipa_curve": None if ipa_curve is None else ipa_curve.to_dict()}  # fmt: skip
+                                  "other_curve": None if other_curve is None else other_curve.to_dict()}  # fmt: skip
         best_layer = curve.loc[[i for i in curve.index if i.startswith("layer_")], "mean"].idxmax()
         lines += [f"## {task} ({len(y)} records)", "", "| representation | macro AUC |", "|---|---|"]
         lines += [f"| {k} | {m:.3f} ± {s:.3f} |" for k, (m, s) in table.items()]
