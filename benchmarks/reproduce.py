@@ -95,6 +95,16 @@ def run_task(name, y, X, X_other, repeats, seed, label="comparison") -> tuple[pd
     return curve, table, other_curve
 
 
+def _shown(path) -> str:
+    """A path as seen from the repository root (results must not name this machine's folders)."""
+    if not path:
+        return "not given"
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def findings(tasks: dict) -> list[str]:
     """The paper's two claims, checked per task against the fold spread."""
     out = [
@@ -203,7 +213,7 @@ def main() -> None:
         "",
         f"Command: `{' '.join(['python', 'benchmarks/reproduce.py', *sys.argv[1:]])}`. "
         f"Backbone: `{embedder.config_.name}` ({meta.get('objective', 'unknown objective')}, "
-        f"sha256 {embedder.fingerprint_[:12]}); comparison backbone: {args.compare_model or 'not given'} "
+        f"sha256 {embedder.fingerprint_[:12]}); comparison backbone: {_shown(args.compare_model)} "
         f"({label}). "
         f"Probe: standardised logistic regression; 5-fold stratified CV x {args.repeats} repeats "
         f"(mean ± std over {5 * args.repeats} folds).",
