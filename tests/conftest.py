@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 SHARED_DATA_ENV = "ECGSOUP_SHARED_DATA"
 
@@ -44,3 +46,55 @@ def tiny_model():
     from ecgsoup.models import random_model
 
     return random_model("ecgsoup-100hz-tiny", seed=0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (tiny networks only spin on a shared CPU); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _layerwise_embeddings(ludb, model, cache_dir):
+    """``[h_0 | ... | h_12 | norm_weight | norm_bias]`` of every LUDB record (ecgsoup.layout).
+
+    A stand-in for LayerwiseEmbedder built from the encoder alone, so that the
+    fusion tests do not depend on the embedder: 500 -> 100 Hz, model lead
+    order, per-lead z-score, pooled layers, plus the final-norm parameters.
+    Cached on disk by model fingerprint (the tiny model is slow on a busy CPU).
+    """
+    from ecgsoup.models import model_fingerprint
+    from ecgsoup.signal import lead_indices, resample, zscore
+
+    path = cache_dir / f"ludb_layers_{model_fingerprint(model)[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    cfg = model.config
+    x = resample(ludb["x"].astype(np.float32) / 1000.0, float(ludb["fs"]), cfg.sampling_rate)
+    x = zscore(x[:, : cfg.n_samples, lead_indices(ludb["lead_names"], cfg.lead_names)])
+    with torch.inference_mode():
+        pooled = torch.cat(
+            [
+                model.pooled_layers(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 2, 1))))
+                for chunk in np.array_split(x, 8)
+            ]
+        ).numpy()
+        norm = torch.cat([model.norm.weight, model.norm.bias]).numpy()
+    X = np.hstack([pooled.reshape(len(x), -1), np.tile(norm, (len(x), 1))]).astype(np.float32)
+    np.save(path, X)
+    return X
+
+
+@pytest.fixture(scope="session")
+def X_layers(ludb, tiny_model, pytestconfig):
+    """Layer-wise embeddings of the 200 LUDB records from the tiny random model."""
+    return _layerwise_embeddings(ludb, tiny_model, pytestconfig.cache.mkdir("ecgsoup_ludb_layers"))
+
+
+@pytest.fixture(scope="session")
+def labels(shared_data, ludb):
+    """LUDB labels in the order of the ``ludb`` arrays."""
+    table = pd.read_csv(shared_data / "ludb" / "ludb_labels.csv").set_index("record_id")
+    return table.loc[ludb["record_id"]].reset_index()

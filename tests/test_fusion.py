@@ -13,57 +13,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ecgsoup import PMA, PPA, LayerSelector, PMAClassifier
 from ecgsoup.evaluate import macro_auc_scorer
-from ecgsoup.models import model_fingerprint
-from ecgsoup.signal import lead_indices, resample, zscore
 
 N_LAYERS, DIM = 13, 192  # the tiny model: 12 blocks + token embedding, width 192
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The gate/head networks are tiny; on a shared 2-core machine extra torch
-    # threads only spin.  Restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def layerwise_embeddings(ludb, model, cache_dir):
-    """``[h_0 | ... | h_12 | norm_weight | norm_bias]`` of every LUDB record (ecgsoup.layout).
-
-    Stand-in for LayerwiseEmbedder: 500 -> 100 Hz, model lead order, per-lead
-    z-score, pooled layers of the model, plus its final-norm parameters.
-    Cached on disk by model fingerprint (the tiny model is slow on a busy CPU).
-    """
-    path = cache_dir / f"ludb_layers_{model_fingerprint(model)[:16]}.npy"
-    if path.exists():
-        return np.load(path)
-    cfg = model.config
-    x = resample(ludb["x"].astype(np.float32) / 1000.0, float(ludb["fs"]), cfg.sampling_rate)
-    x = zscore(x[:, : cfg.n_samples, lead_indices(ludb["lead_names"], cfg.lead_names)])
-    with torch.inference_mode():
-        pooled = torch.cat(
-            [
-                model.pooled_layers(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 2, 1))))
-                for chunk in np.array_split(x, 8)
-            ]
-        ).numpy()
-        norm = torch.cat([model.norm.weight, model.norm.bias]).numpy()
-    X = np.hstack([pooled.reshape(len(x), -1), np.tile(norm, (len(x), 1))]).astype(np.float32)
-    np.save(path, X)
-    return X
-
-
-@pytest.fixture(scope="module")
-def X_layers(ludb, tiny_model, pytestconfig):
-    return layerwise_embeddings(ludb, tiny_model, pytestconfig.cache.mkdir("ecgsoup_ludb_layers"))
-
-
-@pytest.fixture(scope="module")
-def labels(shared_data, ludb):
-    table = pd.read_csv(shared_data / "ludb" / "ludb_labels.csv").set_index("record_id")
-    return table.loc[ludb["record_id"]].reset_index()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _torch_norm(model, h):
