@@ -202,10 +202,11 @@ def main() -> None:
 
     sample = load_sample()
     seconds, (X, ready, embedder) = timed(embed, sample, args.model)
-    X_other, label = None, None
+    X_other, label, other_epochs = None, None, None
     if args.compare_model:
         X_other, _, other = embed(sample, args.compare_model)
         label = other.model_.metadata.get("objective", "comparison")
+        other_epochs = other.model_.metadata.get("epoch")
     meta = embedder.model_.metadata
     labels = (meta.get("objective", "default"), label or "comparison")
     lines = [
@@ -213,8 +214,8 @@ def main() -> None:
         "",
         f"Command: `{' '.join(['python', 'benchmarks/reproduce.py', *sys.argv[1:]])}`. "
         f"Backbone: `{embedder.config_.name}` ({meta.get('objective', 'unknown objective')}, "
-        f"sha256 {embedder.fingerprint_[:12]}); comparison backbone: {_shown(args.compare_model)} "
-        f"({label}). "
+        f"checkpoint of epoch {meta.get('epoch', '?')}, sha256 {embedder.fingerprint_[:12]}); "
+        f"comparison backbone: {_shown(args.compare_model)} ({label}, checkpoint of epoch {other_epochs or '?'}). "
         f"Probe: standardised logistic regression; 5-fold stratified CV x {args.repeats} repeats "
         f"(mean ± std over {5 * args.repeats} folds).",
         "",

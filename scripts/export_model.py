@@ -39,7 +39,7 @@ sha256 {sha256}); loaded as float32. `LayerwiseEmbedder()` with no arguments use
 - Optimisation: AdamW (betas {betas}, weight decay {weight_decay}), base LR {base_lr:g} per 256
   samples (peak {peak_lr:.2e} at batch {batch_size}), {warmup} warm-up epochs then half-cosine to 0,
   gradient clipping at {clip}, bf16 autocast on CPU, seed {seed}; {epochs_run} of {epochs} epochs
-  ({steps:,} steps) on 2 CPU cores (1 torch thread) in about {hours:.1f} h.
+  ({steps:,} steps) on 2 CPU cores ({threads} torch thread(s)) in about {hours:.1f} h.
 - Selected checkpoint: epoch {best_epoch} (lowest validation loss). Final train loss
   {final_train:.4f}; selected validation loss {best_val:.4f} (1.0 = predicting each masked patch's
   mean; the first epoch's validation loss was {first_val:.4f}). Per-epoch losses:
@@ -115,6 +115,7 @@ def main() -> None:
         peak_lr=settings["base_lr"] * settings["batch_size"] / 256, batch_size=settings["batch_size"],
         warmup=settings["warmup_epochs"], clip=settings["clip_grad"], seed=settings["seed"],
         epochs_run=len(log), epochs=settings["epochs"], steps=int(log[-1]["step"]),
+        threads=settings.get("num_threads") or "default",
         hours=sum(float(r["seconds"]) for r in log) / 3600, best_epoch=best["epoch"],
         final_train=float(log[-1]["train_loss"]), best_val=float(best["val_loss"]),
         first_val=float(log[0]["val_loss"]), why=args.why, command=metadata["command"], run=args.run,
