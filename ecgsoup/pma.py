@@ -381,7 +381,10 @@ class _PMABase(BaseEstimator):
         weights : ndarray of shape (n_samples, n_layers - 1)
             Column ``j`` is the weight of layer ``j + 1``; rows sum to 1.
         """
-        X = self._validated(X)
+        return self._gate_weights_of(self._validated(X))
+
+    def _gate_weights_of(self, X: np.ndarray) -> np.ndarray:
+        """Gate weights of an already validated ``X``."""
         device = next(self._network.parameters()).device
         h0 = self._tensors(X, device)[0]
         with torch.no_grad():
@@ -589,8 +592,8 @@ class PMA(TransformerMixin, _PMABase):
 
     def transform(self, X):
         """Fused vector per sample, ``(n_samples, dim_)``, in the input's dtype."""
-        weights = self.gate_weights(X)
         X = self._validated(X)
+        weights = self._gate_weights_of(X)
         H, norm_w, norm_b = _split_rows(X, self.layout_)
         fused = np.einsum("nl,nld->nd", weights.astype(X.dtype), H[:, 1:])
         return _final_norm(fused, norm_w, norm_b)

@@ -38,6 +38,24 @@ def sincos_positions(n_patches: int, dim: int) -> torch.Tensor:
     return table.float()[None]
 
 
+def init_linear_and_norm(root: nn.Module, generator: torch.Generator | None = None) -> None:
+    """MAE-style init of every Linear and LayerNorm under ``root``, from ``generator``.
+
+    Linear: Xavier-uniform weight, zero bias; LayerNorm: weight 1, bias 0.
+    Drawing from a local generator leaves the global torch RNG untouched.
+    """
+    for module in root.modules():
+        if isinstance(module, nn.Linear):
+            bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
+            with torch.no_grad():
+                module.weight.uniform_(-bound, bound, generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class PatchEmbedding(nn.Module):
     """LayerNorm(patch) -> Linear(patch -> width) -> LayerNorm(width), per patch."""
 
@@ -196,16 +214,7 @@ class STMEMEncoder(nn.Module):
         lead embeddings: N(0, 0.02).  Uses a local generator so the global
         torch RNG is never touched.
         """
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
-                with torch.no_grad():
-                    module.weight.uniform_(-bound, bound, generator=generator)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm(self, generator)
         with torch.no_grad():
             self.sep_embedding.normal_(0.0, 0.02, generator=generator)
             self.lead_embeddings.normal_(0.0, 0.02, generator=generator)

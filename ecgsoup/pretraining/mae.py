@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ecgsoup.models.encoder import Block, STMEMEncoder, sincos_positions
+from ecgsoup.models.encoder import Block, STMEMEncoder, init_linear_and_norm, sincos_positions
 
 __all__ = ["MaskedAutoencoder", "MAEOutput", "default_decoder_settings", "AGGREGATIONS"]
 
@@ -140,18 +140,8 @@ class MaskedAutoencoder(nn.Module):
     def init_weights(self, generator: torch.Generator | None = None) -> "MaskedAutoencoder":
         """MAE-style initialisation of encoder and decoder from one generator."""
         self.encoder.init_weights(generator)
-        decoder = [self.to_decoder, self.decoder_norm, self.decoder_head, *self.decoder_blocks]
-        for part in decoder:
-            for module in part.modules():
-                if isinstance(module, nn.Linear):
-                    bound = (6.0 / (module.in_features + module.out_features)) ** 0.5
-                    with torch.no_grad():
-                        module.weight.uniform_(-bound, bound, generator=generator)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.LayerNorm):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
+        for part in [self.to_decoder, self.decoder_norm, self.decoder_head, *self.decoder_blocks]:
+            init_linear_and_norm(part, generator)
         with torch.no_grad():
             self.mask_token.normal_(0.0, 0.02, generator=generator)
             self.decoder_pos_embedding.copy_(

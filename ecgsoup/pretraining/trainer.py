@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ecgsoup.models.config import EncoderConfig, get_config
 from ecgsoup.models.weights import new_encoder, save_model
 from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
-from ecgsoup.signal import ZSCORE_EPS
+from ecgsoup.signal import check_finite, zscore
 
 __all__ = ["PretrainSettings", "pretrain", "lr_at_step", "load_checkpoint_encoder"]
 
@@ -119,12 +119,6 @@ def lr_at_step(step: int, total_steps: int, warmup_steps: int, peak: float, mini
     return minimum + (peak - minimum) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _zscore_torch(x: torch.Tensor) -> torch.Tensor:
-    mean = x.mean(dim=-1, keepdim=True)
-    std = x.std(dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) / (std + ZSCORE_EPS)
-
-
 def _epoch_batches(n_records: int, batch_size: int, seed: int, epoch: int):
     order = np.random.default_rng([seed, epoch]).permutation(n_records)
     return [order[i : i + batch_size] for i in range(0, n_records, batch_size)]
@@ -135,7 +129,7 @@ def _crop(data: np.ndarray, rows: np.ndarray, length: int, seed: int, step: int)
     total = data.shape[-1]
     offsets = np.random.default_rng([seed, step, 1]).integers(0, total - length + 1, size=len(rows))
     batch = np.stack([data[r, :, o : o + length] for r, o in zip(rows, offsets)])
-    return _zscore_torch(torch.from_numpy(batch.astype(np.float32)))
+    return torch.from_numpy(zscore(batch, axis=-1))
 
 
 def _val_windows(data: np.ndarray, length: int) -> np.ndarray:
@@ -155,7 +149,7 @@ def _validation_loss(model: MaskedAutoencoder, windows: np.ndarray, settings: Pr
     model.eval()
     total, count = 0.0, 0
     for i, start in enumerate(range(0, len(windows), settings.batch_size)):
-        x = _zscore_torch(torch.from_numpy(windows[start : start + settings.batch_size].astype(np.float32)))
+        x = torch.from_numpy(zscore(windows[start : start + settings.batch_size], axis=-1))
         generator = torch.Generator().manual_seed(settings.seed * 7919 + i)  # same masks every epoch
         with _autocast(settings):
             loss = model(x.to(settings.device), generator=generator).loss
@@ -192,8 +186,7 @@ def _check_data(data: np.ndarray, config: EncoderConfig, what: str) -> np.ndarra
         raise ValueError(
             f"{what} records have {data.shape[2]} samples; the model needs at least {config.n_samples}."
         )
-    if not np.isfinite(data).all():
-        raise ValueError(f"{what} data contains NaN or infinite values.")
+    check_finite(data, f"{what.lower()} data")
     return data
 
 
