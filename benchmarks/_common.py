@@ -19,6 +19,39 @@ from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# How busy the machine was when the benchmark started (recorded beside the end value).
+LOAD_AT_START = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+# A 1-minute load above this on the machine (beyond the benchmark itself) marks timings "noisy".
+BUSY_LOAD = 0.5
+
+
+def other_cpu_share(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs used by *other* processes over ``seconds`` (Linux /proc), or None."""
+    def snapshot():
+        with open("/proc/stat") as handle:
+            fields = [float(v) for v in handle.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
+        with open(f"/proc/{os.getpid()}/stat") as handle:
+            own = handle.read().rsplit(")", 1)[1].split()
+        return busy, sum(fields), float(own[11]) + float(own[12])
+
+    try:
+        b0, t0, o0 = snapshot()
+        time.sleep(seconds)
+        b1, t1, o1 = snapshot()
+    except OSError:
+        return None
+    # /proc/stat counts in USER_HZ (100 per second on Linux), like the per-process times.
+    return max(0.0, ((b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-9))
+
+
+def quiet_status() -> dict:
+    """Load before/now and other processes' CPU share; ``noisy`` when someone else was busy."""
+    now = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    share = other_cpu_share()
+    noisy = bool((share is not None and share > 0.10) or (LOAD_AT_START and LOAD_AT_START[0] > BUSY_LOAD + 0.5))
+    return {"load_at_start_1_5_15min": LOAD_AT_START, "load_at_end_1_5_15min": now,
+            "other_processes_cpu_share": None if share is None else round(share, 3), "noisy": noisy}
 
 
 def shared_data_path() -> Path:
@@ -117,7 +150,12 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
         f"scikit-learn {machine['scikit_learn']}, GPU: {machine['cuda'] or 'none'}",
     ]
     if "load_average_1_5_15min" in machine:
-        facts.append(f"- load average at the end (1/5/15 min): {machine['load_average_1_5_15min']}")
+        facts.append(f"- load average at the start / end (1/5/15 min): {LOAD_AT_START} / "
+                     f"{machine['load_average_1_5_15min']}")
+    quiet = payload.get("quiet")
+    if quiet:
+        facts.append(f"- other processes' CPU share at the end: {quiet['other_processes_cpu_share']}"
+                     + (" -- **noisy: the machine was busy; timings are not comparable**" if quiet["noisy"] else " (quiet)"))
     md_path = RESULTS_DIR / f"{name}.md"
     md_path.write_text(markdown.rstrip() + "\n\n## Run\n\n" + "\n".join(facts) + "\n")
     return json_path, md_path

@@ -50,6 +50,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps")
     p.add_argument("--max-steps", type=int, default=None, help="stop early (resume later)")
+    p.add_argument("--keep-epochs", type=int, nargs="*", default=[],
+                   help="also save the encoder after these epochs, to OUT/epoch-NNN/ (a scaling curve)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--export", help="also write the best encoder here as fp16 (e.g. a bundled model)")
     p.add_argument("--quiet", action="store_true")
@@ -70,7 +72,7 @@ def _cmd_pretrain(args) -> int:
         config=args.config, objective=args.objective, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
         batch_size=args.batch_size, base_lr=args.base_lr, weight_decay=args.weight_decay,
         precision=args.precision, device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        num_threads=args.threads,
+        num_threads=args.threads, keep_epochs=tuple(args.keep_epochs),
     )  # fmt: skip
     try:
         train = load_pretraining_arrays(args.data, config)
@@ -83,13 +85,18 @@ def _cmd_pretrain(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(str(error)) from None
     print(f"pretraining {args.config} ({args.objective}) on {len(train)} records, validating on {len(val)}")
-    summary = pretrain(
-        train, val, args.out, settings, resume=args.resume, max_steps=args.max_steps,
-        progress=not args.quiet,
-        metadata={"data": [str(p) for p in args.data], "n_train": len(train), "n_val": len(val),
-                  "command": "ecgsoup " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else None},
-    )  # fmt: skip
-    if args.export:
+    try:
+        summary = pretrain(
+            train, val, args.out, settings, resume=args.resume, max_steps=args.max_steps,
+            progress=not args.quiet,
+            metadata={"data": [str(p) for p in args.data], "n_train": len(train), "n_val": len(val),
+                      "command": "ecgsoup " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else None},
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as error:
+        raise CLIError(str(error).splitlines()[0]) from None
+    if args.export and summary["best_model"] is None:
+        print("note: no epoch finished, so there is no best model to export yet", file=sys.stderr)
+    elif args.export:
         best = load_model(Path(args.out) / "best")
         save_model(best, args.export, dtype="float16")
         summary["exported"] = args.export
@@ -557,7 +564,63 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-_REGISTRARS = (_add_demo, _add_embed, _add_evaluate, _add_info, _add_pretrain)
+def _add_benchmark(sub) -> None:
+    from ecgsoup.tasks import PTBXL_TASKS
+
+    p = sub.add_parser("benchmark", help="standard benchmarks: PTB-XL's six tasks, every layer, fusions, baselines")
+    kinds = p.add_subparsers(dest="benchmark", required=True)
+    q = kinds.add_parser(
+        "ptbxl",
+        help="the PTB-XL benchmark (folds 1-8 train, 9 validation, 10 test)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "Probe every layer, PPA, PMA, the same architecture with random weights, clinical "
+            "features and a hybrid on PTB-XL's six tasks (all, diag, sub, super, form, rhythm). "
+            "Folds 1-8 train; when fold 10 has labels it is scored and choices are made on fold 9; "
+            "when it has none (the z-scored subset), fold 9 is scored and choices are made by "
+            "cross-validation inside folds 1-8. Macro ROC AUC with bootstrap 95% intervals."
+        ),
+    )
+    q.add_argument("root", help="a PTB-XL download (records100/ or records500/, ptbxl_database.csv, "
+                               "scp_statements.csv) or a folder of npz shards with labels.csv")  # fmt: skip
+    q.add_argument("--model", default="default", help="'default', a model directory or an ST-MEM checkpoint")
+    q.add_argument("--out", default="ptbxl-benchmark", help="folder for ptbxl.{json,md,csv}, figures and the cache")
+    q.add_argument("--rate", type=int, choices=[100, 500], default=100, help="which copy of a download to read")
+    q.add_argument("--scp-statements", default=None, help="statement table (default: ROOT/scp_statements.csv)")
+    q.add_argument("--tasks", nargs="+", choices=list(PTBXL_TASKS), default=list(PTBXL_TASKS))
+    q.add_argument("--probes", nargs="+", choices=["logistic", "mlp"], default=["logistic", "mlp"])
+    q.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    q.add_argument("--max-records", type=int, default=None, help="a random subset, for a quick check")
+    q.add_argument("--no-features", action="store_true", help="leave out the clinical-features and hybrid rows")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    q.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features")
+    q.set_defaults(func=_cmd_benchmark_ptbxl)
+
+
+def _cmd_benchmark_ptbxl(args) -> int:
+    from ecgsoup.benchmark import ptbxl
+    from ecgsoup.models import WeightsError
+
+    if args.bootstrap < 100:
+        raise CLIError(f"--bootstrap {args.bootstrap} is too few for a 95% interval; use at least 100.")
+    try:
+        result = ptbxl(
+            args.root, model=args.model, rate=args.rate, tasks=args.tasks, probes=args.probes,
+            n_bootstrap=args.bootstrap, max_records=args.max_records, out=args.out,
+            scp_statements=args.scp_statements, features=not args.no_features, random_state=args.seed,
+            batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
+        )  # fmt: skip
+    except (WeightsError, FileNotFoundError, ValueError) as error:
+        raise CLIError(str(error).splitlines()[0]) from None
+    print(result.summary())
+    print(f"\nwrote {args.out}/ptbxl.json, ptbxl.md, ptbxl.csv and {len(result.figures)} figures")
+    return 0
+
+
+_REGISTRARS = (_add_benchmark, _add_demo, _add_embed, _add_evaluate, _add_info, _add_pretrain)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,9 @@
 """Masked pretraining: objective, IPA reduction at L=1, schedule, checkpoints, resume, CLI."""
 
 import csv
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -9,10 +11,20 @@ import torch
 
 from ecgsoup.cli import main
 from ecgsoup.models import get_config, load_model, new_encoder
-from ecgsoup.pretraining import MaskedAutoencoder, PretrainSettings, load_pretraining_arrays, lr_at_step, pretrain
+from ecgsoup.pretraining import (
+    MaskedAutoencoder,
+    PretrainSettings,
+    compact_checkpoint,
+    load_checkpoint,
+    load_pretraining_arrays,
+    lr_at_step,
+    pretrain,
+)
+from ecgsoup.pretraining.trainer import load_checkpoint_encoder
 
 # A small architecture so that a few optimiser steps take well under a second.
 SMALL = get_config("ecgsoup-100hz-tiny").replace(name="test-small", width=64, heads=2, dim_head=32, mlp_dim=128, depth=2)
+_LEADS = list(SMALL.lead_names)
 DECODER = dict(decoder_dim=32, decoder_depth=1, decoder_heads=2, decoder_dim_head=16)
 
 
@@ -98,10 +110,49 @@ def test_pretrain_writes_log_best_model_and_resumes_exactly(ptbxl_val, tmp_path)
     pretrain(train, val, tmp_path / "split", _settings(), max_steps=3, progress=False)
     resumed = pretrain(train, val, tmp_path / "split", _settings(), resume=True, progress=False)
     assert resumed["step"] == 6
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["model"]
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_keep_epochs_and_compact_resume(ptbxl_val, tmp_path):
+    train, val = ptbxl_val[:24], ptbxl_val[24:32]
+    settings = _settings(keep_epochs=(1,))
+    summary = pretrain(train, val, tmp_path / "run", settings, max_steps=3, progress=False)
+    assert load_model(tmp_path / "run" / "epoch-001").metadata["epoch"] == 1
+    assert summary["finished"] is False and "--resume" in summary["resume"]
+    # The compact copy (bf16 moments) resumes on the same schedule.
+    packed = compact_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "moved" / "checkpoint.pt")
+    assert packed.stat().st_size < (tmp_path / "run" / "checkpoint.pt").stat().st_size
+    resumed = pretrain(train, val, tmp_path / "moved", settings, resume=True, progress=False)
+    assert resumed["step"] == 6 and resumed["finished"] is True
+
+
+def test_max_steps_before_an_epoch_reports_no_best_model(ptbxl_val, tmp_path, capsys):
+    shard = tmp_path / "val.npz"
+    np.savez(shard, x=np.swapaxes(ptbxl_val[:40], 1, 2), fs=100, lead_names=np.array(_LEADS))
+    status = main(["pretrain", "--data", str(shard), "--config", "ecgsoup-100hz-tiny", "--epochs", "1",
+                   "--batch-size", "8", "--max-steps", "2", "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["best_model"] is None and summary["best_val_loss"] is None
+    assert "Infinity" not in out
+
+
+def test_malicious_checkpoint_is_refused(ptbxl_val, tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    (tmp_path / "run").mkdir()
+    torch.save({"model": Exploit()}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="holds objects other than tensors and plain containers, so it was not loaded"):
+        load_checkpoint_encoder(tmp_path / "run")
+    with pytest.raises(ValueError, match="not loaded"):
+        pretrain(ptbxl_val[:8], ptbxl_val[8:10], tmp_path / "run", _settings(), resume=True, progress=False)
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.slow

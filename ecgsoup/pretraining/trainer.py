@@ -39,7 +39,14 @@ from ecgsoup.models.weights import new_encoder, save_model
 from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
 from ecgsoup.signal import check_finite, zscore
 
-__all__ = ["PretrainSettings", "pretrain", "lr_at_step", "load_checkpoint_encoder"]
+__all__ = [
+    "PretrainSettings",
+    "pretrain",
+    "lr_at_step",
+    "load_checkpoint",
+    "load_checkpoint_encoder",
+    "compact_checkpoint",
+]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
@@ -72,6 +79,10 @@ class PretrainSettings:
         Steps between checkpoints (also written at the end of every epoch).
     num_threads : int or None
         torch CPU threads; None keeps torch's default.
+    keep_epochs : tuple of int
+        Epochs after which the encoder is also saved to ``epoch-NNN/`` (for a
+        scaling curve: the probe at 45, 100, 200, ... epochs of one schedule).
+        May change across a resume.
     """
 
     config: str | EncoderConfig = "ecgsoup-100hz-tiny"
@@ -91,6 +102,7 @@ class PretrainSettings:
     checkpoint_every: int = 50
     num_threads: int | None = None
     decoder: dict = field(default_factory=dict)
+    keep_epochs: tuple = ()
 
     def encoder_config(self) -> EncoderConfig:
         if isinstance(self.config, EncoderConfig):
@@ -255,7 +267,7 @@ def pretrain(
     if resume:
         if not checkpoint_path.exists():
             raise FileNotFoundError(f"--resume given but {checkpoint_path} does not exist.")
-        saved = torch.load(checkpoint_path, map_location=settings.device, weights_only=False)
+        saved = load_checkpoint(checkpoint_path, map_location=settings.device)
         if saved["settings"] != _comparable(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with different settings; resume with the same "
@@ -310,21 +322,26 @@ def pretrain(
             checkpoint()
     bar.close()
     checkpoint()
+    best = out / "best"
+    finished = state["step"] >= total_steps
     return {
         "step": state["step"],
         "epoch": state["step"] / steps_per_epoch,
         "total_steps": total_steps,
-        "best_val_loss": state["best_val_loss"],
+        "finished": finished,
+        # None (JSON null) until a whole epoch has been validated: never Infinity.
+        "best_val_loss": state["best_val_loss"] if math.isfinite(state["best_val_loss"]) else None,
         "last_train_loss": state.get("last_train_loss"),
-        "best_model": str(out / "best"),
+        "best_model": str(best) if (best / "config.json").exists() else None,
         "checkpoint": str(checkpoint_path),
+        "resume": None if finished else "run the same command again with --resume to continue",
     }
 
 
 def _comparable(settings: PretrainSettings) -> dict:
     """Settings that must not change across a resume (threads and device may)."""
     keep = asdict(settings)
-    for volatile in ("num_threads", "device", "checkpoint_every"):
+    for volatile in ("num_threads", "device", "checkpoint_every", "keep_epochs"):
         keep.pop(volatile)
     keep["betas"] = list(keep["betas"])
     return keep
@@ -339,6 +356,21 @@ def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, secon
         save_model(
             model.encoder,
             out / "best",
+            metadata={
+                "pretrained": True,
+                "objective": settings.objective,
+                "epoch": epoch + 1,
+                "step": state["step"],
+                "train_loss": round(train_loss, 5),
+                "val_loss": round(val_loss, 5),
+                "settings": _comparable(settings),
+                **(metadata or {}),
+            },
+        )
+    if epoch + 1 in tuple(settings.keep_epochs):
+        save_model(
+            model.encoder,
+            out / f"epoch-{epoch + 1:03d}",
             metadata={
                 "pretrained": True,
                 "objective": settings.objective,
@@ -368,9 +400,48 @@ def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, secon
         writer.writerow(row)
 
 
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a ``checkpoint.pt`` safely: tensors and plain containers only.
+
+    ``torch.load`` runs with ``weights_only=True``, so a crafted file that
+    would execute code when unpickled is refused with a ``ValueError`` that
+    names it.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain containers, so it was not loaded "
+            f"(loading it could run code): {first}. Use a checkpoint written by `ecgsoup pretrain`."
+        ) from None
+
+
+def compact_checkpoint(source: str | Path, destination: str | Path) -> Path:
+    """Write a smaller copy of a checkpoint for committing or moving a run.
+
+    The model weights stay float32 (resuming continues from exactly these
+    weights); the optimiser's moment estimates are stored as bfloat16, which
+    halves them. ``pretrain(resume=True)`` reads either form: AdamW casts its
+    state back to the parameters' float32 on load, so a resumed run follows the
+    same schedule with moments rounded to about three significant digits.
+    """
+    saved = load_checkpoint(source)
+    for per_param in saved["optimiser"]["state"].values():
+        for key, value in per_param.items():
+            if key != "step" and torch.is_tensor(value) and value.is_floating_point():
+                per_param[key] = value.to(torch.bfloat16)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic(saved, destination)
+    return destination
+
+
 def load_checkpoint_encoder(out_dir: str | Path):
     """The encoder of the latest ``checkpoint.pt`` in ``out_dir`` (for inspection)."""
-    saved = torch.load(Path(out_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    saved = load_checkpoint(Path(out_dir) / CHECKPOINT_FILE)
     settings = PretrainSettings(**{**saved["settings"], "betas": tuple(saved["settings"]["betas"])})
     model = _build_model(settings, settings.encoder_config())
     model.load_state_dict(saved["model"])

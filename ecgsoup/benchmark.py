@@ -1,0 +1,800 @@
+"""The PTB-XL benchmark: six standard tasks, every layer, the fusions and honest baselines.
+
+:func:`ptbxl` runs the standard protocol of the PTB-XL benchmark (Strodthoff
+et al. 2021) on the frozen encoder:
+
+* **Tasks** from ``scp_statements.csv``: ``all`` (71 statements), ``diag``
+  (44), ``sub`` (23 diagnostic sub-classes), ``super`` (5 super-classes),
+  ``form`` (19) and ``rhythm`` (12); every key of a record's ``scp_codes``
+  counts, whatever its likelihood.  A task keeps the records with at least one
+  of its labels, and the classes that occur in the labelled records.
+* **Split**: folds 1-8 train, fold 9 validation, fold 10 test.  When fold 10
+  has no labels (the z-scored subset withholds them on purpose), fold 9 is the
+  scored fold and every choice (probe strength, layer, fusion) is made by
+  cross-validation inside folds 1-8 (four splits, two folds each), never on
+  the scored fold.  The output says which fold was scored and how choices
+  were made.
+* **Representations**: every single layer, the layer chosen on validation,
+  PPA, PMA (gate trained on the training folds), the same architecture with
+  random weights (its layer chosen on validation), clinical ECG features
+  (:class:`ecgsoup.features.ECGFeatures`) and a hybrid of those features with
+  the chosen layer.
+* **Probes**: a standardised logistic regression (one-vs-rest), with ``C``
+  chosen on validation; and the ECG-Soup MLP head (BatchNorm, Dropout 0.25,
+  Linear 256, ReLU, BatchNorm, Dropout 0.5, Linear; AdamW lr 1e-3, weight
+  decay 0.05, batch 64, up to 100 epochs with early stopping on a 10 % hold-out
+  of the training folds).
+* **Metric**: macro ROC AUC in two variants, the ECG-Soup rule (a class with
+  no positive or no negative record in the scored fold counts 0.5) and
+  "classes present" (those classes are left out), each with a bootstrap 95 %
+  interval over the scored records, plus paired bootstrap intervals for "best
+  fusion minus best single layer" and "middle layer minus last layer".
+
+Each record goes through the backbone once (embeddings are cached in
+``out/cache``); the wall time is reported split into embedding, features and
+probes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
+
+from ecgsoup.embedding import LayerwiseEmbedder
+from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.models import load_config, load_model, random_model
+from ecgsoup.pma import PMA, PMAClassifier
+from ecgsoup.preprocessing import ECGPreprocessor
+from ecgsoup.tasks import (
+    PTBXL_TASK_NAMES,
+    PTBXL_TASKS,
+    bundled_scp_statements,
+    parse_scp_codes,
+    ptbxl_task_labels,
+    read_scp_statements,
+)
+
+__all__ = ["PTBXLData", "PTBXLResult", "load_ptbxl_benchmark_data", "ptbxl", "class_aucs"]
+
+TRAIN_FOLDS = tuple(range(1, 9))
+VALIDATION_FOLD = 9
+TEST_FOLD = 10
+DEFAULT_CS = (0.001, 0.01, 0.1, 1.0)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PTBXLData:
+    """PTB-XL records with their folds and statement codes, in either layout.
+
+    ``codes[i]`` is ``None`` for a record without labels (the withheld fold 10
+    of the z-scored subset).
+    """
+
+    X: np.ndarray
+    sampling_rate: float
+    lead_names: tuple
+    units: str
+    ecg_id: np.ndarray
+    fold: np.ndarray
+    codes: list
+    statements: pd.DataFrame
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.ecg_id)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.array([c is not None for c in self.codes])
+
+
+def _subset_layout(root: Path) -> bool:
+    return (root / "labels.csv").exists() and any(root.glob("*.npz"))
+
+
+def _load_subset(root: Path, statements) -> PTBXLData:
+    labels = pd.read_csv(root / "labels.csv")
+    missing = {"ecg_id", "strat_fold", "scp_codes"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"{root / 'labels.csv'} lacks the columns {sorted(missing)} (ecg_id, strat_fold, scp_codes).")
+    by_id = {int(i): parse_scp_codes(c) or None for i, c in zip(labels["ecg_id"], labels["scp_codes"])}
+    xs, ids, folds, rate, leads, units = [], [], [], None, None, "z-scored"
+    for shard in sorted(root.glob("*.npz")):
+        with np.load(shard, allow_pickle=False) as data:
+            need = {"x", "ecg_id", "strat_fold", "fs", "lead_names"} - set(data.files)
+            if need:
+                raise ValueError(f"{shard} lacks the arrays {sorted(need)}; expected x, ecg_id, strat_fold, fs, lead_names.")
+            shard_rate, shard_leads = float(data["fs"]), tuple(str(n) for n in data["lead_names"])
+            if rate is not None and (shard_rate, shard_leads) != (rate, leads):
+                raise ValueError(f"{shard} has another sampling rate or lead order than the other shards.")
+            rate, leads = shard_rate, shard_leads
+            scale = 1000.0 if np.issubdtype(data["x"].dtype, np.integer) else 1.0  # int16 = z x 1000
+            xs.append(data["x"].astype(np.float32) / scale)
+            ids.append(data["ecg_id"].astype(np.int64))
+            folds.append(data["strat_fold"].astype(np.int64))
+    X, ecg_id, fold = np.concatenate(xs), np.concatenate(ids), np.concatenate(folds)
+    order = np.argsort(ecg_id, kind="stable")
+    codes = [by_id.get(int(i)) for i in ecg_id[order]]
+    return PTBXLData(X[order], rate, leads, units, ecg_id[order], fold[order], codes, statements,
+                     f"PTB-XL z-scored subset ({root})")  # fmt: skip
+
+
+def _load_full(root: Path, rate: int, statements) -> PTBXLData:
+    from ecgsoup.io import read_ptbxl
+
+    dataset = read_ptbxl(root, sampling_rate=rate, on_error="raise")
+    meta = dataset.metadata
+    codes = [parse_scp_codes(c) or None for c in meta["scp_codes"]]  # no statement at all: unlabelled
+    return PTBXLData(np.asarray(dataset.X, dtype=np.float32), float(dataset.sampling_rate), tuple(dataset.lead_names),
+                     dataset.units, np.asarray(dataset.record_ids, dtype=np.int64),
+                     meta["strat_fold"].to_numpy().astype(np.int64), codes, statements,
+                     f"PTB-XL download ({root}, records{rate})")  # fmt: skip
+
+
+def load_ptbxl_benchmark_data(root, *, rate=100, scp_statements=None) -> PTBXLData:
+    """Read PTB-XL for the benchmark, from a full download or from the z-scored subset.
+
+    Parameters
+    ----------
+    root : str or Path
+        Either a PTB-XL download (``records100/`` or ``records500/`` with
+        ``ptbxl_database.csv`` and ``scp_statements.csv``) or a folder of npz
+        shards (``x`` time-major, ``ecg_id``, ``strat_fold``, ``fs``,
+        ``lead_names``) with a ``labels.csv`` (``ecg_id``, ``strat_fold``,
+        ``scp_codes`` joined by ``;``).
+    rate : {100, 500}, default=100
+        Which copy of a full download to read (``records100`` or ``records500``).
+    scp_statements : str or Path, optional
+        The statement table.  Default: ``root/scp_statements.csv``; for the
+        subset layout, ecgsoup's bundled copy of PTB-XL's table when the root
+        has none.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; pass a PTB-XL download or the z-scored subset folder.")
+    table = Path(scp_statements) if scp_statements else root / "scp_statements.csv"
+    if _subset_layout(root):
+        statements = read_scp_statements(table) if table.exists() else bundled_scp_statements()
+        return _load_subset(root, statements)
+    if rate not in (100, 500):
+        raise ValueError(f"rate={rate!r}; PTB-XL ships records100 (100 Hz) and records500 (500 Hz).")
+    present = [r for r in (100, 500) if (root / f"records{r}").is_dir()]
+    if not present:
+        raise FileNotFoundError(
+            f"{root} is neither a PTB-XL download (no records100/ or records500/) nor the z-scored "
+            "subset (npz shards with labels.csv)."
+        )
+    if rate not in present:
+        other = present[0]
+        raise FileNotFoundError(
+            f"{root} has records{other}/ but no records{rate}/; pass rate={other} (--rate {other} on "
+            "the command line) to use the copy you have."
+        )
+    if not (root / "ptbxl_database.csv").exists():
+        raise FileNotFoundError(
+            f"{root} has no ptbxl_database.csv; the benchmark needs its scp_codes and strat_fold "
+            "columns (it ships with the PTB-XL download)."
+        )
+    if not table.exists():
+        raise FileNotFoundError(
+            f"{table} does not exist; the six tasks are built from PTB-XL's scp_statements.csv "
+            "(it ships with the download), or pass scp_statements=PATH (--scp-statements)."
+        )
+    return _load_full(root, rate, read_scp_statements(table))
+
+
+# --- metric -------------------------------------------------------------------------------
+
+
+def class_aucs(Y, S) -> np.ndarray:
+    """Per-class ROC AUC (rank formula, ties averaged); NaN where a class lacks positives or negatives.
+
+    ``Y`` and ``S`` are ``(..., n_records, n_classes)``; leading axes (for
+    example bootstrap resamples) are kept.
+    """
+    Y = np.asarray(Y, dtype=float)
+    ranks = rankdata(np.asarray(S, dtype=float), axis=-2)
+    positives = Y.sum(axis=-2)
+    negatives = Y.shape[-2] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * Y).sum(axis=-2) - positives * (positives + 1) / 2) / (positives * negatives)
+    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
+
+
+def _macro(aucs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ECG-Soup rule: undefined classes count 0.5, classes present: undefined left out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.where(np.isnan(aucs), 0.5, aucs).mean(axis=-1), np.nanmean(aucs, axis=-1)
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+def _logistic(C: float):
+    return make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        OneVsRestClassifier(LogisticRegression(C=C, max_iter=500)),
+    )
+
+
+def _mlp_head(random_state: int):
+    """The ECG-Soup MLP head on one fixed representation.
+
+    ``PMAClassifier`` with two blocks, ``h_0`` all zeros and the
+    representation as the only block, is exactly that head: the gate has a
+    single layer to weigh (weight 1), no norm is applied, and its training
+    loop (AdamW, early stopping on a hold-out of the training records) is the
+    one the PMA rows use.
+    """
+    return PMAClassifier(head="mlp", n_layers=2, norm=None, max_epochs=100, early_stopping=True,
+                         validation_fraction=0.1, n_iter_no_change=10, random_state=random_state)  # fmt: skip
+
+
+def _as_mlp_input(Z: np.ndarray) -> np.ndarray:
+    return np.hstack([np.zeros_like(Z), Z])
+
+
+def _scores(model, X) -> np.ndarray:
+    proba = model.predict_proba(X)
+    return np.asarray(proba, dtype=float)
+
+
+@dataclass
+class _Task:
+    name: str
+    classes: list
+    rows: np.ndarray  # indices into the data of the records with a label
+    Y: np.ndarray
+    train: np.ndarray  # positions into rows
+    scored: np.ndarray
+    inner: list  # (train, validation) position pairs inside ``train`` for choosing
+    n_defined: int
+
+
+def _build_task(data: PTBXLData, task: str, scored_fold: int, selection: str) -> _Task:
+    labelled = np.flatnonzero(data.labelled)
+    labels = ptbxl_task_labels([data.codes[i] for i in labelled], data.statements, task)
+    keep = np.array([len(lab) > 0 for lab in labels])
+    rows = labelled[keep]
+    labels = [lab for lab, k in zip(labels, keep) if k]
+    classes = sorted({c for lab in labels for c in lab})
+    Y = MultiLabelBinarizer(classes=classes).fit_transform(labels)
+    fold = data.fold[rows]
+    train = np.flatnonzero(np.isin(fold, TRAIN_FOLDS))
+    scored = np.flatnonzero(fold == scored_fold)
+    if selection == "validation":
+        validation = np.flatnonzero(fold == VALIDATION_FOLD)
+        inner = [(train, validation)]
+    else:  # four splits of folds 1-8, two folds each
+        pair = (fold[train] - 1) // 2
+        inner = [(train[pair != k], train[pair == k]) for k in range(4)]
+        inner = [(tr, va) for tr, va in inner if len(tr) and len(va)]  # tiny data: a pair may be empty
+    if not len(train) or not len(scored) or not inner:
+        raise ValueError(
+            f"Task {task!r} has {len(train)} training and {len(scored)} scored records with labels; "
+            "too few to run the benchmark."
+        )
+    return _Task(task, classes, rows, Y, train, scored, inner, PTBXL_TASKS[task])
+
+
+@dataclass
+class PTBXLResult:
+    """What :func:`ptbxl` measured; ``table`` is the tidy result, one row per cell."""
+
+    table: pd.DataFrame
+    claims: pd.DataFrame
+    tasks: pd.DataFrame
+    scored_fold: int
+    selection: str
+    model: str
+    source: str
+    timings: dict
+    figures: list = field(default_factory=list)
+    n_bootstrap: int = 1000
+
+    def to_markdown(self, probe: str = "logistic") -> str:
+        """The six-task table for one probe: macro AUC [95 % interval] per representation."""
+        sub = self.table[self.table["probe"] == probe]
+        order = list(dict.fromkeys(sub["representation"]))
+        lines = [f"| representation | " + " | ".join(f"{t} ({n})" for t, n in self._task_sizes()) + " |",
+                 "|---|" + "---|" * len(self._task_sizes())]  # fmt: skip
+        for rep in order:
+            cells = []
+            for task, _ in self._task_sizes():
+                row = sub[(sub["representation"] == rep) & (sub["task"] == task)]
+                if row.empty:
+                    cells.append("")
+                    continue
+                r = row.iloc[0]
+                pick = f" ({r['chosen']})" if r["chosen"] else ""
+                cells.append(f"{r['auc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{pick}")
+            lines.append(f"| {rep} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def _task_sizes(self):
+        return [(t, int(n)) for t, n in zip(self.tasks["task"], self.tasks["classes_used"])]
+
+    def summary(self) -> str:
+        """A plain-text report: which fold was scored, the two tables, the two claims."""
+        head = (
+            f"PTB-XL benchmark, model {self.model}; data: {self.source}\n"
+            f"Scored fold: {self.scored_fold} (train folds 1-8). Choices (C, layer, fusion): {self.selection}.\n"
+            f"Macro ROC AUC, ECG-Soup rule (a class absent from fold {self.scored_fold} counts 0.5), "
+            f"[bootstrap 95 % interval, {self.n_bootstrap} resamples of the scored records]; "
+            "column headers give the classes used.\n"
+        )
+        parts = [head]
+        for probe in dict.fromkeys(self.table["probe"]):
+            parts.append(f"\nProbe: {_PROBE_NAMES[probe]}\n" + self.to_markdown(probe))
+        parts.append("\nThe paper's two claims, as measured here (paired bootstrap, ECG-Soup rule):")
+        for _, c in self.claims.iterrows():
+            parts.append(f"  {c['probe']:8s} {c['task']:6s} {c['claim']}: {c['difference']:+.3f} "
+                         f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]  ({c['verdict']})")  # fmt: skip
+        t = self.timings
+        parts.append(f"\nWall time: embedding {t['embedding_s']:.0f} s, clinical features {t['features_s']:.0f} s, "
+                     f"probes {t['probes_s']:.0f} s, bootstrap {t['bootstrap_s']:.0f} s.")  # fmt: skip
+        return "\n".join(parts)
+
+
+_PROBE_NAMES = {
+    "logistic": "standardised logistic regression (one-vs-rest), C chosen on validation",
+    "mlp": "ECG-Soup MLP head (bn-drop-lin), fixed settings, early stopping inside the training folds",
+}
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose):
+    pre = ECGPreprocessor(sampling_rate=data.sampling_rate, lead_names=data.lead_names, model=model)
+    X = pre.fit_transform(data.X[rows])
+    embedder = LayerwiseEmbedder(model=model, memory=cache, batch_size=batch_size, precision=precision,
+                                 device=device, verbose=int(verbose))  # fmt: skip
+    return embedder.fit_transform(X), embedder
+
+
+def _features(data, rows, cache: Path | None, n_jobs):
+    from ecgsoup.features import ECGFeatures
+
+    units = "mV" if data.units == "mV" else "normalized"
+    key = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        digest = abs(hash((data.source, tuple(data.ecg_id[rows].tolist())))) % 10**12
+        key = cache / f"features-{len(rows)}-{digest}.npz"
+        if key.exists():
+            with np.load(key, allow_pickle=False) as saved:
+                if np.array_equal(saved["ecg_id"], data.ecg_id[rows]):
+                    return saved["F"], [str(n) for n in saved["names"]]
+    features = ECGFeatures(sampling_rate=data.sampling_rate, lead_names=data.lead_names, units=units, n_jobs=n_jobs)
+    F = features.fit_transform(data.X[rows]).astype(np.float64)
+    names = [str(n) for n in features.get_feature_names_out()]
+    if key is not None:
+        np.savez(key, F=F, names=np.array(names), ecg_id=data.ecg_id[rows])
+    return F, names
+
+
+def _hybrid(F: np.ndarray, Z: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Clinical features beside an embedding, each block standardised and weighted 1/sqrt(width).
+
+    Statistics come from the training rows only.  The weighting gives each
+    block the same total variance, so 14 features are not drowned by 192
+    embedding dimensions.
+    """
+    blocks = []
+    for block in (F, Z):
+        imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(block[train])
+        filled = imputer.transform(block)
+        scaler = StandardScaler().fit(filled[train])
+        blocks.append(scaler.transform(filled) / np.sqrt(block.shape[1]))
+    return np.hstack(blocks)
+
+
+def ptbxl(
+    root,
+    *,
+    model="default",
+    rate=100,
+    tasks=tuple(PTBXL_TASKS),
+    probes=("logistic", "mlp"),
+    Cs=DEFAULT_CS,
+    n_bootstrap=1000,
+    max_records=None,
+    out=None,
+    scp_statements=None,
+    features=True,
+    random_state=0,
+    batch_size=32,
+    precision="float32",
+    device="cpu",
+    n_jobs=None,
+    verbose=True,
+) -> PTBXLResult:
+    """Run the PTB-XL benchmark (see the module docstring for the protocol).
+
+    Parameters
+    ----------
+    root : str or Path
+        A PTB-XL download or the z-scored subset folder (see
+        :func:`load_ptbxl_benchmark_data`).
+    model : str or path, default="default"
+        The encoder to probe: ``"default"``, an ecgsoup model folder or an
+        ST-MEM checkpoint.  The random-weights baseline uses its architecture.
+    rate : {100, 500}, default=100
+        Which copy of a full download to read.
+    tasks : sequence of str, default=all six
+    probes : sequence of {"logistic", "mlp"}, default=both
+    Cs : sequence of float
+        Inverse regularisation strengths tried for the logistic probe.
+    n_bootstrap : int, default=1000
+        Bootstrap resamples of the scored records for the intervals.
+    max_records : int, optional
+        Use a random subset of this many labelled records (same folds), for a
+        quick check.  The results are then not comparable with a full run.
+    out : str or Path, optional
+        Folder for ``ptbxl.json``, ``ptbxl.md``, ``ptbxl.csv``, the figures
+        and the embedding cache.
+    features : bool, default=True
+        Add the clinical-features and hybrid rows.
+    random_state : int, default=0
+    batch_size, precision, device
+        Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
+    n_jobs : int, optional
+        Processes for the clinical features.
+    verbose : bool, default=True
+        Print progress lines.
+
+    Returns
+    -------
+    result : PTBXLResult
+    """
+    unknown = set(tasks) - set(PTBXL_TASKS)
+    if unknown:
+        raise ValueError(f"Unknown task(s) {sorted(unknown)}; the six PTB-XL tasks are {list(PTBXL_TASKS)}.")
+    bad = set(probes) - set(_PROBE_NAMES)
+    if bad:
+        raise ValueError(f"Unknown probe(s) {sorted(bad)}; use 'logistic' and/or 'mlp'.")
+    say = print if verbose else (lambda *a, **k: None)
+    data = load_ptbxl_benchmark_data(root, rate=rate, scp_statements=scp_statements)
+    labelled_folds = sorted(set(data.fold[data.labelled].tolist()))
+    if not set(TRAIN_FOLDS) & set(labelled_folds):
+        raise ValueError(
+            f"No record of folds 1-8 has labels (labelled folds: {labelled_folds}); the benchmark "
+            "trains on folds 1-8. Check the strat_fold and scp_codes columns."
+        )
+    if TEST_FOLD in labelled_folds:
+        scored_fold, selection = TEST_FOLD, "validation"
+        selection_text = f"on validation fold {VALIDATION_FOLD}"
+    elif VALIDATION_FOLD in labelled_folds:
+        scored_fold, selection = VALIDATION_FOLD, "cv"
+        selection_text = "by 4-split cross-validation inside folds 1-8 (fold 10 has no labels, so fold 9 is scored)"
+    else:
+        raise ValueError(
+            "Neither fold 9 nor fold 10 has labelled records: there is nothing to score. The benchmark "
+            "scores fold 10, or fold 9 when fold 10's labels are withheld."
+        )
+
+    labelled = np.flatnonzero(data.labelled)
+    if max_records is not None and max_records < len(labelled):
+        rng = np.random.default_rng(random_state)
+        labelled = np.sort(rng.choice(labelled, size=max_records, replace=False))
+    use = np.zeros(len(data), bool)
+    use[labelled] = True
+    data.codes = [c if u else None for c, u in zip(data.codes, use)]
+    say(f"{data.source}: {len(labelled)} labelled records used; scored fold {scored_fold}; choices {selection_text}")
+
+    out_dir = Path(out) if out is not None else None
+    cache = out_dir / "cache" if out_dir is not None else None
+    timings = {}
+    start = time.perf_counter()
+    encoder = load_model(model)
+    X_emb, embedder = _embed(data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision,
+                             device=device, verbose=verbose)  # fmt: skip
+    random_encoder = random_model(load_config(encoder), seed=random_state)
+    X_rand, _ = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision,
+                       device=device, verbose=verbose)  # fmt: skip
+    timings["embedding_s"] = time.perf_counter() - start
+    n_layers = embedder.n_layers_
+    position = np.full(len(data), -1)
+    position[labelled] = np.arange(len(labelled))
+    say(f"embedded {len(labelled)} records x 2 models in {timings['embedding_s']:.0f} s")
+
+    start = time.perf_counter()
+    F = None
+    if features:
+        F, feature_names = _features(data, labelled, cache, n_jobs)
+        say(f"clinical features ({F.shape[1]} columns) in {time.perf_counter() - start:.0f} s")
+    timings["features_s"] = time.perf_counter() - start
+
+    def layer(X, index):
+        return LayerSelector(layers=index, n_layers=n_layers).fit_transform(X)
+
+    layers = {f"layer {i}": layer(X_emb, i) for i in range(n_layers)}
+    random_layers = {f"layer {i}": layer(X_rand, i) for i in range(n_layers)}
+    ppa = PPA(n_layers=n_layers).fit_transform(X_emb)
+
+    task_rows, score_store, task_info, tasks_built = [], {}, [], {}
+    start_probes = time.perf_counter()
+    for task_name in tasks:
+        task = _build_task(data, task_name, scored_fold, selection)
+        pos = position[task.rows]
+        task_info.append({"task": task_name, "description": PTBXL_TASK_NAMES[task_name],
+                          "classes_defined": task.n_defined, "classes_used": len(task.classes),
+                          "n_train": len(task.train), "n_scored": len(task.scored),
+                          "classes_absent_from_scored_fold": int(((task.Y[task.scored].sum(0) == 0)
+                                                                  | (task.Y[task.scored].sum(0) == len(task.scored))).sum())})  # fmt: skip
+        say(f"task {task_name}: {len(task.classes)} classes, {len(task.train)} train / {len(task.scored)} scored records")
+        random_choice = None
+        for probe in probes:
+            t0 = time.perf_counter()
+            cells, random_choice = _run_probe(probe, task, task.Y, pos, layers, random_layers, ppa, X_emb, F,
+                                              n_layers, Cs, random_state, random_choice)  # fmt: skip
+            for rep, (scores, chosen, value, kind) in cells.items():
+                score_store[(probe, task_name, rep)] = scores
+                task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
+                                  "kind": kind, "validation": value})  # fmt: skip
+            say(f"  {probe} probe: {len(cells)} representations in {time.perf_counter() - t0:.0f} s")
+        tasks_built[task_name] = task
+    timings["probes_s"] = time.perf_counter() - start_probes
+
+    start = time.perf_counter()
+    table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state)
+    timings["bootstrap_s"] = time.perf_counter() - start
+    result = PTBXLResult(table, claims, pd.DataFrame(task_info), scored_fold, selection_text,
+                         str(model), data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
+    if out_dir is not None:
+        write_ptbxl_results(result, out_dir)
+    return result
+
+
+def _inner_value(Y, task, predict) -> float:
+    """Mean validation macro AUC (ECG-Soup rule) of ``predict(train, validation)`` over the inner splits."""
+    return float(np.mean([_macro(class_aucs(Y[va], predict(tr, va)))[0] for tr, va in task.inner]))
+
+
+class _LogisticProbe:
+    """Standardised one-vs-rest logistic regression; C chosen on the inner validation."""
+
+    name = "logistic"
+
+    def __init__(self, task, Y, pos, Cs, seed):
+        self.task, self.Y, self.pos, self.Cs = task, Y, pos, Cs
+
+    def _fit_predict(self, Z, C, tr, te):
+        model = _logistic(C).fit(Z[self.pos[tr]], self.Y[tr])
+        return _scores(model, Z[self.pos[te]])
+
+    def run(self, Z):
+        """(scores on the scored fold, choice text, validation value)."""
+        values = {C: _inner_value(self.Y, self.task, lambda tr, va: self._fit_predict(Z, C, tr, va)) for C in self.Cs}
+        best = max(values, key=values.get)
+        return self._fit_predict(Z, best, self.task.train, self.task.scored), f"C={best:g}", values[best]
+
+    def run_pma(self, X_emb, n_layers, seed):
+        """PMA then the probe; the gate is refitted on the training records of every split."""
+        def fused(tr):
+            return PMA(n_layers=n_layers, random_state=seed).fit(X_emb[self.pos[tr]], self.Y[tr]).transform(X_emb)
+
+        per_split = [(tr, va, fused(tr)) for tr, va in self.task.inner]
+        values = {}
+        for C in self.Cs:
+            values[C] = float(np.mean([_macro(class_aucs(self.Y[va], self._fit_predict(Z, C, tr, va)))[0]
+                                       for tr, va, Z in per_split]))  # fmt: skip
+        best = max(values, key=values.get)
+        Z = fused(self.task.train)
+        return self._fit_predict(Z, best, self.task.train, self.task.scored), f"C={best:g}", values[best]
+
+
+class _MLPProbe:
+    """The ECG-Soup MLP head with fixed settings; chosen by its early-stopping hold-out loss.
+
+    The hold-out is 10 % of the training folds, so nothing is chosen on the scored fold.
+    """
+
+    name = "mlp"
+
+    def __init__(self, task, Y, pos, Cs, seed):
+        self.task, self.Y, self.pos, self.seed = task, Y, pos, seed
+
+    def run(self, Z):
+        train, scored = self.task.train, self.task.scored
+        scaler = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+        Zs = scaler.fit(Z[self.pos[train]]).transform(Z)
+        model = _mlp_head(self.seed).fit(_as_mlp_input(Zs[self.pos[train]]), self.Y[train])
+        value = -min(model.validation_loss_curve_)
+        return _scores(model, _as_mlp_input(Zs[self.pos[scored]])), "", value
+
+    def run_pma(self, X_emb, n_layers, seed):
+        train, scored = self.task.train, self.task.scored
+        model = PMAClassifier(head="mlp", n_layers=n_layers, max_epochs=100, early_stopping=True,
+                              validation_fraction=0.1, random_state=seed)  # fmt: skip
+        model.fit(X_emb[self.pos[train]], self.Y[train])
+        return _scores(model, X_emb[self.pos[scored]]), "", -min(model.validation_loss_curve_)
+
+
+_PROBES = {"logistic": _LogisticProbe, "mlp": _MLPProbe}
+
+
+def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, n_layers, Cs, seed, random_choice):
+    """Scores on the scored fold of every representation: ``{name: (S, choice, kind, value)}``."""
+    from threadpoolctl import threadpool_limits
+
+    probe = _PROBES[probe_name](task, Y, pos, Cs, seed)
+    cells = {}
+    with warnings.catch_warnings(), threadpool_limits(1):
+        for category in (ConvergenceWarning, UndefinedMetricWarning, UserWarning, RuntimeWarning):
+            warnings.simplefilter("ignore", category)
+        for name, Z in layers.items():
+            cells[name] = (*probe.run(Z), "layer")
+        values = {name: cells[name][2] for name in layers}
+        best_layer = max(values, key=values.get)
+        S, choice, value, _ = cells[best_layer]
+        cells["best layer (chosen on validation)"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "chosen")
+        cells["PPA"] = (*probe.run(ppa), "fusion")
+        cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, n_layers, seed), "fusion")
+        best_fusion = max(("PPA", "PMA (trained gate)"), key=lambda n: cells[n][2])
+        S, choice, value, _ = cells[best_fusion]
+        cells["best fusion (chosen on validation)"] = (S, ", ".join(filter(None, [best_fusion, choice])), value, "chosen")
+        if random_choice is None:  # choose the random model's layer with this probe
+            random_values = {name: probe.run(Z) for name, Z in random_layers.items()}
+            random_choice = max(random_values, key=lambda n: random_values[n][2])
+            S, choice, value = random_values[random_choice]
+        else:  # reuse the layer the logistic probe chose for the random model
+            S, choice, value = probe.run(random_layers[random_choice])
+        cells["random weights (layer chosen on validation)"] = (
+            S, ", ".join(filter(None, [random_choice, choice])), value, "baseline")
+        if F is not None:
+            cells["clinical features"] = (*probe.run(F), "baseline")
+            hybrid = _hybrid(F, layers[best_layer], pos[task.train])
+            S, choice, value = probe.run(hybrid)
+            cells["clinical features + best layer"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "hybrid")
+    return cells, random_choice
+
+
+# --- intervals and the two claims ---------------------------------------------------------
+
+
+def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed):
+    """Point estimates and percentile intervals; the same resamples for every row of a task (paired)."""
+    rng = np.random.default_rng(seed)
+    rows, claims = [], []
+    for task_name, task in tasks_built.items():
+        Y = task.Y[task.scored]
+        draws = rng.integers(0, len(Y), size=(n_bootstrap, len(Y)))
+        Yb = Y[draws]
+        cache = {}
+
+        def stats(probe, rep):
+            key = (probe, rep)
+            if key not in cache:
+                S = score_store[(probe, task_name, rep)]
+                point = _macro(class_aucs(Y, S))
+                boot = _macro(class_aucs(Yb, S[draws]))
+                cache[key] = (point, boot)
+            return cache[key]
+
+        absent = int(np.isnan(class_aucs(Y, np.zeros_like(Y, dtype=float))).sum())
+        for row in (r for r in task_rows if r["task"] == task_name):
+            (rule, present), (boot_rule, boot_present) = stats(row["probe"], row["representation"])
+            rows.append({**row, "auc": rule, "ci_low": np.nanpercentile(boot_rule, 2.5),
+                         "ci_high": np.nanpercentile(boot_rule, 97.5), "auc_present": present,
+                         "ci_present_low": np.nanpercentile(boot_present, 2.5),
+                         "ci_present_high": np.nanpercentile(boot_present, 97.5),
+                         "classes": len(task.classes), "classes_absent": absent,
+                         "n_train": len(task.train), "n_scored": len(task.scored)})  # fmt: skip
+        middle, last = f"layer {(n_layers - 1) // 2}", f"layer {n_layers - 1}"
+        for probe in dict.fromkeys(r["probe"] for r in task_rows if r["task"] == task_name):
+            pairs = [("best fusion - best single layer", "best fusion (chosen on validation)",
+                      "best layer (chosen on validation)"),
+                     (f"middle layer ({middle}) - last layer ({last})", middle, last)]  # fmt: skip
+            for claim, a, b in pairs:
+                (pa, _), (ba, _) = stats(probe, a)
+                (pb, _), (bb, _) = stats(probe, b)
+                diff, boot = pa - pb, ba - bb
+                low, high = np.percentile(boot, [2.5, 97.5])
+                verdict = "holds" if low > 0 else "reversed" if high < 0 else "not resolved (interval spans 0)"
+                claims.append({"probe": probe, "task": task_name, "claim": claim, "difference": diff,
+                               "ci_low": low, "ci_high": high, "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(claims)
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def plot_ptbxl_task(result: PTBXLResult, task: str, path=None):
+    """One task's figure: a panel per probe with the layer curve, its interval band and the other rows.
+
+    Returns the matplotlib ``Figure`` (made without pyplot, so it works headless).
+    """
+    from matplotlib.figure import Figure
+
+    table = result.table[result.table["task"] == task]
+    probes = list(dict.fromkeys(table["probe"]))
+    figure = Figure(figsize=(6.4 * len(probes), 4.2), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(probes), sharey=True))
+    styles = {
+        "best fusion (chosen on validation)": None,
+        "PPA": ("tab:blue", "--"),
+        "PMA (trained gate)": ("tab:orange", "--"),
+        "random weights (layer chosen on validation)": ("tab:gray", ":"),
+        "clinical features": ("tab:green", "-."),
+        "clinical features + best layer": ("tab:purple", "-."),
+    }
+    low = min(0.45, float(table["ci_low"].min()) - 0.02)
+    for ax, probe in zip(axes, probes):
+        rows = table[table["probe"] == probe]
+        layers = rows[rows["kind"] == "layer"]
+        x = [int(name.split()[1]) for name in layers["representation"]]
+        ax.fill_between(x, layers["ci_low"], layers["ci_high"], color="black", alpha=0.12,
+                        label="single layer: 95 % bootstrap interval")  # fmt: skip
+        ax.plot(x, layers["auc"], "o-", color="black", label="single layer")
+        chosen = rows[rows["representation"] == "best layer (chosen on validation)"].iloc[0]
+        ax.plot([int(chosen["chosen"].split(",")[0].split()[1])], [chosen["auc"]], "*", color="tab:red",
+                markersize=14, label=f"layer chosen on validation ({chosen['auc']:.3f})")  # fmt: skip
+        for name, style in styles.items():
+            match = rows[rows["representation"] == name]
+            if style is None or match.empty:
+                continue
+            value = float(match.iloc[0]["auc"])
+            ax.axhline(value, color=style[0], linestyle=style[1], label=f"{name} ({value:.3f})")
+        ax.axhline(0.5, color="tab:red", linewidth=0.8, alpha=0.6, label="chance (0.5)")
+        ax.set_xticks(x)
+        ax.set_xlabel("layer (0 = token embedding)")
+        ax.set_ylabel(f"macro ROC AUC (fold {result.scored_fold})")
+        ax.set_ylim(low, 1.0)
+        ax.set_title(f"{PTBXL_TASK_NAMES[task]} ({int(rows['classes'].iloc[0])} classes): {probe} probe", fontsize=10)
+        ax.legend(loc="lower right", fontsize=7)
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_ptbxl_results(result: PTBXLResult, out, *, name="ptbxl", figures=True) -> list[Path]:
+    """Write ``<name>.json``, ``<name>.md``, ``<name>.csv`` and one figure per task into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if figures:
+        result.figures = []
+        for task in dict.fromkeys(result.table["task"]):
+            path = out / f"{name}_{task}.png"
+            plot_ptbxl_task(result, task, path)
+            result.figures.append(path)
+        paths += result.figures
+    result.table.to_csv(out / f"{name}.csv", index=False)
+    payload = {
+        "model": result.model, "source": result.source, "scored_fold": result.scored_fold,
+        "selection": result.selection, "n_bootstrap": result.n_bootstrap, "timings_s": result.timings,
+        "tasks": result.tasks.to_dict("records"),
+        "table": [{k: _jsonable(v) for k, v in row.items()} for row in result.table.to_dict("records")],
+        "claims": [{k: _jsonable(v) for k, v in row.items()} for row in result.claims.to_dict("records")],
+    }  # fmt: skip
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    (out / f"{name}.md").write_text(result.summary() + "\n")
+    return [out / f"{name}.json", out / f"{name}.md", out / f"{name}.csv", *paths]

@@ -1,0 +1,139 @@
+"""The PTB-XL benchmark: task construction, the metric, both data layouts, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ecgsoup.benchmark import class_aucs, load_ptbxl_benchmark_data, ptbxl
+from ecgsoup.cli import main
+from ecgsoup.tasks import (
+    PTBXL_TASKS,
+    bundled_scp_statements,
+    parse_scp_codes,
+    ptbxl_task_classes,
+    ptbxl_task_labels,
+)
+
+# Challenge-2024 superclass labels of the 30 sample records -> one real SCP code each, so that
+# the test can write a ptbxl_database.csv in PTB-XL's own format for the WFDB files.
+_CODE_FOR = {"NORM": "NORM", "Old MI": "IMI", "STTC": "NDT", "CD": "CLBBB", "HYP": "LVH",
+             "PVC": "PVC", "PAC": "PAC", "TACHY": "STACH"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def subset(shared_data):
+    return shared_data / "ptbxl_zscored_subset"
+
+
+@pytest.fixture
+def ptbxl_download(shared_data, tmp_path):
+    """A PTB-XL download layout: the sample's records100/ + a ptbxl_database.csv we write."""
+    sample = shared_data / "ptbxl_sample"
+    root = tmp_path / "ptb-xl"
+    root.mkdir()
+    (root / "records100").symlink_to(sample / "records100")
+    shutil.copy(sample / "scp_statements.csv", root)
+    labels = pd.read_csv(sample / "labels.csv")
+    codes = []
+    for cell in labels["challenge2024_labels"]:
+        record = {_CODE_FOR[name.strip()]: 100.0 for name in cell.split(",")}
+        record["SR"] = 0.0  # likelihood 0 still counts, as in the standard benchmark
+        codes.append(str(record))
+    database = pd.DataFrame({"ecg_id": labels["ecg_id"], "patient_id": labels["ecg_id"] + 10000,
+                             "scp_codes": codes, "strat_fold": labels["strat_fold"],
+                             "filename_lr": labels["filename_lr"], "filename_hr": labels["filename_hr"]})  # fmt: skip
+    database.to_csv(root / "ptbxl_database.csv", index=False)
+    return root
+
+
+def test_six_tasks_have_the_standard_sizes():
+    classes = ptbxl_task_classes(bundled_scp_statements())
+    assert {task: len(c) for task, c in classes.items()} == PTBXL_TASKS == {
+        "all": 71, "diag": 44, "sub": 23, "super": 5, "form": 19, "rhythm": 12}  # fmt: skip
+
+
+def test_task_labels_match_known_facts(subset):
+    labels = pd.read_csv(subset / "labels.csv")
+    assert len(labels) == 1625 and set(labels["strat_fold"]) == set(range(1, 10))
+    codes = [parse_scp_codes(c) for c in labels["scp_codes"]]
+    statements = bundled_scp_statements()
+    sup = ptbxl_task_labels(codes, statements, "super")
+    counts = pd.Series([c for record in sup for c in record]).value_counts().to_dict()
+    assert counts == {"NORM": 877, "STTC": 461, "CD": 406, "MI": 228, "HYP": 174}
+    i = int(np.flatnonzero(labels["ecg_id"] == 24)[0])
+    assert sup[i] == ["NORM"]
+    assert "SR" in ptbxl_task_labels(codes, statements, "rhythm")[i]
+    assert ptbxl_task_labels(codes, statements, "all")[i] == ["NORM", "SR"]
+
+
+def test_scp_codes_parsing_counts_every_key():
+    assert parse_scp_codes("{'NORM': 100.0, 'SR': 0.0}") == ["NORM", "SR"]
+    assert parse_scp_codes("NORM;SR") == ["NORM", "SR"]
+    assert parse_scp_codes("") == [] and parse_scp_codes(float("nan")) == []
+
+
+def test_unknown_code_is_refused():
+    with pytest.raises(ValueError, match=r"record 1 has SCP code\(s\) \['XYZ'\] that are not in scp_statements.csv"):
+        ptbxl_task_labels([["NORM"], ["XYZ"]], bundled_scp_statements(), "super")
+
+
+def test_class_aucs_match_sklearn():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((80, 4)) < 0.3).astype(int)
+    Y[:, 3] = 0  # a class without positives
+    S = np.round(rng.random((80, 4)), 1)  # ties
+    aucs = class_aucs(Y, S)
+    for k in range(3):
+        assert aucs[k] == pytest.approx(roc_auc_score(Y[:, k], S[:, k]))
+    assert np.isnan(aucs[3])
+    boot = class_aucs(Y[None].repeat(2, 0), S[None].repeat(2, 0))
+    assert boot.shape == (2, 4) and np.allclose(boot[:, :3], aucs[:3])
+
+
+def test_full_download_layout(ptbxl_download, tmp_path):
+    data = load_ptbxl_benchmark_data(ptbxl_download, rate=100)
+    assert len(data) == 30 and data.sampling_rate == 100 and data.labelled.all()
+    i = int(np.flatnonzero(data.ecg_id == 7189)[0])
+    assert data.codes[i] == ["CLBBB", "IMI", "LVH", "SR"]
+    result = ptbxl(ptbxl_download, tasks=("super",), probes=("logistic",), features=False, n_bootstrap=100,
+                   out=tmp_path / "out", verbose=False)  # fmt: skip
+    # Fold 10 has labels here: it is scored, and choices are made on fold 9.
+    assert result.scored_fold == 10 and "validation fold 9" in result.selection
+    table = result.table
+    assert set(table["n_scored"]) == {4}
+    assert {"layer 0", "layer 12", "PPA", "PMA (trained gate)", "best layer (chosen on validation)",
+            "random weights (layer chosen on validation)"} <= set(table["representation"])  # fmt: skip
+    payload = json.loads((tmp_path / "out" / "ptbxl.json").read_text())
+    assert payload["scored_fold"] == 10 and (tmp_path / "out" / "ptbxl_super.png").exists()
+
+
+def test_bad_roots_get_one_clear_line(ptbxl_download, tmp_path, capsys):
+    (ptbxl_download / "ptbxl_database.csv").rename(tmp_path / "db.csv")
+    assert main(["benchmark", "ptbxl", str(ptbxl_download), "--out", str(tmp_path / "o")]) == 2
+    assert "has no ptbxl_database.csv" in capsys.readouterr().err
+    (tmp_path / "db.csv").rename(ptbxl_download / "ptbxl_database.csv")
+
+    assert main(["benchmark", "ptbxl", str(ptbxl_download), "--rate", "500", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "has records100/ but no records500/; pass rate=100 (--rate 100" in err and err.count("\n") == 1
+
+    (ptbxl_download / "scp_statements.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="scp_statements.csv does not exist"):
+        load_ptbxl_benchmark_data(ptbxl_download)
+
+
+def test_code_missing_from_statements_and_unlabelled_folds(ptbxl_download, tmp_path):
+    table = pd.read_csv(ptbxl_download / "ptbxl_database.csv")
+    table.loc[0, "scp_codes"] = "{'NOTACODE': 100.0}"
+    table.to_csv(ptbxl_download / "ptbxl_database.csv", index=False)
+    with pytest.raises(ValueError, match=r"\['NOTACODE'\] that are not in scp_statements.csv"):
+        ptbxl(ptbxl_download, tasks=("super",), probes=("logistic",), features=False, verbose=False)
+    table.loc[0, "scp_codes"] = "{'NORM': 100.0}"
+    table.loc[table["strat_fold"] >= 9, "scp_codes"] = "{}"
+    table.to_csv(ptbxl_download / "ptbxl_database.csv", index=False)
+    with pytest.raises(ValueError, match="Neither fold 9 nor fold 10 has labelled records: there is nothing to score"):
+        ptbxl(ptbxl_download, tasks=("super",), probes=("logistic",), features=False, verbose=False)
