@@ -244,7 +244,7 @@ def _mlp_head(random_state: int):
     loop (AdamW, early stopping on a hold-out of the training records) is the
     one the PMA rows use.
     """
-    return PMAClassifier(head="mlp", n_layers=2, norm=None, max_epochs=100, early_stopping=True,
+    return PMAClassifier(head="mlp", n_layers=2, norm=None, max_iter=100, early_stopping=True,
                          validation_fraction=0.1, n_iter_no_change=10, random_state=random_state)  # fmt: skip
 
 
@@ -624,7 +624,7 @@ class _MLPProbe:
 
     def run_pma(self, X_emb, n_layers, seed):
         train, scored = self.task.train, self.task.scored
-        model = PMAClassifier(head="mlp", n_layers=n_layers, max_epochs=100, early_stopping=True,
+        model = PMAClassifier(head="mlp", n_layers=n_layers, max_iter=100, early_stopping=True,
                               validation_fraction=0.1, random_state=seed)  # fmt: skip
         model.fit(X_emb[self.pos[train]], self.Y[train])
         return _scores(model, X_emb[self.pos[scored]]), "", -min(model.validation_loss_curve_)

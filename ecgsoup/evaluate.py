@@ -189,7 +189,7 @@ def _fusion_steps(fusions, n_layers, norm, random_state):
         if name not in known:
             raise ValueError(
                 f"Unknown fusion {name!r}; use 'ppa', 'pma', or pass a dict "
-                "{name: transformer} such as {'pma': PMA(max_epochs=50)}."
+                "{name: transformer} such as {'pma': PMA(max_iter=50)}."
             )
         steps[name] = known[name]()
     return steps
@@ -235,7 +235,7 @@ def layer_probe(
         ``None`` uses :func:`macro_auc_scorer` (spec 4.2 macro AUC).
     fusions : sequence of {"ppa", "pma"} or dict, default=("ppa", "pma")
         Fusion rows to add; a dict ``{name: transformer}`` sets them up
-        yourself (e.g. ``{"pma": PMA(max_epochs=50)}``).  Empty for layers only.
+        yourself (e.g. ``{"pma": PMA(max_iter=50)}``).  Empty for layers only.
     n_layers : int, default=13
         Number of layer blocks in ``X_layers``.
     norm : {"carried"} or None, default="carried"

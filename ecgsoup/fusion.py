@@ -67,6 +67,43 @@ def _split_rows(X: np.ndarray, layout: Layout):
     return H, X[:, start : start + dim], X[:, start + dim : start + 2 * dim]
 
 
+def _carried_norm(X: np.ndarray, layout: Layout, name: str):
+    """The final-norm rows of ``X`` (``(2, dim)``), checked to be the same on every row.
+
+    ``LayerwiseEmbedder`` repeats its encoder's final LayerNorm weight and bias
+    on every row.  Rows that differ there are not its output: preprocessed
+    signals fed straight to a fusion step (the embedder forgotten), or
+    embeddings of several models stacked together.
+    """
+    if not layout.has_norm or not len(X):
+        return None
+    _, weight, bias = _split_rows(X, layout)
+    carried = np.stack([weight[0], bias[0]]).astype(np.float64)
+    scale = 1e-5 * (1.0 + np.abs(carried).max())
+    if np.abs(weight - weight[0]).max() > scale or np.abs(bias - bias[0]).max() > scale:
+        raise ValueError(
+            f"{name}: the last two blocks of X, where LayerwiseEmbedder carries the encoder's final "
+            "LayerNorm, differ between rows, so X is not layer-wise embeddings of one model. Put "
+            "LayerwiseEmbedder before this step (preprocessed signals must be embedded first), or "
+            "pass norm=None for embeddings without the norm blocks."
+        )
+    return carried
+
+
+def _check_same_model(estimator, X: np.ndarray) -> None:
+    """Refuse embeddings whose carried final norm differs from the one seen in ``fit``."""
+    fitted = getattr(estimator, "carried_norm_", None)
+    if fitted is None:
+        return
+    carried = _carried_norm(X, estimator.layout_, type(estimator).__name__)
+    if carried is not None and not np.allclose(carried, fitted, rtol=1e-5, atol=1e-6):
+        raise ValueError(
+            f"{type(estimator).__name__}: X comes from another model than the embeddings seen in fit "
+            f"(its final-LayerNorm parameters differ, although both are {estimator.dim_} wide). "
+            "Embed with the model used in fit, or fit this step again on the new model's embeddings."
+        )
+
+
 def _final_norm(Z: np.ndarray, weight, bias) -> np.ndarray:
     """LN_enc per row: ``Z`` is ``(n, dim)`` or ``(n, k, dim)``; no-op when no norm is carried."""
     if weight is None:
@@ -103,11 +140,14 @@ class _LayerwiseTransformer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.layout_ = _layout_for(X.shape[1], self.n_layers, self.norm)
         self.dim_ = self.layout_.dim
+        self.carried_norm_ = _carried_norm(X, self.layout_, type(self).__name__)
         return X
 
     def _transform_input(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        _check_same_model(self, X)
+        return X
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -145,6 +185,10 @@ class LayerSelector(_LayerwiseTransformer):
         The selected layers as absolute indices.
     layout_ : ecgsoup.layout.Layout
         Layout read from the input width.
+    carried_norm_ : ndarray of shape (2, dim) or None
+        The final LayerNorm's weight and bias carried by the training input
+        (``None`` with ``norm=None``).  Later input must carry the same: it
+        identifies the model the embeddings came from.
     dim_ : int
         Width of one layer block.
     n_features_in_ : int
@@ -159,11 +203,13 @@ class LayerSelector(_LayerwiseTransformer):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from ecgsoup.fusion import LayerSelector
-    >>> X = np.random.default_rng(0).normal(size=(4, 5 * 3))   # 3 layers + 2 norm blocks, dim 3
-    >>> LayerSelector(layers=[1, -1], n_layers=3).fit_transform(X).shape
-    (4, 6)
+    >>> from ecgsoup import ECGPreprocessor, LayerSelector, LayerwiseEmbedder, load_sample
+    >>> ds = load_sample()                      # 200 real LUDB recordings, 100 Hz
+    >>> prep = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names)
+    >>> X = prep.fit_transform(ds.X[:4])
+    >>> H = LayerwiseEmbedder().fit_transform(X)    # 13 layers + 2 norm blocks, 192 wide
+    >>> LayerSelector(layers=[6, -1]).fit_transform(H).shape
+    (4, 384)
     """
 
     _parameter_constraints = {
@@ -229,6 +275,10 @@ class PPA(_LayerwiseTransformer):
     ----------
     layout_ : ecgsoup.layout.Layout
         Layout read from the input width.
+    carried_norm_ : ndarray of shape (2, dim) or None
+        The final LayerNorm's weight and bias carried by the training input
+        (``None`` with ``norm=None``).  Later input must carry the same: it
+        identifies the model the embeddings came from.
     dim_ : int
         Width of one layer block, and of the output.
     n_features_in_ : int
@@ -243,11 +293,11 @@ class PPA(_LayerwiseTransformer):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from ecgsoup.fusion import PPA
-    >>> X = np.random.default_rng(0).normal(size=(4, 5 * 3))
-    >>> PPA(n_layers=3).fit_transform(X).shape
-    (4, 3)
+    >>> from ecgsoup import PPA, ECGPreprocessor, LayerwiseEmbedder, load_sample
+    >>> ds = load_sample()
+    >>> X = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names).fit_transform(ds.X[:4])
+    >>> PPA().fit_transform(LayerwiseEmbedder().fit_transform(X)).shape
+    (4, 192)
     """
 
     _parameter_constraints = {

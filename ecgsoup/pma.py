@@ -63,7 +63,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ecgsoup.fusion import (
+    _carried_norm,
     _check_input_features,
+    _check_same_model,
     _final_norm,
     _fusion_names,
     _layout_for,
@@ -71,7 +73,10 @@ from ecgsoup.fusion import (
 )
 from ecgsoup.layout import LAYER_NORM_EPS
 
-__all__ = ["PMA", "PMAClassifier"]
+__all__ = ["PMA", "PMAClassifier", "MIN_VALIDATION_SAMPLES"]
+
+#: Smallest hold-out for early stopping; below it early stopping is turned off with a warning.
+MIN_VALIDATION_SAMPLES = 20
 
 
 # -- the torch network ----------------------------------------------------------------------
@@ -144,8 +149,8 @@ class _PMABase(BaseEstimator):
         "train_gate": ["boolean"],
         "n_layers": [Interval(Integral, 2, None, closed="left")],
         "norm": [StrOptions({"carried"}), None],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -164,11 +169,11 @@ class _PMABase(BaseEstimator):
         train_gate=True,
         n_layers=13,
         norm="carried",
-        max_epochs=200,
-        lr=1e-3,
+        max_iter=200,
+        learning_rate_init=1e-3,
         weight_decay=0.05,
         batch_size=64,
-        early_stopping=True,
+        early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -181,8 +186,8 @@ class _PMABase(BaseEstimator):
         self.train_gate = train_gate
         self.n_layers = n_layers
         self.norm = norm
-        self.max_epochs = max_epochs
-        self.lr = lr
+        self.max_iter = max_iter
+        self.learning_rate_init = learning_rate_init
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.early_stopping = early_stopping
@@ -254,6 +259,7 @@ class _PMABase(BaseEstimator):
         check_classification_targets(y)
         self.layout_ = _layout_for(X.shape[1], self.n_layers, self.norm)
         self.dim_ = self.layout_.dim
+        self.carried_norm_ = _carried_norm(X, self.layout_, type(self).__name__)
         targets, self._task, n_outputs = self._encode_targets(y)
         device = self._torch_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -274,16 +280,40 @@ class _PMABase(BaseEstimator):
                 z, _ = net.fuse(h0, blocks, norm_w, norm_b)
                 net.z_mean.copy_(z.mean(dim=0))
                 net.z_scale.copy_(_scale(z))
+            head_before = [p.detach().clone() for p in net.head.parameters()]
             self._train(net, (h0, blocks, norm_w, norm_b), targets, seed)
         net.eval()
         self._network = net
         with torch.no_grad():
             weights = net.weights(h0).cpu().numpy().astype(np.float64)
+            moved = sum(float((p - q).norm() ** 2) for p, q in zip(net.head.parameters(), head_before)) ** 0.5
+            size = sum(float(q.norm() ** 2) for q in head_before) ** 0.5
+        self._warn_if_untrained(weights, moved / max(size, 1e-12))
         index = pd.Index([f"layer{layer:02d}" for layer in range(1, self.n_layers)], name="layer")
         self.gate_weights_ = pd.DataFrame(
             {"mean": weights.mean(axis=0), "std": weights.std(axis=0)}, index=index
         )
         return X
+
+    def _warn_if_untrained(self, weights: np.ndarray, head_change: float) -> None:
+        """Say so when training left the head (or a trained gate) where it started."""
+        if head_change < 1e-3:
+            warnings.warn(
+                f"{type(self).__name__}: the head barely moved from its initialisation (relative change "
+                f"{head_change:.1e} after {self.n_iter_} epochs); its predictions are close to chance. "
+                "Raise max_iter or learning_rate_init, or check the labels.",
+                UserWarning,
+                stacklevel=4,
+            )
+        uniform = 1.0 / weights.shape[1]
+        if self.train_gate and weights.shape[1] > 1 and np.abs(weights - uniform).max() < 0.05:
+            warnings.warn(
+                f"{type(self).__name__}: the gate stayed uniform (every layer weight within 0.05 of "
+                f"1/{weights.shape[1]} on every record), so this is PPA with extra parameters; "
+                "train longer (max_iter) or use PPA.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _loss(self, logits, targets):
         if self._task == "multiclass":
@@ -293,7 +323,17 @@ class _PMABase(BaseEstimator):
     def _split(self, n: int, seed: int):
         """Training and validation indices for early stopping (no validation when too small)."""
         n_val = int(round(self.validation_fraction * n))
-        if not self.early_stopping or n_val < 1 or n - n_val < 2:
+        if not self.early_stopping:
+            return np.arange(n), None
+        if n_val < MIN_VALIDATION_SAMPLES or n - n_val < 2:
+            warnings.warn(
+                f"early_stopping would hold out {n_val} of {n} records (validation_fraction="
+                f"{self.validation_fraction:g}); at least {MIN_VALIDATION_SAMPLES} are needed for the "
+                "held-out loss to mean anything, so early stopping is off and all records train "
+                f"for up to max_iter={self.max_iter} epochs. Pass early_stopping=False to silence this.",
+                UserWarning,
+                stacklevel=4,
+            )
             return np.arange(n), None
         order = np.random.RandomState(seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -305,7 +345,7 @@ class _PMABase(BaseEstimator):
             params += list(net.gate.parameters())
         else:  # the authors' linear-probing code path: the gate keeps its random init
             net.gate.requires_grad_(False)
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.learning_rate_init, weight_decay=self.weight_decay)
         # BatchNorm cannot train on a batch of one; such a trailing batch is skipped.
         min_batch = 2 if self.head == "mlp" else 1
 
@@ -316,7 +356,7 @@ class _PMABase(BaseEstimator):
         self.loss_curve_, self.validation_loss_curve_ = [], []
         best_loss, best_state, stall = np.inf, None, 0
         train_idx_t = torch.as_tensor(train_idx)
-        for epoch in range(self.max_epochs):
+        for epoch in range(self.max_iter):
             net.train()
             order = train_idx_t[torch.randperm(len(train_idx_t))]
             total, count = 0.0, 0
@@ -359,7 +399,9 @@ class _PMABase(BaseEstimator):
     # -- inference ------------------------------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        _check_same_model(self, X)
+        return X
 
     def _logits(self, X) -> np.ndarray:
         X = self._validated(X)
@@ -409,19 +451,22 @@ _PARAMETERS_DOC = """
         ``"carried"``: the input ends with the final LayerNorm's weight and
         bias, applied to the fused vector.  ``None``: no norm blocks in the
         input, and no LayerNorm on the fused vector.
-    max_epochs : int, default=200
-        Maximum number of passes over the training data.
-    lr : float, default=1e-3
-        AdamW learning rate (constant, spec 4.3).
+    max_iter : int, default=200
+        Maximum number of passes over the training data (epochs), as in
+        sklearn's ``MLPClassifier``.
+    learning_rate_init : float, default=1e-3
+        AdamW learning rate, constant (the ECG-Soup linear-probing setting).
     weight_decay : float, default=0.05
-        AdamW weight decay (spec 4.3).
+        AdamW weight decay (the ECG-Soup linear-probing setting).
     batch_size : int, default=64
         Minibatch size.
-    early_stopping : bool, default=True
+    early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the samples, stop when its loss
         has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
-        restore the best epoch.  When ``False`` the training loss is watched
-        instead and the last epoch is kept.
+        restore the best epoch.  When ``False`` (sklearn's default) the
+        training loss is watched instead and the last epoch is kept.  A
+        hold-out smaller than 20 records would pick an almost untrained
+        epoch by chance, so early stopping is then turned off with a warning.
     validation_fraction : float, default=0.1
         Share of samples held out for early stopping.
     n_iter_no_change : int, default=10
@@ -451,6 +496,10 @@ _ATTRIBUTES_DOC = """
         Held-out loss per epoch (empty without early stopping).
     layout_ : ecgsoup.layout.Layout
         Layout read from the input width.
+    carried_norm_ : ndarray of shape (2, dim) or None
+        The final LayerNorm's weight and bias carried by the training input
+        (``None`` with ``norm=None``).  Later input must carry the same: it
+        identifies the model the embeddings came from.
     dim_ : int
         Width of one layer block.
     n_features_in_ : int
@@ -482,13 +531,14 @@ class PMAClassifier(ClassifierMixin, _PMABase):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from ecgsoup.pma import PMAClassifier
-    >>> rng = np.random.default_rng(0)
-    >>> X, y = rng.normal(size=(60, 5 * 4)), np.repeat([0, 1], 30)   # 3 layers + norm, dim 4
-    >>> clf = PMAClassifier(n_layers=3, max_epochs=5, random_state=0).fit(X, y)
-    >>> clf.predict_proba(X).shape, list(clf.gate_weights_.index)
-    ((60, 2), ['layer01', 'layer02'])
+    >>> from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, PMAClassifier, load_sample
+    >>> ds = load_sample()                      # 200 real LUDB recordings with labels
+    >>> X = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names).fit_transform(ds.X)
+    >>> H = LayerwiseEmbedder().fit_transform(X)
+    >>> y = (ds.metadata["rhythm_primary"] == "Atrial fibrillation").astype(int)   # 15 of 200
+    >>> clf = PMAClassifier(max_iter=20, random_state=0).fit(H, y)
+    >>> clf.predict_proba(H).shape, len(clf.gate_weights_)      # one weight per block 1..12
+    ((200, 2), 12)
 """
     )
 
@@ -563,12 +613,13 @@ class PMA(TransformerMixin, _PMABase):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from ecgsoup.pma import PMA
-    >>> rng = np.random.default_rng(0)
-    >>> X, y = rng.normal(size=(60, 5 * 4)), np.repeat([0, 1], 30)
-    >>> PMA(n_layers=3, max_epochs=5, random_state=0).fit_transform(X, y).shape
-    (60, 4)
+    >>> from ecgsoup import PMA, ECGPreprocessor, LayerwiseEmbedder, load_sample
+    >>> ds = load_sample()
+    >>> X = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names).fit_transform(ds.X)
+    >>> H = LayerwiseEmbedder().fit_transform(X)
+    >>> y = (ds.metadata["rhythm_primary"] != "Sinus rhythm").astype(int)
+    >>> PMA(max_iter=20, random_state=0).fit_transform(H, y).shape    # the fused 192-wide vector
+    (200, 192)
 """
     )
 

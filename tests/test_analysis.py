@@ -268,7 +268,7 @@ def test_gate_weight_distribution(layerwise, ludb, shared_data, tmp_path):
     pma = pytest.importorskip("ecgsoup.pma")
     labels = pd.read_csv(shared_data / "ludb" / "ludb_labels.csv").set_index("record_id")
     y = (labels.loc[ludb["record_id"][:N_RECORDS], "axis"] == "left axis deviation").to_numpy()
-    estimator = pma.PMAClassifier(max_epochs=10, random_state=0).fit(layerwise, y)
+    estimator = pma.PMAClassifier(max_iter=10, random_state=0).fit(layerwise, y)
     summary = analysis.gate_weight_distribution(estimator, layerwise)
     weights = estimator.gate_weights(layerwise)
     assert list(summary["layer"]) == list(range(1, 13)) and summary.attrs["n_records"] == N_RECORDS
@@ -279,7 +279,7 @@ def test_gate_weight_distribution(layerwise, ludb, shared_data, tmp_path):
     ordered = summary[["min", "q05", "q25", "median", "q75", "q95", "max"]].to_numpy()
     assert np.all(np.diff(ordered, axis=1) >= -1e-12)
     # a Pipeline holding the PMA is unwrapped; earlier steps transform X first
-    pipe = make_pipeline(pma.PMA(max_epochs=5, random_state=0), LogisticRegression())
+    pipe = make_pipeline(pma.PMA(max_iter=5, random_state=0), LogisticRegression())
     pipe.fit(layerwise, y)
     from_pipe = analysis.gate_weight_distribution(pipe, layerwise)
     assert np.allclose(from_pipe["mean"], pipe[0].gate_weights(layerwise).mean(axis=0))

@@ -85,7 +85,7 @@ def test_scorer_handles_classes_missing_from_a_fold(X_layers, labels):
 # -- layer_probe ---------------------------------------------------------------------------
 def test_layer_probe_hypertrophy_table_matches_cross_val(X_layers, labels):
     y = labels["hypertrophy"].notna().to_numpy()
-    fusions = {"ppa": PPA(), "pma": PMA(max_epochs=5, random_state=0)}
+    fusions = {"ppa": PPA(), "pma": PMA(max_iter=5, random_state=0)}
     result = layer_probe(X_layers, y, cv=3, fusions=fusions, random_state=0)
     assert list(result.index) == [f"layer_{i:02d}" for i in range(13)] + ["ppa", "pma"]
     assert list(result.columns) == ["mean", "std", "fold_0", "fold_1", "fold_2"]

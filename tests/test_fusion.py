@@ -173,6 +173,7 @@ _CHECK_WIDTHS = {
     "check_classifiers_multilabel_output_format_predict": 2,
     "check_classifiers_multilabel_output_format_predict_proba": 2,
     "check_classifiers_multilabel_representation_invariance": 2, "check_supervised_y_2d": 3,
+    "check_transformer_n_iter": 3, "check_non_transformer_estimators_n_iter": 4,
 }  # fmt: skip
 
 
@@ -185,7 +186,8 @@ def _expected_failed_checks(estimator):
     failing = {
         check: f"generic {width}-column data is not {blocks} equal layer blocks (layout error)"
         for check, width in _CHECK_WIDTHS.items()
-        if width % blocks
+        # the n_iter checks only look at estimators with max_iter (PMA, PMAClassifier)
+        if width % blocks and (not check.endswith("_n_iter") or "max_iter" in estimator.get_params())
     }
     if isinstance(estimator, PMAClassifier) and blocks == 2:
         # 2 blocks of width 1: column 0 only feeds the gate, so the head sees one
@@ -194,16 +196,19 @@ def _expected_failed_checks(estimator):
     return failing
 
 
-_SMALL = dict(max_epochs=3, random_state=0)
+_SMALL = dict(max_iter=3, random_state=0)
+# Only norm=None instances: with norm="carried" the last two blocks must repeat the same
+# final-LayerNorm parameters on every row (LayerwiseEmbedder's output; anything else is
+# refused as "not embeddings of one model"), which sklearn's random data never does.  The
+# norm=None instances run every code path but the final norm, which the tests above
+# exercise on real embeddings (and test_carried_norm_* on mismatched ones).
 _CHECKED = [
     LayerSelector(layers=0, n_layers=1, norm=None),
-    LayerSelector(layers=0, n_layers=1),
     LayerSelector(layers=[0, 2], n_layers=3, norm=None),
-    LayerSelector(layers=[2, -3], n_layers=3),
-    PPA(n_layers=2, norm=None), PPA(n_layers=3, norm=None), PPA(n_layers=3),
-    PMA(n_layers=2, norm=None, **_SMALL), PMA(n_layers=3, norm=None, **_SMALL), PMA(n_layers=3, **_SMALL),
+    PPA(n_layers=2, norm=None), PPA(n_layers=3, norm=None), PPA(n_layers=5, norm=None),
+    PMA(n_layers=2, norm=None, **_SMALL), PMA(n_layers=3, norm=None, **_SMALL), PMA(n_layers=5, norm=None, **_SMALL),
     PMAClassifier(n_layers=2, norm=None, **_SMALL), PMAClassifier(n_layers=3, norm=None, **_SMALL),
-    PMAClassifier(n_layers=3, head="mlp", hidden=8, **_SMALL),
+    PMAClassifier(n_layers=5, norm=None, head="mlp", hidden=8, **_SMALL),
 ]  # fmt: skip
 
 
@@ -221,3 +226,26 @@ def test_every_check_passes_on_some_block_count():
             # its 2-D blobs are either unsplittable or split into width-1 blocks
             always_failing.discard("check_classifiers_train")
         assert not always_failing, (kind.__name__, always_failing)
+
+
+def test_carried_norm_of_another_model_is_refused(X_layers, labels):
+    """Embeddings of another model with the same width are refused by every fusion step."""
+    y = (labels["rhythm_primary"] != "Sinus rhythm").to_numpy().astype(int)
+    other = X_layers.copy()
+    other[:, -2 * 192 :] *= 1.5  # another model's final-norm parameters
+    for step in (LayerSelector(layers=6), PPA(), PMA(max_iter=2, random_state=0),
+                 PMAClassifier(max_iter=2, random_state=0)):  # fmt: skip
+        step.fit(X_layers, y)
+        method = step.predict_proba if hasattr(step, "predict_proba") else step.transform
+        with pytest.raises(ValueError, match="X comes from another model than the embeddings seen in fit"):
+            method(other)
+
+
+def test_preprocessed_signals_without_embedder_are_refused(ludb):
+    from ecgsoup import ECGPreprocessor
+
+    X = ECGPreprocessor(sampling_rate=500, lead_names=list(ludb["lead_names"])).fit_transform(
+        ludb["x"][:8].astype("float32") / 1000
+    )  # 12,000 columns: 15 "blocks" of 800 samples, the width of a valid layout
+    with pytest.raises(ValueError, match="Put LayerwiseEmbedder before this step"):
+        PPA().fit(X)

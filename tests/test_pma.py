@@ -36,7 +36,7 @@ def _with_signal_in_layer(X, y, layer, strength=0.5):
     return np.hstack([H.reshape(len(X), -1), X[:, N_LAYERS * DIM :]]).astype(np.float32)
 
 
-FAST = dict(max_epochs=60, lr=1e-2, early_stopping=False, random_state=0)
+FAST = dict(max_iter=60, learning_rate_init=1e-2, early_stopping=False, random_state=0)
 
 
 @pytest.mark.parametrize("layer", [4, 9])
@@ -57,15 +57,15 @@ def test_gate_concentrates_on_the_informative_layer(X_layers, hypertrophy, layer
 
 
 def test_train_gate_false_leaves_the_gate_at_init(X_layers, hypertrophy):
-    one = PMAClassifier(max_epochs=1, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
-    many = PMAClassifier(max_epochs=20, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
+    one = PMAClassifier(max_iter=1, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
+    many = PMAClassifier(max_iter=20, train_gate=False, random_state=3).fit(X_layers, hypertrophy)
     np.testing.assert_allclose(one.gate_weights(X_layers), many.gate_weights(X_layers), atol=1e-6)
-    trained = PMAClassifier(max_epochs=20, random_state=3).fit(X_layers, hypertrophy)
+    trained = PMAClassifier(max_iter=20, random_state=3).fit(X_layers, hypertrophy)
     assert not np.allclose(trained.gate_weights(X_layers), many.gate_weights(X_layers), atol=1e-4)
 
 
 def test_pma_transform_is_the_normed_gate_mixture(X_layers, hypertrophy, tiny_model):
-    pma = PMA(max_epochs=10, random_state=0).fit(X_layers, hypertrophy)
+    pma = PMA(max_iter=10, random_state=0).fit(X_layers, hypertrophy)
     w = pma.gate_weights(X_layers[:30])
     H = X_layers[:30, : N_LAYERS * DIM].reshape(30, N_LAYERS, DIM)
     mixed = np.einsum("nl,nld->nd", w, H[:, 1:])
@@ -80,18 +80,18 @@ def test_pma_transform_is_the_normed_gate_mixture(X_layers, hypertrophy, tiny_mo
 
 
 def test_pma_in_a_pipeline_cross_validates(X_layers, hypertrophy):
-    pipe = Pipeline([("pma", PMA(max_epochs=10, random_state=0)), ("clf", LogisticRegression(C=0.1, max_iter=500))])
+    pipe = Pipeline([("pma", PMA(max_iter=10, random_state=0)), ("clf", LogisticRegression(C=0.1, max_iter=500))])
     scores = cross_val_score(pipe, X_layers, hypertrophy, cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="roc_auc")
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
 
 
 def test_binary_outputs_and_determinism(X_layers, hypertrophy):
     before = torch.get_rng_state()
-    a = PMAClassifier(max_epochs=8, random_state=7).fit(X_layers, hypertrophy)
+    a = PMAClassifier(max_iter=8, random_state=7).fit(X_layers, hypertrophy)
     assert torch.equal(before, torch.get_rng_state())  # the global torch RNG is untouched
-    b = PMAClassifier(max_epochs=8, random_state=7).fit(X_layers, hypertrophy)
+    b = PMAClassifier(max_iter=8, random_state=7).fit(X_layers, hypertrophy)
     np.testing.assert_array_equal(a.predict_proba(X_layers), b.predict_proba(X_layers))
-    c = PMAClassifier(max_epochs=8, random_state=8).fit(X_layers, hypertrophy)
+    c = PMAClassifier(max_iter=8, random_state=8).fit(X_layers, hypertrophy)
     assert not np.allclose(a.predict_proba(X_layers), c.predict_proba(X_layers))
     proba, logit = a.predict_proba(X_layers), a.decision_function(X_layers)
     assert proba.shape == (200, 2) and logit.shape == (200,)
@@ -102,7 +102,7 @@ def test_binary_outputs_and_determinism(X_layers, hypertrophy):
 
 def test_multiclass_rhythm(X_layers, labels):
     y = labels["rhythm_primary"].to_numpy()
-    clf = PMAClassifier(head="mlp", hidden=32, max_epochs=15, random_state=0).fit(X_layers, y)
+    clf = PMAClassifier(head="mlp", hidden=32, max_iter=15, random_state=0).fit(X_layers, y)
     assert len(clf.classes_) == 7 and clf.decision_function(X_layers).shape == (200, 7)
     proba = clf.predict_proba(X_layers)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -113,7 +113,7 @@ def test_multiclass_rhythm(X_layers, labels):
 def test_multilabel_on_ludb_columns(X_layers, labels):
     columns = ["hypertrophy", "conduction", "ischemia", "repolarization"]
     Y = labels[columns].notna().astype(int).to_numpy()
-    clf = PMAClassifier(max_epochs=40, lr=3e-3, early_stopping=False, random_state=0).fit(X_layers, Y)
+    clf = PMAClassifier(max_iter=40, learning_rate_init=3e-3, early_stopping=False, random_state=0).fit(X_layers, Y)
     proba = clf.predict_proba(X_layers)
     assert proba.shape == (200, 4) and np.all((proba >= 0) & (proba <= 1))
     pred = clf.predict(X_layers)
@@ -123,16 +123,43 @@ def test_multilabel_on_ludb_columns(X_layers, labels):
 
 
 def test_early_stopping_keeps_a_validation_curve(X_layers, hypertrophy):
-    clf = PMAClassifier(max_epochs=200, n_iter_no_change=3, random_state=0).fit(X_layers, hypertrophy)
+    clf = PMAClassifier(max_iter=200, n_iter_no_change=3, early_stopping=True, random_state=0).fit(X_layers, hypertrophy)
     assert len(clf.validation_loss_curve_) == clf.n_iter_ < 200
 
 
 def test_bad_targets_and_inputs_are_explained(X_layers, hypertrophy):
     with pytest.raises(ValueError, match="Unknown label type"):
-        PMAClassifier(max_epochs=1).fit(X_layers, np.linspace(0, 1, 200))
+        PMAClassifier(max_iter=1).fit(X_layers, np.linspace(0, 1, 200))
     with pytest.raises(ValueError, match="at least 2 classes"):
-        PMA(max_epochs=1).fit(X_layers, np.ones(200))
+        PMA(max_iter=1).fit(X_layers, np.ones(200))
     with pytest.raises(ValueError, match="use norm=None"):
-        PMAClassifier(max_epochs=1).fit(X_layers[:, : N_LAYERS * DIM], hypertrophy)
+        PMAClassifier(max_iter=1).fit(X_layers[:, : N_LAYERS * DIM], hypertrophy)
     with pytest.raises(ValueError, match="device"):
-        PMAClassifier(max_epochs=1, device="tpu-please").fit(X_layers, hypertrophy)
+        PMAClassifier(max_iter=1, device="tpu-please").fit(X_layers, hypertrophy)
+
+
+def test_small_data_turns_early_stopping_off_with_a_warning(X_layers, hypertrophy):
+    """30 records: a 10 % hold-out is 3 records, which once kept an almost untrained head (AUC 0.38)."""
+    with pytest.warns(UserWarning, match="at least 20 are needed .* so early stopping is off"):
+        clf = PMAClassifier(early_stopping=True, max_iter=30, random_state=0).fit(X_layers[:30], hypertrophy[:30])
+    assert clf.validation_loss_curve_ == [] and clf.n_iter_ >= 1
+
+
+def test_untrained_head_and_uniform_gate_are_reported(X_layers, hypertrophy):
+    with pytest.warns(UserWarning) as record:
+        PMAClassifier(max_iter=1, learning_rate_init=1e-9, random_state=0).fit(X_layers, hypertrophy)
+    messages = " ".join(str(w.message) for w in record)
+    assert "the head barely moved from its initialisation" in messages
+    assert "the gate stayed uniform" in messages
+
+
+def test_parameter_names_follow_mlpclassifier():
+    from sklearn.neural_network import MLPClassifier
+
+    ours, theirs = PMAClassifier().get_params(), MLPClassifier().get_params()
+    for name in ("max_iter", "learning_rate_init", "early_stopping", "validation_fraction",
+                 "n_iter_no_change", "tol", "batch_size", "random_state", "verbose"):  # fmt: skip
+        assert name in ours
+    assert ours["early_stopping"] == theirs["early_stopping"] is False
+    assert ours["validation_fraction"] == theirs["validation_fraction"]
+    assert ours["n_iter_no_change"] == theirs["n_iter_no_change"] and ours["tol"] == theirs["tol"]
