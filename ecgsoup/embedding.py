@@ -660,7 +660,7 @@ def _files_signature(path: Path) -> tuple:
     """(name, size, mtime) of the files a load would read; empty if missing."""
     if not path.exists():
         return ()
-    if path.is_file() and path.suffix not in (".pth", ".pt"):
+    if path.is_file() and path.suffix not in (".pth", ".pt", ".ckpt"):
         path = path.parent
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)

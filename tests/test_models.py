@@ -9,6 +9,7 @@ import torch
 from ecgsoup.models import (
     WeightsError,
     get_config,
+    load_config,
     load_model,
     load_stmem_checkpoint,
     random_model,
@@ -145,3 +146,81 @@ def test_original_checkpoint_with_missing_block_is_refused(tmp_path):
     torch.save(state, tmp_path / "broken.pth")
     with pytest.raises(WeightsError, match=r"missing keys: blocks\.3\.fc1\.weight"):
         load_stmem_checkpoint(tmp_path / "broken.pth")
+
+
+# -- checkpoints as users have them ----------------------------------------------------------
+
+
+def _assert_same_encoder(loaded, source, n_samples=2250):
+    x = torch.randn(1, 12, n_samples)
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded.pooled_layers(x), source.pooled_layers(x), atol=1e-6)
+
+
+def test_full_stmem_file_with_decoder_gives_its_encoder(tmp_path):
+    source = random_model("st-mem-250hz-tiny", seed=4)
+    encoder = _original_layout_state(source)
+    del encoder["head.weight"], encoder["head.bias"]
+    state = {f"encoder.{k}": v for k, v in encoder.items()}
+    # the MAE's own tensors, and the duplicate top-level patch embedding of the published file
+    state.update({k: v for k, v in encoder.items() if k.startswith("to_patch_embedding.")})
+    state.update({"to_decoder_embedding.weight": torch.zeros(8, 192), "mask_embedding": torch.zeros(1, 1, 8),
+                  "decoder_blocks.0.attn.norm.weight": torch.ones(8), "decoder_head.weight": torch.zeros(75, 8)})  # fmt: skip
+    torch.save({"model": state}, tmp_path / "st_mem_full.pth")
+    loaded = load_model(tmp_path / "st_mem_full.pth")
+    assert any("left out 10 other tensors" in note for note in loaded.metadata["notes"])
+    _assert_same_encoder(loaded, source)
+
+
+def test_lightning_ckpt_with_model_encoder_prefix(tmp_path):
+    source = random_model("st-mem-250hz-tiny", seed=5)
+    state = {f"model.encoder.{k}": v for k, v in _original_layout_state(source).items()}
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "last.ckpt")
+    loaded = load_model(tmp_path / "last.ckpt")
+    _assert_same_encoder(loaded, source)
+    assert load_config(tmp_path / "last.ckpt").n_samples == 2250
+
+
+def test_fine_tuned_head_and_gate_are_ignored_and_said(tmp_path, caplog):
+    source = random_model("st-mem-250hz-tiny", seed=6)
+    state = _original_layout_state(source)
+    del state["head.weight"], state["head.bias"]
+    state.update({"head.0.weight": torch.ones(192), "head.0.running_mean": torch.zeros(192),
+                  "head.2.weight": torch.zeros(256, 192), "gating.1.weight": torch.zeros(64, 192)})  # fmt: skip
+    torch.save(state, tmp_path / "ecg_soup_finetuned.pth")
+    with caplog.at_level("WARNING", logger="ecgsoup"):
+        loaded = load_model(tmp_path / "ecg_soup_finetuned.pth")
+    _assert_same_encoder(loaded, source)
+    assert len(caplog.records) == 1 and "ignored 4 tensors of a fine-tuned gating and head" in caplog.text
+
+
+def test_ambiguous_sampling_rate_is_refused(tmp_path):
+    source = random_model("ecgsoup-100hz-tiny", seed=1)  # 1,000 samples in patches of 50
+    torch.save(_original_layout_state(source), tmp_path / "st_mem_100hz.pth")
+    with pytest.raises(WeightsError, match=r"does not settle the sampling rate \(10 s at 100 Hz, 4 s at 250 Hz"):
+        load_model(tmp_path / "st_mem_100hz.pth")
+    loaded = load_model(tmp_path / "st_mem_100hz.pth", sampling_rate=100, lead_names=source.config.lead_names)
+    assert loaded.config.sampling_rate == 100 and loaded.config.n_samples == 1000
+
+
+def test_wrong_lead_embedding_and_config_without_weights_are_weights_errors(tmp_path):
+    state = _original_layout_state(random_model("st-mem-250hz-tiny"))
+    state["lead_embeddings.3"] = torch.zeros(1, 1, 7)
+    torch.save(state, tmp_path / "bad_leads.pth")
+    with pytest.raises(WeightsError, match="bad_leads.pth"):
+        load_model(tmp_path / "bad_leads.pth")
+    save_model(random_model("ecgsoup-100hz-tiny"), tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "config.json").read_text())
+    del info["weights"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(WeightsError, match="lacks its 'weights' entry"):
+        load_model(tmp_path / "m")
+
+
+def test_cli_reports_weights_errors_in_one_line(tmp_path, capsys):
+    from ecgsoup.cli import main
+
+    torch.save(_original_layout_state(random_model("ecgsoup-100hz-tiny")), tmp_path / "x.pth")
+    assert main(["info", "--model", str(tmp_path / "x.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "does not settle the sampling rate" in err and err.count("\n") == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 DEFAULT_MODEL = "default"
 _DEFAULT_DIRNAME = "ecgsoup-100hz-tiny"
+# torch checkpoint files read as original ST-MEM (or Lightning / fine-tuned) checkpoints.
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 class WeightsError(ValueError):
@@ -188,7 +191,7 @@ def load_model(source: str | Path | STMEMEncoder = DEFAULT_MODEL, **stmem_option
             "the bundled model, a directory holding config.json + model.safetensors, "
             "or an original ST-MEM .pth file."
         )
-    if path.suffix in (".pth", ".pt"):
+    if path.suffix in _CHECKPOINT_SUFFIXES:
         return load_stmem_checkpoint(path, **stmem_options)
     if path.is_file():
         path = path.parent
@@ -249,7 +252,7 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
             f"configuration name ({', '.join(list_configs())}), a directory holding "
             "config.json + model.safetensors, or an original ST-MEM .pth file."
         )
-    if path.suffix in (".pth", ".pt"):
+    if path.suffix in _CHECKPOINT_SUFFIXES:
         return load_stmem_checkpoint(path).config
     if path.is_file():
         path = path.parent
@@ -282,10 +285,16 @@ def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
         raise WeightsError(f"{config_path} is not valid JSON ({exc}).") from exc
     if info.get("format") != FORMAT:
         raise WeightsError(f"{config_path} is not an ecgsoup encoder config (format={info.get('format')!r}).")
-    weights_path = directory / info["weights"]["file"]
+    weights = info.get("weights")
+    if not isinstance(weights, dict) or not {"file", "sha256"} <= set(weights) or "config" not in info:
+        raise WeightsError(
+            f"{config_path} lacks its 'weights' entry (file and sha256) or 'config'; it was not written "
+            "by ecgsoup.models.save_model. Re-export the model with save_model or `ecgsoup pretrain --export`."
+        )
+    weights_path = directory / weights["file"]
     if not weights_path.exists():
         raise WeightsError(f"Weights file {weights_path} is missing (named in {config_path}).")
-    expected = info["weights"]["sha256"]
+    expected = weights["sha256"]
     actual = _sha256(weights_path)
     if actual != expected:
         raise WeightsError(
@@ -350,11 +359,20 @@ _STMEM_KEY_MAP = [
     (r"norm\.(weight|bias)", r"norm.\1"),
 ]
 _WRAPPER_KEYS = ("model", "state_dict", "encoder", "model_state_dict")
-_PREFIXES = ("module.", "encoder.", "model.")
-_IGNORED = re.compile(r"head\.(weight|bias)")  # classifier head of fine-tuned files
+_PREFIXES = ("module.", "model.", "net.")
+# Known parts of fine-tuned ECG-Soup / ST-MEM files that are not the encoder: the
+# classifier head (``head.weight``, or the bn-drop-lin ``head.0.*``..) and the PMA gate.
+_IGNORED = re.compile(r"(head|gating|gate)\..+")
+_logger = logging.getLogger("ecgsoup")
 
 
 def _unwrap(obj, origin) -> tuple[dict, list[str]]:
+    """The encoder's tensors from a checkpoint, with notes on what was unwrapped or left out.
+
+    Handles wrappers (``{"model": ...}``, Lightning's ``{"state_dict": ...}``), whole-model
+    prefixes (``module.``, ``model.``), and full ST-MEM files holding the encoder under
+    ``encoder.`` next to the decoder (and a duplicate ``to_patch_embedding``).
+    """
     notes = []
     while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
         key = next((k for k in _WRAPPER_KEYS if k in obj), None)
@@ -364,10 +382,33 @@ def _unwrap(obj, origin) -> tuple[dict, list[str]]:
         obj = obj[key]
     if not isinstance(obj, dict):
         raise WeightsError(f"{origin} does not hold a state dict (got {type(obj).__name__}).")
-    for prefix in _PREFIXES:
-        if obj and all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
-            notes.append(f"stripped prefix '{prefix}'")
+    obj = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
+    changed = True
+    while changed and obj:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in obj):
+                obj = {k[len(prefix):]: v for k, v in obj.items()}
+                notes.append(f"stripped prefix '{prefix}'")
+                changed = True
+        encoder_keys = [k for k in obj if k.startswith("encoder.")]
+        if encoder_keys:
+            others = len(obj) - len(encoder_keys)
+            obj = {k[len("encoder."):]: obj[k] for k in encoder_keys}
+            notes.append(
+                "stripped prefix 'encoder.'" if not others
+                else f"took the encoder ('encoder.*', {len(obj)} tensors) and left out {others} other "
+                "tensors (decoder and duplicates of a full ST-MEM file)"
+            )
+            changed = True
+    ignored = sorted(k for k in obj if _IGNORED.fullmatch(k))
+    if ignored:
+        kinds = sorted({k.split(".")[0] for k in ignored})
+        note = (f"ignored {len(ignored)} tensors of a fine-tuned {' and '.join(kinds)} "
+                f"({_short(ignored, 3)}): only the encoder is used")  # fmt: skip
+        notes.append(note)
+        _logger.warning("%s: %s", origin, note)
+        obj = {k: v for k, v in obj.items() if k not in ignored}
     return obj, notes
 
 
@@ -377,8 +418,6 @@ def _map_stmem_keys(state: dict, origin) -> dict:
         lead = re.fullmatch(r"lead_embeddings\.(\d+)", key)
         if lead:
             leads[int(lead.group(1))] = tensor
-            continue
-        if _IGNORED.fullmatch(key):
             continue
         for pattern, target in _STMEM_KEY_MAP:
             if re.fullmatch(pattern, key):
@@ -403,7 +442,7 @@ def _map_stmem_keys(state: dict, origin) -> dict:
 def load_stmem_checkpoint(
     path: str | Path,
     *,
-    sampling_rate: float = 250.0,
+    sampling_rate: float | None = None,
     lead_names: tuple[str, ...] = STANDARD_LEAD_ORDER,
     bandpass: tuple[float, float] | None = (0.67, 40.0),
 ) -> STMEMEncoder:
@@ -412,14 +451,25 @@ def load_stmem_checkpoint(
     The architecture (width, depth, heads, MLP size, patch and window length)
     is read off the tensor shapes.  What the file cannot say - its sampling
     rate, lead order and band-pass - defaults to the original release
-    (250 Hz; I, II, III, aVR, aVL, aVF, V1-V6; 0.67-40 Hz) and can be overridden.
+    (250 Hz; I, II, III, aVR, aVL, aVF, V1-V6; 0.67-40 Hz) and can be
+    overridden.  The 250 Hz default is taken only when the window is the
+    original one (2,250 samples in patches of 75); any other window could be
+    several rates (1,000 samples are 10 s at 100 Hz or 4 s at 250 Hz), so
+    ``sampling_rate`` must then be given.
+
+    Full ST-MEM files (encoder and decoder), ``model.``/``module.`` prefixes,
+    Lightning ``.ckpt`` files and fine-tuned files with a classifier head or a
+    PMA gate are accepted: the encoder is taken and the rest is left out, as
+    ``metadata["notes"]`` (and one logged line) say.
 
     Parameters
     ----------
     path : str or Path
         The ``.pth`` file.  Wrappers such as ``{"model": ...}`` and prefixes
         such as ``encoder.`` are removed and reported in ``metadata["notes"]``.
-    sampling_rate : float, default=250.0
+    sampling_rate : float, optional
+        Hz of the data the model was trained on; required unless the window
+        is the original release's (2,250 samples, patch 75: 250 Hz).
     lead_names : tuple of str, default=standard 12-lead order
     bandpass : (float, float) or None, default=(0.67, 40.0)
     """
@@ -431,7 +481,10 @@ def load_stmem_checkpoint(
     except Exception as exc:  # pickle errors come in many types
         raise WeightsError(f"Cannot read {path} as a torch checkpoint ({type(exc).__name__}: {exc}).") from exc
     state, notes = _unwrap(raw, path)
-    state = _map_stmem_keys(state, path)
+    try:
+        state = _map_stmem_keys(state, path)
+    except RuntimeError as exc:  # tensors that cannot be stacked / reshaped as an encoder's
+        raise WeightsError(f"{path}: its lead or position embeddings have unexpected shapes ({exc}).") from None
     try:
         width = state["pos_embedding"].shape[-1]
         n_patches = state["pos_embedding"].shape[1] - 2
@@ -442,6 +495,16 @@ def load_stmem_checkpoint(
         n_leads = state["lead_embeddings"].shape[0]
     except KeyError as exc:
         raise WeightsError(f"{path}: missing key {exc.args[0]} needed to read the architecture.") from exc
+    n_samples = n_patches * patch
+    if sampling_rate is None:
+        if (n_samples, patch) != (2250, 75):
+            rates = ", ".join(f"{n_samples / fs:g} s at {fs} Hz" for fs in (100, 250, 500))
+            raise WeightsError(
+                f"{path}: a {n_samples}-sample window in patches of {patch} does not settle the sampling "
+                f"rate ({rates}). Pass it: load_model(path, sampling_rate=<Hz of the training data>)."
+            )
+        sampling_rate = 250.0
+        notes.append("sampling rate 250 Hz: the original release's 2250-sample window in patches of 75")
     if n_leads != len(lead_names):
         raise WeightsError(
             f"{path} has {n_leads} lead embeddings but lead_names has {len(lead_names)}: pass the file's lead order."
@@ -449,7 +512,7 @@ def load_stmem_checkpoint(
     config = EncoderConfig(
         name=f"st-mem-{sampling_rate:g}hz-w{width}",
         sampling_rate=float(sampling_rate),
-        n_samples=n_patches * patch,
+        n_samples=n_samples,
         patch_size=patch,
         lead_names=tuple(lead_names),
         width=width,
