@@ -7,8 +7,11 @@ by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
 * ``1``: ``embed`` / ``evaluate`` finished, but some records could not be
   embedded (each is listed on stderr and in the store);
 * ``2``: a problem the user can fix (nonexistent path, unreadable input,
-  unknown model, missing labels column, ...), printed as one line, never a
-  traceback.
+  unknown model, missing labels column, an ``--out`` that is not an ecgsoup
+  store, a store another run is writing, ...), printed as one line, never a
+  traceback;
+* ``130``: interrupted (Ctrl-C): one line, ``interrupted: N of M records
+  saved; run the same command again to resume`` for ``embed``, no traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = ["main", "build_parser"]
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
 
 
 class CLIError(Exception):
@@ -112,15 +116,21 @@ def _add_model_options(p) -> None:
     p.add_argument("--model", default="default",
                    help="'default' (bundled model), a model directory or ST-MEM .pth, or 'random' "
                         "(an untrained ecgsoup-100hz-tiny, for tests and baselines)")  # fmt: skip
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    from ecgsoup.store import DEFAULT_CHUNK_SIZE
+
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="forward-pass precision")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     p.add_argument("--device", default="cpu", help="torch device of the encoder: cpu, cuda, cuda:1, mps")
     p.add_argument("--lead-map", nargs="+", metavar="MODEL=DATA", default=None,
                    help="leads stored under other names, e.g. II=ECG2 V1=C1")  # fmt: skip
     p.add_argument("--sampling-rate", type=float, default=None, help="Hz of an .npz input without an 'fs' entry")
+    p.add_argument("--ptbxl-rate", type=int, choices=[100, 500], default=100,
+                   help="which copy of a PTB-XL root to read: records100/ or records500/")  # fmt: skip
     p.add_argument("--pad", choices=["error", "zeros", "edge"], default="error",
-                   help="records shorter than the model window: fail them (default) or pad them")  # fmt: skip
-    p.add_argument("--chunk-size", type=int, default=256, help="records per block (unit of work and of resumption)")
+                   help="records shorter than the model window: fail them (error) or pad them")  # fmt: skip
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help="records per block: the unit of work and of resumption; a kill loses at most "
+                        "one block (the default is seconds of work, about a minute on a slow CPU)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -141,8 +151,13 @@ def _positive(name, value) -> None:
         raise CLIError(f"{name} must be a positive number, got {value}.")
 
 
-def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, workers=None, fmt=None):
-    """Run :func:`ecgsoup.store.embed_to_store`, reporting skipped records on stderr."""
+def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, workers=None, fmt=None,
+           collapse=False):  # fmt: skip
+    """Run :func:`ecgsoup.store.embed_to_store`, reporting skipped records on stderr.
+
+    ``collapse``: leave warnings to the caller's :class:`_WarningSummary`
+    (one line per kind) instead of one line per skipped record.
+    """
     from ecgsoup.distributed import connect
     from ecgsoup.store import SkippedRecordWarning, embed_to_store
 
@@ -160,11 +175,13 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
         with warnings.catch_warnings():
             previous = warnings.showwarning
             warnings.simplefilter("always", SkippedRecordWarning)
-            warnings.showwarning = report
+            if not collapse:
+                warnings.showwarning = report
             with connect(scheduler=scheduler, workers=workers) as client:
                 return embed_to_store(
                     source, out, model=args.model, precision=args.precision, batch_size=args.batch_size,
-                    device=args.device, lead_map=lead_map, sampling_rate=args.sampling_rate, pad=args.pad,
+                    device=args.device, lead_map=lead_map, sampling_rate=args.sampling_rate,
+                    ptbxl_rate=args.ptbxl_rate, pad=args.pad,
                     format=fmt, chunk_size=args.chunk_size, limit=limit, overwrite=overwrite, client=client,
                     verbose=0 if args.quiet else 1,
                 )  # fmt: skip
@@ -180,20 +197,25 @@ def _add_embed(sub) -> None:
     p = sub.add_parser(
         "embed",
         help="embed every record of a folder / PTB-XL root / .npz into a resumable store",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Read every record of INPUT, preprocess it for the model (its own sampling rate "
         "and leads) and store the pooled embeddings of all layers. Re-running with the same --out "
-        "computes only the records not yet in the store. Bad records are reported and skipped.",
+        "computes only the records not yet in the store. Bad records are reported and skipped. "
+        "One run at a time writes a store (a second one is refused, naming the first); Ctrl-C "
+        "saves the finished blocks and exits with status 130.",
     )
     p.add_argument("input", help="a WFDB/Challenge folder, a PTB-XL root, a single record, or an .npz "
                                  "with x (records, time, leads), fs, lead_names [, record_id]")  # fmt: skip
     p.add_argument("--out", required=True, help="the store: *.zarr (directory) or *.npz")
-    p.add_argument("--format", choices=["zarr", "npz"], default=None, help="default: from the --out extension")
+    p.add_argument("--format", choices=["zarr", "npz"], default=None, help="store format (None: from the --out extension)")
     _add_model_options(p)
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler to shard the records over")
     cluster.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster of N processes")
     p.add_argument("--limit", type=int, default=None, help="embed at most N more records, then stop (resumable)")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing store")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over instead of resuming: deletes --out only if it is an ecgsoup store "
+                        "(never the input, a CSV or a foreign zarr group)")  # fmt: skip
     p.set_defaults(func=_cmd_embed)
 
 
@@ -222,31 +244,48 @@ def _cmd_embed(args) -> int:
 # --- evaluate --------------------------------------------------------------------------------
 
 _ID_COLUMNS = ("record_id", "ecg_id", "record", "id")
+_SEPARATORS = (";", ",", "|")  # what --separator auto looks for inside label cells
+_AUTO_FOLDS = "strat_fold"  # PTB-XL's official folds: used by default when the labels have them
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="layer-wise linear probe (every layer, PPA, PMA) of a store or input against labels",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Cross-validate a linear probe on every layer and on the PPA/PMA fusions "
-        "(macro AUC, spec 4.2), print the table, and write layer_probe.csv and layer_probe.png.",
+        "(macro AUC, spec 4.2), print the table, and write layer_probe.csv and layer_probe.png. "
+        "The parsed task (its type, every class with its count, the records with empty labels "
+        "and what was done with them) is printed before anything is fitted.",
     )
     p.add_argument("input", help="a store written by `ecgsoup embed`, or an input it accepts "
                                  "(embedded first, into OUT/embeddings.npz when --out is given)")  # fmt: skip
     p.add_argument("--labels", required=True, help="CSV with one row per record")
     p.add_argument("--target", required=True, help="the label column")
-    p.add_argument("--id-column", default=None, help=f"record identifier column (default: first of {_ID_COLUMNS})")
+    p.add_argument("--id-column", default=None,
+                   help=f"record identifier column (None: the first of {', '.join(_ID_COLUMNS)})")  # fmt: skip
     p.add_argument("--task", choices=["binary", "multiclass", "multilabel"], default=None,
-                   help="default: binary with --positive or two values, multilabel if cells hold "
-                        "--separator, else multiclass")  # fmt: skip
+                   help="None: binary with --positive or two values (or one value and empty cells), "
+                        "multilabel when cells hold a separator, else multiclass")  # fmt: skip
     p.add_argument("--positive", default=None,
-                   help="binary: the positive value (default: the non-empty cells when the column has "
-                        "empty ones, else the larger of two values)")  # fmt: skip
-    p.add_argument("--separator", default=";", help="multilabel: separator inside a cell")
-    p.add_argument("--cv", type=int, default=5, help="folds")
-    p.add_argument("--repeats", type=int, default=1, help="repetitions of the folds")
+                   help="binary: the positive label, matched as a whole cell or as one label of a "
+                        "multi-label cell (None: the non-empty cells when the column has empty ones, "
+                        "else the larger of two values)")  # fmt: skip
+    p.add_argument("--separator", default="auto",
+                   help=f"separator of the labels inside a cell; 'auto' detects one of "
+                        f"{' '.join(_SEPARATORS)} and refuses to guess when several occur")  # fmt: skip
+    p.add_argument("--empty", choices=["drop", "negative"], default="drop",
+                   help="records whose label cell is empty: leave them out, or keep them as negatives "
+                        "(no label; a class of their own for multiclass)")  # fmt: skip
+    p.add_argument("--cv", type=int, default=5, help="folds (when neither --folds nor --groups applies)")
+    p.add_argument("--repeats", type=int, default=1, help="repetitions of the folds (not with --folds)")
+    p.add_argument("--folds", default=None, metavar="COLUMN",
+                   help=f"a labels column holding each record's test fold (None: {_AUTO_FOLDS!r} when "
+                        "the labels have it, as PTB-XL's do; 'none': never)")  # fmt: skip
+    p.add_argument("--groups", default=None, metavar="COLUMN",
+                   help="a labels column of groups (e.g. patient_id) that never straddle a train/test split")
     p.add_argument("--fusions", default="ppa,pma", help="comma-separated fusion rows: ppa, pma, or 'none'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the folds and PMA")
     p.add_argument("--out", default=None, help="directory for layer_probe.csv and layer_probe.png")
     _add_model_options(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -256,6 +295,41 @@ def _normal_id(value):
     """Identifiers compared across a store and a CSV: ``"00841"`` and ``841`` match."""
     text = str(value).strip()
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+class _WarningSummary:
+    """Collect the warnings of a block; afterwards print one line per kind (evaluate's stderr).
+
+    A probe over many records and layers repeats the same warning hundreds of
+    times (an undefined AUC per fold, a skipped record each ...): one line
+    with the count and the first message says the same.
+    """
+
+    def __init__(self, command):
+        self.command = command
+
+    def __enter__(self):
+        self._manager = warnings.catch_warnings(record=True)
+        self.caught = self._manager.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._manager.__exit__(*exc)
+        from ecgsoup.store import SkippedRecordWarning
+
+        kinds: dict = {}
+        for caught in self.caught:
+            kinds.setdefault(caught.category, []).append(str(caught.message).strip().splitlines()[0][:300])
+        for category, messages in kinds.items():
+            if issubclass(category, SkippedRecordWarning):
+                line = f"{len(messages)} record(s) could not be embedded and are left out; first: {messages[0]}"
+            elif len(messages) == 1:
+                line = f"{category.__name__}: {messages[0]}"
+            else:
+                line = f"{category.__name__} x{len(messages)} (shown once): {messages[0]}"
+            print(f"ecgsoup {self.command}: {line}", file=sys.stderr)
+        return False
 
 
 def _load_embeddings(args):
@@ -276,21 +350,23 @@ def _load_embeddings(args):
             print(f"ecgsoup evaluate: {path} has {stored.attrs['n_pending']} records not embedded yet; "
                   "using the embedded ones", file=sys.stderr)  # fmt: skip
         return stored.X, stored.record_ids, stored.attrs, stored.attrs["n_failed"]
-    if args.out:
-        summary = _embed(args, path, Path(args.out) / "embeddings.npz")
-        stored = open_store(summary.store)
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="ecgsoup-evaluate-") as tmp:
-            summary = _embed(args, path, Path(tmp) / "embeddings.npz")
+    with _WarningSummary(args.command):
+        if args.out:
+            summary = _embed(args, path, Path(args.out) / "embeddings.npz", collapse=True)
             stored = open_store(summary.store)
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="ecgsoup-evaluate-") as tmp:
+                summary = _embed(args, path, Path(tmp) / "embeddings.npz", collapse=True)
+                stored = open_store(summary.store)
     if not stored.record_ids:
         raise CLIError(f"no record of {path} could be embedded ({summary.n_failed} failed).")
     return stored.X, stored.record_ids, stored.attrs, summary.n_failed
 
 
 def _read_labels(args):
+    """``({record id: row dict}, id column)`` of the labels CSV, its columns checked."""
     import pandas as pd
 
     path = Path(args.labels).expanduser()
@@ -303,6 +379,11 @@ def _read_labels(args):
     columns = list(table.columns)
     if args.target not in columns:
         raise CLIError(f"--target {args.target!r} is not a column of {path}; its columns are {columns}.")
+    for option, column in (("--folds", args.folds), ("--groups", args.groups)):
+        if column is not None and column.lower() != "none" and column not in columns:
+            raise CLIError(f"{option} {column!r} is not a column of {path}; its columns are {columns}.")
+    if args.groups is not None and args.folds is not None and args.folds.lower() != "none":
+        raise CLIError("--folds and --groups both choose the splits; pass one of them.")
     id_column = args.id_column or next((c for c in _ID_COLUMNS if c in columns), None)
     if id_column is None or id_column not in columns:
         raise CLIError(
@@ -312,57 +393,190 @@ def _read_labels(args):
     ids = [_normal_id(v) for v in table[id_column]]
     if len(set(ids)) < len(ids):
         raise CLIError(f"{path}: column {id_column!r} holds duplicate identifiers.")
-    return dict(zip(ids, table[args.target].astype(str).str.strip())), id_column
+    rows = table.apply(lambda column: column.astype(str).str.strip()).to_dict("records")
+    return dict(zip(ids, rows)), id_column
+
+
+def _split_cell(value: str, separator) -> list:
+    if separator is None:
+        return [value] if value else []
+    return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+def _detect_separator(values: list, args):
+    """The separator of multi-label cells, ``None`` for single-label cells; refuses when ambiguous.
+
+    A candidate counts only when it really separates labels: some piece of a
+    split cell is a whole cell elsewhere, or recurs in several distinct cells.
+    ``"Atrial flutter, typical"`` alone in its column is then one label, while
+    ``"STTC, HYP"`` next to ``"STTC"`` cells is two.
+    """
+    if args.separator != "auto":
+        return args.separator or None
+    cells = sorted({v for v in values if v})
+    whole = set(cells)
+    confirmed = {}
+    for separator in _SEPARATORS:
+        split = [c for c in cells if separator in c]
+        if not split:
+            continue
+        seen: dict = {}
+        for cell in split:
+            for piece in set(_split_cell(cell, separator)):
+                seen[piece] = seen.get(piece, 0) + 1
+        if any(piece in whole or n > 1 for piece, n in seen.items()):
+            confirmed[separator] = sum(separator in v for v in values)
+    if len(confirmed) > 1:
+        found = ", ".join(f"{sep!r} in {n} cells" for sep, n in confirmed.items())
+        raise CLIError(
+            f"--target {args.target!r}: cannot tell which separator splits the labels ({found}); "
+            f"pass --separator, e.g. --separator '{next(iter(confirmed))}'."
+        )
+    return next(iter(confirmed), None)
+
+
+def _counts(items) -> str:
+    counts: dict = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return ", ".join(f"{name} {n}" for name, n in ordered)
 
 
 def _make_target(values: list, args):
-    """``(y, task, description)`` from the label cells of the embedded records."""
+    """``(y, keep, task, description, report)`` from the label cells of the embedded records.
+
+    ``keep`` indexes the records (of ``values``) that enter the probe; ``report``
+    is the parsed task, printed before anything is fitted.
+    """
     import numpy as np
 
+    separator = _detect_separator(values, args)
+    labels = [_split_cell(v, separator) for v in values]
+    empty = [i for i, v in enumerate(values) if not labels[i]]
+    every = sorted({label for cell in labels for label in cell})
     task = args.task
-    has_separator = any(args.separator in v for v in values)
-    distinct = sorted(set(values))
     if task is None:
-        if args.positive is not None or len(distinct) == 2:
+        if args.positive is not None:
             task = "binary"
-        elif has_separator:
+        elif separator is not None and any(len(cell) > 1 for cell in labels):
             task = "multilabel"
+        elif len(every) == 2 or (len(every) == 1 and empty):
+            task = "binary"
         else:
             task = "multiclass"
+    split_note = f", labels split on {separator!r}" if separator is not None else ""
+    report = [f"task: {task} on --target {args.target!r}{split_note}"]
+    drop = args.empty == "drop"
+
     if task == "binary":
+        # "Has any label" vs "has none": there the empty cells are the negatives by definition.
+        definitional = args.positive is None and bool(empty) and len(every) != 2
         if args.positive is not None:
             positive = args.positive
-            if positive not in distinct:
+            if positive not in every and positive not in values:
                 raise CLIError(f"--positive {positive!r} never occurs in --target {args.target!r}; "
-                               f"values: {distinct[:10]}")  # fmt: skip
-            y = np.asarray([v == positive for v in values], dtype=int)
-            what = f"{args.target} == {positive!r}"
-        elif "" in distinct:
-            y = np.asarray([v != "" for v in values], dtype=int)
+                               f"labels: {every[:10]}")  # fmt: skip
+            hit = [positive in cell or positive == v for cell, v in zip(labels, values)]
+            what = f"{args.target} {'has' if separator is not None else '=='} {positive!r}"
+        elif definitional:
+            hit = [bool(cell) for cell in labels]
             what = f"{args.target} non-empty"
-        elif len(distinct) == 2:
-            y = np.asarray([v == distinct[1] for v in values], dtype=int)
-            what = f"{args.target} == {distinct[1]!r}"
+        elif len(every) == 2:
+            hit = [every[1] in cell for cell in labels]
+            what = f"{args.target} == {every[1]!r}"
         else:
-            raise CLIError(f"--target {args.target!r} has {len(distinct)} values {distinct[:10]}; "
+            raise CLIError(f"--target {args.target!r} has {len(every)} values {every[:10]}; "
                            "name the positive one with --positive, or use --task multiclass.")  # fmt: skip
+        if definitional:
+            keep = list(range(len(values)))
+            empty_note = f"{len(empty)} records with an empty cell are the negatives (the target is 'non-empty')"
+        elif drop:
+            keep = [i for i in range(len(values)) if labels[i]]
+            empty_note = f"{len(empty)} records with an empty cell, dropped (--empty drop)"
+        else:
+            keep = list(range(len(values)))
+            empty_note = f"{len(empty)} records with an empty cell, kept as negatives (--empty negative)"
+        y = np.asarray([hit[i] for i in keep], dtype=int)
         counts = np.bincount(y, minlength=2)
-        if counts.min() < args.cv:
-            raise CLIError(f"{what}: {counts[1]} positive and {counts[0]} negative records; each "
-                           f"needs at least --cv {args.cv}. Use fewer folds or more records.")  # fmt: skip
-        return y, task, f"{what} ({counts[1]} positive, {counts[0]} negative)"
+        report.append(f"  positive: {what}: {counts[1]} records; negative: {counts[0]} records")
+        report.append(f"  empty labels: {empty_note}")
+        return y, keep, task, f"{what} ({counts[1]} positive, {counts[0]} negative)", report
+
     if task == "multiclass":
+        classes = [v if v else "(empty)" for v in values]
+        if drop:
+            keep = [i for i, v in enumerate(values) if v]
+            empty_note = f"{len(empty)} records, dropped (--empty drop)"
+        else:
+            keep = list(range(len(values)))
+            empty_note = f"{len(empty)} records, kept as the class '(empty)' (--empty negative)"
+        y = np.asarray([classes[i] for i in keep], dtype=object)
+        distinct = sorted(set(y))
         if len(distinct) < 2:
             raise CLIError(f"--target {args.target!r} has a single value {distinct}; nothing to classify.")
-        return np.asarray(values, dtype=object), task, f"{args.target} ({len(distinct)} classes)"
+        report.append(f"  classes ({len(distinct)}): {_counts(y)}")
+        report.append(f"  empty labels: {empty_note}")
+        return y, keep, task, f"{args.target} ({len(distinct)} classes)", report
+
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    sets = [[p.strip() for p in v.split(args.separator) if p.strip()] for v in values]
+    if drop:
+        keep = [i for i in range(len(values)) if labels[i]]
+        empty_note = f"{len(empty)} records, dropped (--empty drop)"
+    else:
+        keep = list(range(len(values)))
+        empty_note = f"{len(empty)} records, kept with no label (negative for every class; --empty negative)"
     binarizer = MultiLabelBinarizer()
-    y = binarizer.fit_transform(sets)
+    y = binarizer.fit_transform([labels[i] for i in keep])
     if y.shape[1] == 0:
         raise CLIError(f"--target {args.target!r} holds no label.")
-    return y, task, f"{args.target} ({y.shape[1]} labels)"
+    report.append(f"  classes ({y.shape[1]}): {_counts(label for i in keep for label in labels[i])}")
+    report.append(f"  empty labels: {empty_note}")
+    return y, keep, task, f"{args.target} ({y.shape[1]} labels)", report
+
+
+def _cv_splits(args, rows: list, y, task):
+    """``(cv, description)`` for :func:`ecgsoup.evaluate.layer_probe`: folds or groups from the labels."""
+    import numpy as np
+
+    folds_column = args.folds
+    if folds_column is None and args.groups is None and rows and _AUTO_FOLDS in rows[0]:
+        folds_column = _AUTO_FOLDS
+    if folds_column is not None and folds_column.lower() == "none":
+        folds_column = None
+    if folds_column is not None:
+        fold = [row[folds_column] for row in rows]
+        if any(f == "" for f in fold):
+            raise CLIError(f"--folds {folds_column!r}: {sum(f == '' for f in fold)} records have no fold value.")
+        from sklearn.model_selection import PredefinedSplit
+
+        codes = {f: k for k, f in enumerate(sorted(set(fold), key=_normal_id_key))}
+        if len(codes) < 2:
+            raise CLIError(f"--folds {folds_column!r}: all records are in one fold; nothing to test on.")
+        cv = list(PredefinedSplit([codes[f] for f in fold]).split())
+        auto = " (found in the labels; --folds none for --cv folds)" if args.folds is None else ""
+        return cv, f"{len(codes)} folds from column {folds_column!r}{auto}"
+    if args.groups is not None:
+        from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+        groups = np.asarray([row[args.groups] for row in rows])
+        n_groups = len(set(groups))
+        if n_groups < args.cv:
+            raise CLIError(f"--groups {args.groups!r}: {n_groups} groups, fewer than --cv {args.cv}.")
+        cv = []
+        for repeat in range(args.repeats):
+            seed = args.seed + repeat
+            splitter = (GroupKFold(args.cv, shuffle=True, random_state=seed) if task == "multilabel"
+                        else StratifiedGroupKFold(args.cv, shuffle=True, random_state=seed))  # fmt: skip
+            cv += list(splitter.split(np.zeros(len(groups)), y, groups))
+        return cv, f"{args.cv}-fold CV x {args.repeats} by groups of {args.groups!r} ({n_groups} groups)"
+    return args.cv, f"{args.cv}-fold CV x {args.repeats}"
+
+
+def _normal_id_key(value):
+    value = _normal_id(value)
+    return (0, value, "") if isinstance(value, int) else (1, 0, str(value))
 
 
 def _cmd_evaluate(args) -> int:
@@ -377,28 +591,38 @@ def _cmd_evaluate(args) -> int:
     unknown = sorted(set(fusions) - {"ppa", "pma"})
     if unknown:
         raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
-    labels, id_column = _read_labels(args)  # checked before any embedding work
+    table, id_column = _read_labels(args)  # checked before any embedding work
     X, record_ids, attrs, n_failed = _load_embeddings(args)
     keys = [_normal_id(r) for r in record_ids]
-    rows = [i for i, key in enumerate(keys) if key in labels]
+    rows = [i for i, key in enumerate(keys) if key in table]
     if not rows:
         raise CLIError(
             f"no embedded record has a row in {args.labels}: store ids look like {record_ids[:3]}, "
-            f"{id_column!r} values like {list(labels)[:3]}. Pass --id-column to choose the column."
+            f"{id_column!r} values like {list(table)[:3]}. Pass --id-column to choose the column."
         )
     missing = len(keys) - len(rows)
     if missing:
         print(f"ecgsoup evaluate: {missing} embedded records have no label row and are left out",
               file=sys.stderr)  # fmt: skip
-    y, task, description = _make_target([labels[keys[i]] for i in rows], args)
+    label_rows = [table[keys[i]] for i in rows]
+    y, keep, task, description, report = _make_target([row[args.target] for row in label_rows], args)
+    rows, label_rows = [rows[k] for k in keep], [label_rows[k] for k in keep]
+    if task == "binary":
+        counts = [int((y == 0).sum()), int(y.sum())]
+        if min(counts) < args.cv:
+            raise CLIError(f"{description}: each class needs at least --cv {args.cv} records. Use fewer "
+                           "folds or more records.")  # fmt: skip
+    cv, split_description = _cv_splits(args, label_rows, y, task)
     X = X[rows]
-    print(f"{len(rows)} records, target {description}, {args.cv}-fold CV x {args.repeats}, "
-          f"model {attrs['model_name']} ({attrs['model_sha256'][:12]})")  # fmt: skip
+    print("\n".join(report))
+    print(f"{len(rows)} records, target {description}, {split_description}, "
+          f"model {attrs['model_name']} ({attrs['model_sha256'][:12]})", flush=True)  # fmt: skip
     try:
-        result = layer_probe(X, y, cv=args.cv, n_repeats=args.repeats, fusions=fusions,
-                             n_layers=attrs["n_layers"], random_state=args.seed)  # fmt: skip
+        with _WarningSummary(args.command):
+            result = layer_probe(X, y, cv=cv, n_repeats=args.repeats, fusions=fusions,
+                                 n_layers=attrs["n_layers"], random_state=args.seed)  # fmt: skip
     except ValueError as error:
-        raise CLIError(f"the probe failed: {error}") from None
+        raise CLIError(f"the probe failed: {str(error).splitlines()[0]}") from None
     table = result[["mean", "std"]]
     best = table.loc[[r for r in table.index if r.startswith("layer_")], "mean"].idxmax()
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -634,11 +858,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ecgsoup.models import WeightsError
+
     try:
         return args.func(args)
-    except CLIError as error:
-        print(f"ecgsoup {args.command}: error: {error}", file=sys.stderr)
+    except (CLIError, WeightsError) as error:
+        # Unusable weights (wrong layout, ambiguous rate, corrupt file) are a user-fixable problem too.
+        print(f"ecgsoup {args.command}: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C: one line, no traceback.  An embedding run says what it saved (EmbedInterrupted).
+        print(f"ecgsoup {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

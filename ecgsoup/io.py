@@ -16,12 +16,15 @@ refuses NaN with the record's index.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +44,9 @@ __all__ = [
     "read_dataset",
     "read_challenge",
     "read_ptbxl",
+    "list_records",
+    "RecordSource",
+    "RecordList",
     "from_array",
     "load_sample",
 ]
@@ -193,38 +199,189 @@ def _parse_comments(comments) -> dict:
     return out
 
 
-def _rdrecord(stem: Path):
-    """``wfdb.rdrecord`` with the one known header quirk repaired.
+@contextlib.contextmanager
+def _readable_stem(stem: Path):
+    """The stem to hand to ``wfdb``, with the one known header quirk repaired.
 
     Georgia records of the 2020 Challenge write ``E00001.mat 12 500 5000`` as
     their record line (the record name carries the signal file's extension),
-    which wfdb rejects.  The header is copied with the name fixed, beside a
-    link to the untouched signal file.  Returns ``(record, note)``.
+    which wfdb rejects.  The header is then copied with the name fixed, beside
+    a link to the untouched signal file.  Yields ``(stem, note)``.
     """
+    header = stem.with_suffix(".hea")
+    try:
+        lines = header.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise RecordError(f"{header}: cannot read the header ({exc}).") from None
+    first = lines[0].split() if lines else []
+    if not first:
+        raise RecordError(f"{header}: the header is empty (no record line); restore it from the source.")
+    if first[0].lower() not in {stem.name.lower() + s for s in (".mat", ".dat")}:
+        yield stem, None
+        return
+    fixed = "\n".join([" ".join([stem.name, *first[1:]]), *lines[1:]]) + "\n"
+    files = {line.split()[0] for line in lines[1:] if line.strip() and not line.startswith("#")}
+    with tempfile.TemporaryDirectory(prefix="ecgsoup-hea-") as tmp:
+        (Path(tmp) / f"{stem.name}.hea").write_text(fixed)
+        for name in files:
+            source = stem.parent / name
+            if source.exists():
+                try:
+                    os.symlink(source.resolve(), Path(tmp) / name)
+                except OSError:  # no symlinks (e.g. some Windows setups)
+                    shutil.copy(source, Path(tmp) / name)
+        yield Path(tmp) / stem.name, f"header record name {first[0]!r} read as {stem.name!r}"
+
+
+def _rdheader(stem: Path, header_path: Path):
+    """``wfdb.rdheader``, with a truncated or malformed header blamed on the header file."""
     import wfdb
-    from wfdb.io.header import HeaderSyntaxError
 
     try:
-        return wfdb.rdrecord(str(stem)), None
-    except HeaderSyntaxError as exc:
-        lines = stem.with_suffix(".hea").read_text(errors="replace").splitlines()
-        first = lines[0].split() if lines else []
-        if not first or first[0].lower() not in {stem.name.lower() + s for s in (".mat", ".dat")}:
-            raise RecordError(f"{stem}.hea: invalid WFDB header ({exc}).") from exc
-        fixed = "\n".join([" ".join([stem.name, *first[1:]]), *lines[1:]]) + "\n"
-        files = {line.split()[0] for line in lines[1:] if line.strip() and not line.startswith("#")}
-        with tempfile.TemporaryDirectory(prefix="ecgsoup-hea-") as tmp:
-            (Path(tmp) / f"{stem.name}.hea").write_text(fixed)
-            for name in files:
-                source = stem.parent / name
-                if source.exists():
-                    try:
-                        os.symlink(source.resolve(), Path(tmp) / name)
-                    except OSError:  # no symlinks (e.g. some Windows setups)
-                        shutil.copy(source, Path(tmp) / name)
-            record = wfdb.rdrecord(str(Path(tmp) / stem.name))
-        note = f"header record name {first[0]!r} read as {stem.name!r}"
-        return record, note
+        header = wfdb.rdheader(str(stem))
+    except Exception as exc:  # wfdb raises IndexError, ValueError, HeaderSyntaxError ... on bad headers
+        raise RecordError(
+            f"{header_path}: invalid or truncated WFDB header ({type(exc).__name__}: {exc}). "
+            "Restore the header file from the source."
+        ) from None
+    n_sig = int(header.n_sig or 0)
+    described = len(header.file_name or [])
+    if n_sig and described != n_sig:
+        raise RecordError(
+            f"{header_path}: the header announces {n_sig} signals but describes {described}; "
+            "it looks truncated. Restore the header file from the source."
+        )
+    if n_sig and header.sig_len is None:
+        raise RecordError(
+            f"{header_path}: the record line gives no number of samples; the header looks "
+            "truncated or malformed. Restore the header file from the source."
+        )
+    names = list(header.sig_name or [])
+    if names and any(n is None for n in names) and not all(n is None for n in names):
+        line = next(i for i, n in enumerate(names) if n is None) + 2
+        raise RecordError(
+            f"{header_path}: line {line} (signal {line - 1} of {n_sig}) is incomplete (no signal "
+            "name); the header looks truncated. Restore the header file from the source."
+        )
+    return header
+
+
+# MAT-v4 precision digit P (type code M*1000 + O*100 + P*10 + T) of the WFDB formats
+# a Challenge .mat may carry: WFDB reads such a file as raw samples after `byte_offset`.
+_MAT4_PRECISION = {"16": 3, "32": 2}
+_MAT4_DTYPES = {0: "<f8", 1: "<f4", 2: "<i4", 3: "<i2", 4: "<u2", 5: "u1"}
+
+
+def _mat_layout(path: Path):
+    """``(kind, rows, cols, precision, data_offset)`` of a MAT file, from its first bytes.
+
+    ``kind`` is ``"v4"`` (little-endian level-4 matrix, what WFDB can read),
+    ``"v5"`` (MATLAB 5/7, tagged and maybe compressed: WFDB cannot) or
+    ``"other"`` (HDF5-based v7.3, big-endian v4, not a MAT file at all).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(128)
+    if head[:10] == b"MATLAB 5.0":
+        return "v5", None, None, None, None
+    if len(head) < 20 or head[:6] == b"MATLAB":
+        return "other", None, None, None, None
+    mopt, rows, cols, imagf, namlen = np.frombuffer(head[:20], "<i4")
+    if not 0 <= mopt < 1000 or rows < 0 or cols < 0 or imagf not in (0, 1) or not 0 < namlen < 64:
+        return "other", None, None, None, None
+    return "v4", int(rows), int(cols), int(mopt // 10 % 10), 20 + int(namlen)
+
+
+def _check_mat_signal(stem: Path, header, header_path: Path):
+    """Check a ``.mat`` signal file against its header; ``None`` when wfdb can read it as it is.
+
+    A MAT file written transposed (samples x leads), as MAT-v5 (scipy's
+    ``savemat`` default) or with another sample type is read by WFDB as raw
+    bytes at the header's offset, i.e. garbage of plausible size.  When the
+    matrix matches the header's signals and samples (in either orientation),
+    returns ``(p_signal, note)`` read with scipy instead; otherwise refuses.
+    """
+    files = list(header.file_name or [])
+    mats = sorted({f for f in files if str(f).lower().endswith(".mat")})
+    if not mats:
+        return None
+    if len(set(files)) > 1:
+        return None  # several signal files: not the Challenge layout; wfdb checks it
+    name = mats[0]
+    path = stem.parent / name
+    if not path.exists():
+        return None  # wfdb names the missing file
+    n_sig, n_samples = int(header.n_sig), int(header.sig_len)
+    kind, rows, cols, precision, offset = _mat_layout(path)
+    fmts = {str(f) for f in (header.fmt or [])}
+    offsets = {int(o or 0) for o in (header.byte_offset or [0])}
+    if kind == "v4" and (rows, cols) == (n_sig, n_samples):
+        expected = _MAT4_PRECISION.get(next(iter(fmts))) if len(fmts) == 1 else None
+        if offsets == {offset} and (expected is None or precision == expected):
+            return None  # the layout WFDB expects
+    fix = (
+        f"rewrite it as a {n_sig} x {n_samples} int16 MAT-v4 matrix, e.g. "
+        f"scipy.io.savemat(path, {{'val': val}}, format='4') with val of shape ({n_sig}, {n_samples})"
+    )
+    if kind == "other":
+        raise RecordError(
+            f"{path}: not a MAT file WFDB can read (MAT-v7.3/HDF5 or big-endian); {header_path} "
+            f"announces {n_sig} signals x {n_samples} samples: {fix}."
+        )
+    try:
+        import scipy.io
+
+        arrays = {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError ...
+        raise RecordError(f"{path}: cannot read the MAT file ({type(exc).__name__}: {exc}); {fix}.") from None
+    values = arrays.get("val", next(iter(arrays.values())) if len(arrays) == 1 else None)
+    values = None if values is None else np.asarray(values)
+    if values is None or values.ndim != 2 or not np.issubdtype(values.dtype, np.number):
+        raise RecordError(
+            f"{path}: holds {sorted(arrays)}, no single numeric matrix 'val'; {header_path} "
+            f"announces {n_sig} signals x {n_samples} samples: {fix}."
+        )
+    if values.shape == (n_sig, n_samples):
+        how = "a MAT-v5 file" if kind == "v5" else f"another sample type or offset than {header_path.name} says"
+    elif values.shape == (n_samples, n_sig):
+        how = f"transposed ({n_samples} samples x {n_sig} signals{', MAT-v5' if kind == 'v5' else ''})"
+        values = values.T
+    else:
+        raise RecordError(
+            f"{path}: the matrix is {values.shape[0]} x {values.shape[1]}, but {header_path} announces "
+            f"{n_sig} signals x {n_samples} samples. Fix the header, or {fix}."
+        )
+    gain = np.asarray(header.adc_gain, dtype=np.float64)
+    gain = np.where(gain == 0, 200.0, gain)  # WFDB's default gain
+    baseline = np.asarray(header.baseline if header.baseline is not None else [0] * n_sig, dtype=np.float64)
+    p_signal = (values.astype(np.float64).T - baseline) / gain
+    note = f"{name} is {how}; read it with scipy instead of as raw WFDB samples"
+    return p_signal, note
+
+
+def _rdrecord(stem: Path):
+    """The ``wfdb`` record of ``stem`` (header checked first), and notes on repairs made.
+
+    Returns ``(record, header_note, signal_note)``.  Errors of the header name
+    the ``.hea`` file; errors of the samples name the signal file.
+    """
+    import wfdb
+
+    header_path = stem.with_suffix(".hea")
+    with _readable_stem(stem) as (readable, header_note):
+        header = _rdheader(readable, header_path)
+        repaired = _check_mat_signal(stem, header, header_path)
+        if repaired is not None:
+            header.p_signal, signal_note = repaired
+            return header, header_note, signal_note
+        try:
+            record = wfdb.rdrecord(str(readable))
+        except Exception as exc:  # wfdb raises ValueError, OSError, IndexError, ... on bad files
+            files = sorted({str(f) for f in (header.file_name or [])})
+            raise RecordError(
+                f"{stem}: cannot read the signal file {', '.join(files) or '(none named)'} "
+                f"({type(exc).__name__}: {exc}). It may be truncated or not match its header."
+            ) from exc
+    return record, header_note, None
 
 
 def read_wfdb(path, *, leads=None) -> ECGRecord:
@@ -261,15 +418,7 @@ def read_wfdb(path, *, leads=None) -> ECGRecord:
     header = stem.with_suffix(".hea")
     if not header.exists():
         raise RecordError(f"{header}: no such WFDB header file (a record is read from its .hea).")
-    try:
-        record, note = _rdrecord(stem)
-    except RecordError:
-        raise
-    except Exception as exc:  # wfdb raises ValueError, OSError, IndexError, ... on bad files
-        raise RecordError(
-            f"{stem}: cannot read the record ({type(exc).__name__}: {exc}). "
-            "The signal file may be truncated or not match its header."
-        ) from exc
+    record, note, signal_note = _rdrecord(stem)
     signal = record.p_signal
     if signal is None or signal.ndim != 2 or signal.shape[0] != record.sig_len:
         shape = None if signal is None else signal.shape
@@ -297,6 +446,8 @@ def read_wfdb(path, *, leads=None) -> ECGRecord:
         metadata["skipped_channels"] = skipped
     if note:
         metadata["header_repaired"] = note
+    if signal_note:
+        metadata["signal_repaired"] = signal_note
     if leads is not None:
         try:
             idx = lead_indices(names, leads)
@@ -538,6 +689,17 @@ def _ptbxl_table(root: Path, sampling_rate: int, folds) -> tuple[pd.DataFrame, s
     if sampling_rate not in _PTBXL_RATES:
         raise ValueError(f"sampling_rate={sampling_rate!r}; PTB-XL ships 100 and 500 Hz records.")
     folder, column = _PTBXL_RATES[sampling_rate]
+    if not (root / folder).is_dir():
+        present = [(rate, d) for rate, (d, _) in _PTBXL_RATES.items() if (root / d).is_dir()]
+        where = " and ".join(f"{d}/ ({rate} Hz)" for rate, d in present) or "neither records100/ nor records500/"
+        hint = (
+            f": read that copy with sampling_rate={present[0][0]} (`ecgsoup embed --ptbxl-rate "
+            f"{present[0][0]}`, `ecgsoup benchmark ptbxl --rate {present[0][0]}`)"
+            if present else ""
+        )
+        raise ValueError(
+            f"{root} has no {folder}/ (PTB-XL's {sampling_rate} Hz copy); it holds {where}{hint}."
+        )
     table_path = next((root / t for t in _PTBXL_TABLES if (root / t).exists()), None)
     if table_path is not None:
         table = pd.read_csv(table_path)
@@ -623,6 +785,195 @@ def _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to
     items, read = _ptbxl_items(root, table, column, leads)
     records = _guarded(items, read, on_error, errors)
     return _collect(records, errors=errors, sampling_rate=resample_to, length=length, source=root)
+
+
+# --- listing the records of an input (without reading their signals) ------------------------
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """How to read one record of an input, given its item: small, so it travels to Dask workers.
+
+    Attributes
+    ----------
+    kind : {"npz", "wfdb", "ptbxl"}
+    path : str
+        Absolute path of the input (the ``.npz``, the folder or record, the PTB-XL root).
+    sampling_rate : float or None
+        ``.npz`` only: Hz of ``x``.
+    lead_names : tuple of str
+        ``.npz`` only: names of ``x``'s last axis.
+    units : str
+        ``.npz`` only: units of ``x``.
+    ptbxl_rate : int or None
+        PTB-XL only: which copy (100 or 500 Hz) is read.
+    """
+
+    kind: str
+    path: str
+    sampling_rate: float | None = None
+    lead_names: tuple = ()
+    units: str = "mV"
+    ptbxl_rate: int | None = None
+
+    def read(self, item, record_id=None) -> ECGRecord:
+        """One :class:`ECGRecord` in mV; raises :class:`RecordError` for a bad file."""
+        if self.kind == "npz":
+            x = _npz_arrays(self.path)["x"][item]
+            factor = _TO_MV.get(self.units.strip().lower(), 1.0)
+            signal = (x.astype(np.float64) * factor).astype(np.float32)
+            return ECGRecord(record_id, signal, self.sampling_rate, self.lead_names, "mV", {"path": self.path})
+        record = read_wfdb(Path(self.path) / item if self.kind == "ptbxl" else item)
+        if record_id is not None:
+            record.record_id = record_id
+        return record
+
+
+@dataclass
+class RecordList:
+    """The records of an input, in a fixed order: what :func:`list_records` returns.
+
+    Attributes
+    ----------
+    source : RecordSource
+        Reads record ``i`` with ``source.read(items[i], record_ids[i])``.
+    items : list
+        What locates each record (an index of ``x``, a record path).
+    record_ids : list
+        One distinct identifier per record (``ecg_id`` for PTB-XL, the record
+        name for WFDB folders, ``record_id`` of an ``.npz``).
+    """
+
+    source: RecordSource
+    items: list
+    record_ids: list
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+
+def list_records(path, *, sampling_rate=None, ptbxl_rate=100) -> RecordList:
+    """List the records of an input without reading their signals.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of WFDB / Challenge records (every ``*.hea`` below it), a
+        single record, a PTB-XL root, or an ``.npz`` holding ``x`` (records,
+        time, leads), ``fs``, ``lead_names`` and optionally ``record_id`` (or
+        ``ecg_id``) and ``units``.
+    sampling_rate : float, default=None
+        Hz of an ``.npz`` without an ``fs`` entry (refused for other inputs,
+        whose headers carry their rate).
+    ptbxl_rate : {100, 500}, default=100
+        Which copy of a PTB-XL root to list (``records100`` or ``records500``).
+
+    Returns
+    -------
+    records : RecordList
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the input holds no record (an empty folder, a PTB-XL root without
+        the requested copy) or an ``.npz`` lacks what it needs.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder.")
+    if path.is_file() and path.suffix == ".npz":
+        return _list_npz(path, sampling_rate)
+    if sampling_rate is not None:
+        raise ValueError(
+            "sampling_rate is only used for .npz input without an 'fs' entry; WFDB records carry "
+            "their own rate in the header."
+        )
+    if _is_ptbxl_root(path):
+        rate = int(ptbxl_rate) if ptbxl_rate is not None else 100
+        table, column = _ptbxl_table(path, rate, folds=None)
+        if table.empty:
+            raise ValueError(f"{path}: no PTB-XL record in {_PTBXL_RATES[rate][0]}/ (no *.hea file, no table row).")
+        ids = [int(v) if isinstance(v, (int, np.integer)) else v for v in table["ecg_id"]]
+        source = RecordSource("ptbxl", str(path.resolve()), ptbxl_rate=rate)
+        return RecordList(source, [str(v) for v in table[column]], ids)
+    stems = _iter_paths(path)  # every *.hea below a folder, or one record
+    if not stems:
+        raise ValueError(f"{path}: no WFDB record (*.hea) in this folder.")
+    names = [stem.name for stem in stems]
+    if len(set(names)) < len(names):
+        # Same record name in two sub-folders: the path below the root tells them apart.
+        base = path if path.is_dir() else path.parent
+        names = [stem.relative_to(base).as_posix() for stem in stems]
+    return RecordList(RecordSource("wfdb", str(path.resolve())), [str(s.resolve()) for s in stems], names)
+
+
+def _ids_list(array) -> list:
+    array = np.asarray(array)
+    if array.dtype.kind in "iu":
+        return [int(v) for v in array]
+    return [str(v) for v in array]
+
+
+def _list_npz(path: Path, sampling_rate) -> RecordList:
+    data = _npz_arrays(str(path.resolve()))
+    if "x" not in data:
+        raise ValueError(
+            f"{path} has no 'x' array. An input .npz holds x (records, time, leads), fs and "
+            f"lead_names (and optionally record_id); it has {sorted(data)}."
+        )
+    x = data["x"]
+    if "lead_names" not in data:
+        raise ValueError(f"{path} has no 'lead_names' array naming the leads of x's last axis.")
+    lead_names = tuple(str(n) for n in data["lead_names"])
+    if x.ndim != 3 or x.shape[2] != len(lead_names):
+        hint = " It looks lead-major; store x as (records, time, leads)." if (
+            x.ndim == 3 and x.shape[1] == len(lead_names)) else ""  # fmt: skip
+        raise ValueError(
+            f"{path}: x has shape {x.shape}, expected (records, time, {len(lead_names)} leads) "
+            f"for lead_names {list(lead_names)}.{hint}"
+        )
+    if len(x) == 0:
+        raise ValueError(f"{path}: x holds no record (shape {x.shape}).")
+    fs = float(data["fs"]) if "fs" in data else None
+    if fs is None and sampling_rate is None:
+        raise ValueError(
+            f"{path} has no 'fs' entry: pass the sampling rate of x in Hz (--sampling-rate / "
+            "sampling_rate=). ecgsoup never guesses it."
+        )
+    if fs is not None and sampling_rate is not None and float(sampling_rate) != fs:
+        raise ValueError(f"{path} says fs={fs:g} Hz but sampling_rate={sampling_rate!r} was given; drop one.")
+    ids_key = next((k for k in ("record_id", "ecg_id") if k in data), None)
+    ids = _ids_list(data[ids_key]) if ids_key else list(range(len(x)))
+    if len(ids) != len(x) or len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: '{ids_key}' must hold {len(x)} distinct identifiers, one per record.")
+    units = str(data["units"]) if "units" in data else "mV"  # irrelevant to the model: windows are z-scored
+    rate = fs if fs is not None else float(sampling_rate)
+    return RecordList(RecordSource("npz", str(path.resolve()), rate, lead_names, units), list(range(len(x))), ids)
+
+
+_NPZ_CACHE: OrderedDict = OrderedDict()
+_NPZ_LOCK = threading.Lock()
+
+
+def _npz_arrays(path: str) -> dict:
+    """Arrays of an input ``.npz``, loaded once per process (a Dask worker reads many rows)."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _NPZ_LOCK:
+        if key in _NPZ_CACHE:
+            return _NPZ_CACHE[key]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read the .npz ({type(exc).__name__}: {exc}).") from None
+    with _NPZ_LOCK:
+        _NPZ_CACHE[key] = arrays
+        while len(_NPZ_CACHE) > 2:
+            _NPZ_CACHE.popitem(last=False)
+    return arrays
 
 
 # --- arrays and the bundled sample ---------------------------------------------------------

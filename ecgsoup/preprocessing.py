@@ -208,12 +208,32 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
             return X
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (n, time*leads) or 3-D (n, time, leads); got {X.ndim}-D.")
+        self._refuse_one_recording(X.shape, n_leads)
         if X.shape[1] % n_leads:
             raise ValueError(
                 f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
                 f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
             )
         return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)
+
+    def _refuse_one_recording(self, shape, n_leads) -> None:
+        """Refuse one ``(time, leads)`` recording, which flat input would read as one-sample records.
+
+        Flat 2-D input is ``(n_records, n_samples * n_leads)``; with exactly
+        ``n_leads`` columns every record would be one sample long, which is no
+        ECG.  With one lead, ``(n, 1)`` is taken for a recording once it spans
+        at least a second (``n >= sampling_rate``); fewer rows stay flat input.
+        """
+        if len(shape) != 2:
+            return
+        n_rows, n_columns = shape
+        if n_columns == n_leads and n_rows > 1 and (n_leads > 1 or n_rows >= float(self.sampling_rate)):
+            raise ValueError(
+                f"X has shape {tuple(shape)}: one recording of {n_rows} samples x {n_leads} leads, not "
+                f"{n_rows} records of one sample each. ECGPreprocessor takes a batch of records: "
+                f"pass X[None] (shape (1, {n_rows}, {n_leads})), or stack recordings as "
+                "(n_records, n_samples, n_leads)."
+            )
 
     def _check_finite(self, X3, data_leads) -> None:
         bad = ~np.isfinite(X3)
@@ -288,6 +308,8 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         X_out : ndarray of shape (n_records, n_model_leads * n_samples_out_), float32
         """
         check_is_fitted(self)
+        if getattr(X, "ndim", None) == 2 and self.lead_names is not None:
+            self._refuse_one_recording(X.shape, len(self.lead_names))  # before validate_data's message
         if getattr(X, "ndim", None) == 3 and X.shape[1] != self.n_samples_in_:
             # Checked before validate_data, whose message would call time "features".
             raise ValueError(

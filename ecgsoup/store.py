@@ -24,9 +24,21 @@ Store layout (zarr v3 group, or the same names as arrays in one ``.npz``)::
 run computes only the records whose status is not "done" (failed ones are
 retried: the file may have been fixed), one block of ``chunk_size`` records at
 a time, and marks a block done only after its embeddings are written.  A run
-that is killed, or stopped with ``limit``, loses at most one block.  Memory
-is O(``chunk_size``) for zarr; an ``.npz`` store is rewritten after every
-block (atomically), so it suits up to some tens of thousands of records.
+that is killed, or stopped with ``limit``, loses at most one block (see
+:data:`DEFAULT_CHUNK_SIZE`); one stopped with Ctrl-C saves every finished
+block and raises :class:`EmbedInterrupted`.  The ecgsoup version, the model's
+sha256 and every setting that changes the numbers must match to resume.
+Memory is O(``chunk_size``) for zarr; an ``.npz`` store is held in memory and
+rewritten atomically (at most every few seconds, and always at the end), so
+it suits up to some tens of thousands of records.
+
+**Safe.** A store is created complete or not at all (built in a temporary
+sibling, then renamed into place), and its attributes carry the marker
+``format="ecgsoup-embeddings"``.  ``overwrite`` removes only a path that
+carries that marker, never the input, and never anything else.  A writer holds
+an inter-process lock (:mod:`filelock`, the file ``<store>.lock`` with the
+holder's pid, host and command in ``<store>.lock.json``) for the whole run: a
+second writer on the same store is refused at once, naming the first.
 
 **Bad records** (unreadable file, NaN samples, missing leads, too short) are
 never dropped silently: each one is reported with a
@@ -36,10 +48,14 @@ in ``error``, and listed by :func:`open_store` in ``errors``.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
 import shutil
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -55,25 +71,69 @@ import pandas as pd
 
 __all__ = [
     "StoreError",
+    "StoreLockedError",
+    "EmbedInterrupted",
     "SkippedRecordWarning",
     "StoredEmbeddings",
     "EmbedSummary",
     "embed_to_store",
     "open_store",
     "is_store",
+    "run_blocks",
+    "DEFAULT_CHUNK_SIZE",
 ]
 
 STORE_FORMAT = "ecgsoup-embeddings"
 STORE_FORMAT_VERSION = 1
 PENDING, DONE, FAILED = 0, 1, 2
-DEFAULT_CHUNK_SIZE = 256
+#: Records per block: the unit of work, of writing and of resumption.  A block is marked done
+#: only once its embeddings are on disk, so a killed run loses at most the block in flight.
+#: Measured here (ecgsoup embed, the bundled model, float32, LUDB 10-s records): about 7
+#: records/s on this project's 2-vCPU machine while a pretraining job shares it, 30-50
+#: records/s on an idle laptop CPU.  64 records are therefore 1-2 s of work on an idle CPU and
+#: about 10 s on a busy one; even at 1 record/s (records of minutes, or a slow machine) a kill
+#: loses about a minute.  The former default of 256 held every record of a 200-record run in
+#: one block, so a kill lost the whole run.  Smaller blocks cost one zarr chunk file per block
+#: and array, and nothing measurable in compute (batches are ``batch_size`` windows anyway).
+DEFAULT_CHUNK_SIZE = 64
 _RANDOM_ALIAS = {"random": "random:ecgsoup-100hz-tiny"}
 # Settings that change the stored numbers: a resumed run must match them.
-_RESUME_KEYS = ("model_sha256", "precision", "window_stride", "lead_map", "pad", "sampling_rate_override")
+_RESUME_KEYS = ("ecgsoup_version", "model_sha256", "precision", "window_stride", "lead_map", "pad",
+                "sampling_rate_override", "ptbxl_rate")  # fmt: skip
+# What every store holds, checked as one unit when a store is opened.
+_REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error", "norm_weight", "norm_bias")
+_REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "dim",
+                   "precision", "window_stride", "pad")  # fmt: skip
+# An .npz store is rewritten whole; do it at most this often (and always at the end).
+_NPZ_FLUSH_SECONDS = 10.0
 
 
 class StoreError(ValueError):
     """A store cannot be used: unknown format, or written with other settings or input."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the store (the message names it)."""
+
+
+class EmbedInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`embed_to_store`: every finished block is saved; run again to resume.
+
+    Attributes
+    ----------
+    store : str
+    n_saved : int
+        Records embedded in the store (this run and earlier ones).
+    n_records : int
+        Records in the input.
+    """
+
+    def __init__(self, store, n_saved, n_records):
+        self.store, self.n_saved, self.n_records = str(store), int(n_saved), int(n_records)
+        super().__init__(
+            f"interrupted: {self.n_saved} of {self.n_records} records saved; run the same command "
+            "again to resume"
+        )
 
 
 class SkippedRecordWarning(UserWarning):
@@ -130,11 +190,11 @@ def is_store(path) -> bool:
         except (OSError, ValueError):
             return False
         return meta.get("attributes", {}).get("format") == STORE_FORMAT
-    if path.is_file() and path.suffix == ".npz":
+    if path.is_file():  # an .npz store, whatever its name (format="npz")
         try:
             with np.load(path, allow_pickle=False) as data:  # lazy: lists members only
                 return "attrs" in data.files and json.loads(str(data["attrs"])).get("format") == STORE_FORMAT
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError, AttributeError):  # AttributeError: a plain .npy
             return False
     return False
 
@@ -241,7 +301,29 @@ def _open_backend(path: Path, mode: str, kind: str | None = None):
                 f"{path} was written by a newer ecgsoup (store format "
                 f"{backend.attrs['format_version']}); upgrade ecgsoup to read it."
             )
+        _check_complete(path, backend)
     return backend
+
+
+def _check_complete(path: Path, backend) -> None:
+    """The attributes and arrays of a store, checked together: all there, and of one shape."""
+    attrs = backend.attrs
+    problems = [f"attribute {key!r} is missing" for key in _REQUIRED_ATTRS if key not in attrs]
+    present = backend.names()
+    problems += [f"array {name!r} is missing" for name in _REQUIRED_ARRAYS if name not in present]
+    if not problems:
+        n = backend.shape("record_id")[0]
+        for name in ("status", "error", "embeddings"):
+            if backend.shape(name)[0] != n:
+                problems.append(f"{name!r} has {backend.shape(name)[0]} rows for {n} records")
+        expected = (n, attrs["n_layers"], attrs["dim"])
+        if tuple(backend.shape("embeddings")) != expected:
+            problems.append(f"'embeddings' has shape {tuple(backend.shape('embeddings'))}, not {expected}")
+    if problems:
+        raise StoreError(
+            f"{path} is a damaged ecgsoup store ({'; '.join(problems)}). Start it over with "
+            "overwrite=True (--overwrite)."
+        )
 
 
 def _import_zarr():
@@ -272,11 +354,28 @@ class _ZarrStore:
     def attrs(self) -> dict:
         return dict(self.group.attrs) if self.group is not None else {}
 
+    def names(self) -> set:
+        return set(self.group.array_keys())
+
+    def shape(self, name) -> tuple:
+        return tuple(self.group[name].shape)
+
     def create(self, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
+        """Build the whole store in a temporary sibling folder, then rename it into place."""
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.creating-", dir=self.path.parent))
+        try:
+            self._build(tmp, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias)
+            os.rename(tmp, self.path)  # atomic: the store appears complete, or not at all
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.group = self.zarr.open_group(str(self.path), mode="r+")
+
+    def _build(self, where, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
         from zarr.dtype import VariableLengthUTF8
 
         zarr, n = self.zarr, len(record_ids)
-        group = zarr.open_group(str(self.path), mode="w")
+        group = zarr.open_group(str(where), mode="w")
         chunk = max(1, min(chunk, n))
         group.create_array("embeddings", shape=(n, n_layers, dim), chunks=(chunk, n_layers, dim),
                            dtype="float32", fill_value=0.0)  # fmt: skip
@@ -291,8 +390,7 @@ class _ZarrStore:
             array[:] = ids.astype(object)
         group.create_array("norm_weight", data=np.asarray(norm_weight, np.float32))
         group.create_array("norm_bias", data=np.asarray(norm_bias, np.float32))
-        group.attrs.update(attrs)
-        self.group = group
+        group.attrs.update(attrs)  # one write of zarr.json: every attribute together
 
     def read(self, name) -> np.ndarray:
         return np.asarray(self.group[name][...])
@@ -323,7 +421,7 @@ class _ZarrStore:
             self.group["error"].set_orthogonal_selection((positions,), np.asarray(errors, dtype=object))
             self.group["status"].set_orthogonal_selection((positions,), status)
 
-    def flush(self) -> None:
+    def flush(self, force=True) -> None:
         """Rows are on disk as soon as they are written."""
 
 
@@ -334,6 +432,8 @@ class _NpzStore:
         self.path = path
         self.arrays: dict = {}
         self._attrs: dict = {}
+        self._dirty = False
+        self._flushed_at = 0.0
         if path.exists():
             try:
                 with np.load(path, allow_pickle=False) as data:
@@ -345,6 +445,12 @@ class _NpzStore:
     @property
     def attrs(self) -> dict:
         return dict(self._attrs)
+
+    def names(self) -> set:
+        return set(self.arrays)
+
+    def shape(self, name) -> tuple:
+        return tuple(self.arrays[name].shape)
 
     def create(self, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
         n = len(record_ids)
@@ -375,9 +481,13 @@ class _NpzStore:
         errors_column = self.arrays["error"].astype(object)
         errors_column[positions] = errors
         self.arrays["error"] = errors_column
-        self.flush()
+        self._dirty = True
+        self.flush(force=False)
 
-    def flush(self) -> None:
+    def flush(self, force=True) -> None:
+        """Rewrite the file atomically; unless ``force``, only if the last write is old enough."""
+        if not force and time.monotonic() - self._flushed_at < _NPZ_FLUSH_SECONDS:
+            return
         arrays = dict(self.arrays)
         # Plain unicode arrays: an npz must load without allow_pickle.
         arrays["error"] = np.asarray([str(e) for e in arrays["error"]], dtype=str)
@@ -391,6 +501,8 @@ class _NpzStore:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        self._dirty = False
+        self._flushed_at = time.monotonic()
 
 
 def _ids_array(record_ids) -> np.ndarray:
@@ -404,133 +516,6 @@ def _ids_list(array) -> list:
     if array.dtype.kind in "iu":
         return [int(v) for v in array]
     return [str(v) for v in array]
-
-
-# --- inputs ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SourceSpec:
-    """How to read one record of an input, given its item (small, sent to Dask workers)."""
-
-    kind: str  # "npz", "wfdb" or "ptbxl"
-    path: str
-    sampling_rate: float | None = None
-    lead_names: tuple = ()
-    units: str = "mV"
-    column: str = ""  # PTB-XL: the table column with the record's path
-
-
-@dataclass
-class _Source:
-    spec: _SourceSpec
-    items: list
-    record_ids: list
-
-
-def _list_records(source, sampling_rate=None) -> _Source:
-    """Enumerate the records of ``source`` without reading their signals."""
-    from ecgsoup import io
-
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder.")
-    if path.is_file() and path.suffix == ".npz":
-        return _list_npz(path, sampling_rate)
-    if sampling_rate is not None:
-        raise ValueError(
-            "sampling_rate is only used for .npz input without an 'fs' entry; WFDB records carry "
-            "their own rate in the header."
-        )
-    if io._is_ptbxl_root(path):
-        table, column = io._ptbxl_table(path, 100, folds=None)
-        items = [str(v) for v in table[column]]
-        ids = [int(v) if isinstance(v, (int, np.integer)) else v for v in table["ecg_id"]]
-        return _Source(_SourceSpec("ptbxl", str(path.resolve()), column=column), items, ids)
-    stems = io._iter_paths(path)  # every *.hea below a folder, or one record
-    if not stems:
-        raise ValueError(f"{path}: no WFDB record (*.hea) in this folder.")
-    names = [stem.name for stem in stems]
-    if len(set(names)) < len(names):
-        # Same record name in two sub-folders: the path below the root tells them apart.
-        base = path if path.is_dir() else path.parent
-        names = [stem.relative_to(base).as_posix() for stem in stems]
-    return _Source(_SourceSpec("wfdb", str(path.resolve())), [str(s.resolve()) for s in stems], names)
-
-
-def _list_npz(path: Path, sampling_rate) -> _Source:
-    data = _npz_arrays(str(path.resolve()))
-    if "x" not in data:
-        raise ValueError(
-            f"{path} has no 'x' array. An input .npz holds x (records, time, leads), fs and "
-            f"lead_names (and optionally record_id); it has {sorted(data)}."
-        )
-    x = data["x"]
-    if "lead_names" not in data:
-        raise ValueError(f"{path} has no 'lead_names' array naming the leads of x's last axis.")
-    lead_names = tuple(str(n) for n in data["lead_names"])
-    if x.ndim != 3 or x.shape[2] != len(lead_names):
-        hint = " It looks lead-major; store x as (records, time, leads)." if (
-            x.ndim == 3 and x.shape[1] == len(lead_names)) else ""  # fmt: skip
-        raise ValueError(
-            f"{path}: x has shape {x.shape}, expected (records, time, {len(lead_names)} leads) "
-            f"for lead_names {list(lead_names)}.{hint}"
-        )
-    fs = float(data["fs"]) if "fs" in data else None
-    if fs is None and sampling_rate is None:
-        raise ValueError(
-            f"{path} has no 'fs' entry: pass the sampling rate of x in Hz (--sampling-rate / "
-            "sampling_rate=). ecgsoup never guesses it."
-        )
-    if fs is not None and sampling_rate is not None and float(sampling_rate) != fs:
-        raise ValueError(f"{path} says fs={fs:g} Hz but sampling_rate={sampling_rate!r} was given; drop one.")
-    ids_key = next((k for k in ("record_id", "ecg_id") if k in data), None)
-    ids = _ids_list(data[ids_key]) if ids_key else list(range(len(x)))
-    if len(ids) != len(x) or len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: '{ids_key}' must hold {len(x)} distinct identifiers, one per record.")
-    units = str(data["units"]) if "units" in data else "mV"  # irrelevant to the model: windows are z-scored
-    spec = _SourceSpec("npz", str(path.resolve()), fs if fs is not None else float(sampling_rate), lead_names, units)
-    return _Source(spec, list(range(len(x))), ids)
-
-
-_NPZ_CACHE: OrderedDict = OrderedDict()
-_NPZ_LOCK = threading.Lock()
-
-
-def _npz_arrays(path: str) -> dict:
-    """Arrays of an input ``.npz``, loaded once per process (a Dask worker reads many rows)."""
-    stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
-    with _NPZ_LOCK:
-        if key in _NPZ_CACHE:
-            return _NPZ_CACHE[key]
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the .npz ({type(exc).__name__}: {exc}).") from None
-    with _NPZ_LOCK:
-        _NPZ_CACHE[key] = arrays
-        while len(_NPZ_CACHE) > 2:
-            _NPZ_CACHE.popitem(last=False)
-    return arrays
-
-
-def _read_item(spec: _SourceSpec, item, record_id):
-    """One :class:`ecgsoup.io.ECGRecord`; raises ``RecordError`` for a bad file."""
-    from ecgsoup.io import ECGRecord, _TO_MV, read_wfdb
-
-    if spec.kind == "npz":
-        x = _npz_arrays(spec.path)["x"][item]
-        factor = _TO_MV.get(spec.units.strip().lower(), 1.0)
-        signal = (x.astype(np.float64) * factor).astype(np.float32)
-        return ECGRecord(record_id, signal, spec.sampling_rate, spec.lead_names, "mV", {"path": spec.path})
-    if spec.kind == "ptbxl":
-        record = read_wfdb(Path(spec.path) / item)
-    else:
-        record = read_wfdb(item)
-    record.record_id = record_id
-    return record
 
 
 # --- the model --------------------------------------------------------------------------
@@ -634,6 +619,8 @@ def _prepare(record, config, lead_map, pad) -> np.ndarray:
 def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad):
     """Read, preprocess and embed one block of records; runs in-process or on a Dask worker.
 
+    ``spec`` is the :class:`ecgsoup.io.RecordSource` of the input.
+
     Returns
     -------
     positions : ndarray of int
@@ -655,7 +642,7 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     ready: dict[int, list] = {}
     for i, (item, record_id) in enumerate(zip(items, record_ids)):
         try:
-            x = _prepare(_read_item(spec, item, record_id), config, lead_map, pad)
+            x = _prepare(spec.read(item, record_id), config, lead_map, pad)
         except (RecordError, ValueError, OSError) as exc:
             errors[i] = _single_record_message(exc)
             continue
@@ -731,6 +718,7 @@ def embed_to_store(
     window_stride=None,
     lead_map=None,
     sampling_rate=None,
+    ptbxl_rate=100,
     pad="error",
     format=None,
     chunk_size=DEFAULT_CHUNK_SIZE,
@@ -745,13 +733,14 @@ def embed_to_store(
     ----------
     source : str or Path
         A folder of WFDB / PhysioNet-Challenge records (searched recursively),
-        a single record, a PTB-XL root (its 100 Hz records, ``ecg_id`` as
-        identifiers), or an ``.npz`` holding ``x`` (records, time, leads),
+        a single record, a PTB-XL root (its ``ptbxl_rate`` records, ``ecg_id``
+        as identifiers), or an ``.npz`` holding ``x`` (records, time, leads),
         ``fs``, ``lead_names`` and optionally ``record_id`` (or ``ecg_id``)
-        and ``units``.
+        and ``units`` (see :func:`ecgsoup.io.list_records`).
     store : str or Path
         Output: ``*.zarr`` (a directory; needs ``zarr``) or ``*.npz``.  If it
         exists, the run resumes it: only records not yet embedded are computed.
+        It may not be the input, nor contain it.
     model : str, path or STMEMEncoder, default="default"
         ``"default"`` (the bundled model), a model directory or ST-MEM
         ``.pth``, ``"random"`` (an untrained ``ecgsoup-100hz-tiny``, seed 0),
@@ -768,17 +757,23 @@ def embed_to_store(
         ``{model lead: data lead}`` for leads stored under other names.
     sampling_rate : float, default=None
         Sampling rate of an ``.npz`` input that has no ``fs`` entry.
+    ptbxl_rate : {100, 500}, default=100
+        Which copy of a PTB-XL root to read (``records100`` or ``records500``).
     pad : {"error", "zeros", "edge"}, default="error"
         Records shorter than one model window are failed (``"error"``) or padded.
     format : {"zarr", "npz"}, default=None
         Store format; ``None`` reads it from the extension of ``store``.
-    chunk_size : int, default=256
+    chunk_size : int, default=64
         Records per block: the unit of work, of memory, of a Dask task and of
-        resumption (and the zarr chunk length).
+        resumption (and the zarr chunk length).  A kill loses at most one
+        block; the default is about a minute of work even on a slow CPU (see
+        :data:`DEFAULT_CHUNK_SIZE`).
     limit : int, default=None
         Attempt at most this many records in this run, then stop (resumable).
     overwrite : bool, default=False
         Delete an existing store at ``store`` first instead of resuming it.
+        Only a path that carries the ecgsoup store marker is deleted; anything
+        else (a CSV, a foreign zarr group, the input) is refused.
     client : dask.distributed.Client, default=None
         Shard the blocks across this cluster's workers (see
         :mod:`ecgsoup.distributed`); ``None`` runs in this process.
@@ -798,7 +793,12 @@ def embed_to_store(
         the model cannot be loaded (``WeightsError``).
     StoreError
         If ``store`` exists but was written from another input or with other
-        settings (model, precision, stride, lead map, padding).
+        settings (ecgsoup version, model, precision, stride, lead map,
+        padding), is not an ecgsoup store, or is the input.
+    StoreLockedError
+        If another process is writing ``store``; the message names it.
+    EmbedInterrupted
+        On Ctrl-C (a ``KeyboardInterrupt``), after saving every finished block.
 
     Warns
     -----
@@ -811,8 +811,6 @@ def embed_to_store(
     >>> embed_to_store("ptbxl/", "ptbxl.zarr")                         # doctest: +SKIP
     >>> X, record_ids, attrs, errors = open_store("ptbxl.zarr")        # doctest: +SKIP
     """
-    from ecgsoup import __version__
-
     if chunk_size is None or int(chunk_size) < 1:
         raise ValueError(f"chunk_size={chunk_size!r}; expected a positive number of records.")
     if limit is not None and int(limit) < 0:
@@ -821,7 +819,25 @@ def embed_to_store(
         raise ValueError(f"pad={pad!r}; expected 'error', 'zeros' or 'edge'.")
     store = Path(store).expanduser()
     kind = _store_kind(store, format)
-    listing = _list_records(source, sampling_rate)
+    _check_not_input(source, store)
+    if store.exists() and not is_store(store):  # checked again under the lock; refused before creating it
+        _refuse_foreign(store, overwrite)
+    with _store_lock(store):
+        return _embed_locked(
+            source, store, kind, model=model, precision=precision, batch_size=batch_size, device=device,
+            window_stride=window_stride, lead_map=lead_map, sampling_rate=sampling_rate,
+            ptbxl_rate=ptbxl_rate, pad=pad, chunk_size=int(chunk_size), limit=limit, overwrite=overwrite,
+            client=client, verbose=verbose,
+        )  # fmt: skip
+
+
+def _embed_locked(source, store, kind, *, model, precision, batch_size, device, window_stride, lead_map,
+                  sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose):  # fmt: skip
+    """:func:`embed_to_store` once the store's lock is held."""
+    from ecgsoup import __version__
+    from ecgsoup.io import list_records
+
+    listing = list_records(source, sampling_rate=sampling_rate, ptbxl_rate=ptbxl_rate)
     model = _normalise_model(model)
     settings = dict(batch_size=int(batch_size), device=str(device), precision=precision,
                     window_stride=window_stride)  # fmt: skip
@@ -833,7 +849,8 @@ def embed_to_store(
         "ecgsoup_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(Path(source).expanduser().resolve()),
-        "source_kind": listing.spec.kind,
+        "source_kind": listing.source.kind,
+        "ptbxl_rate": listing.source.ptbxl_rate,
         "model": model if isinstance(model, str) else f"<STMEMEncoder {config.name}>",
         "model_name": config.name,
         "model_sha256": embedder.fingerprint_,
@@ -857,14 +874,14 @@ def embed_to_store(
     else:
         norm = embedder.transform(np.zeros((1, config.n_leads, config.n_samples), np.float32))[0]
         start = config.n_layers * config.width
-        backend.create(listing.record_ids, config.n_layers, config.width, int(chunk_size), attrs,
+        backend.create(listing.record_ids, config.n_layers, config.width, chunk_size, attrs,
                        norm[start : start + config.width], norm[start + config.width :])  # fmt: skip
     status = np.asarray(backend.read("status"))
-    block_rows = _blocks(status, int(chunk_size), limit)
+    block_rows = _blocks(status, chunk_size, limit)
     n_todo = int(sum(len(rows) for rows in block_rows))
     n_reused = int((status == DONE).sum())
     tasks = [
-        (listing.spec, [listing.items[i] for i in rows], [listing.record_ids[i] for i in rows], rows)
+        (listing.source, [listing.items[i] for i in rows], [listing.record_ids[i] for i in rows], rows)
         for rows in block_rows
     ]
     started = time.perf_counter()
@@ -887,15 +904,19 @@ def embed_to_store(
 
         common = dict(model=model, settings=settings, fingerprint=embedder.fingerprint_,
                       lead_map=lead_map, pad=pad)  # fmt: skip
-        if client is None:
-            for spec, items, ids, rows in tasks:
-                write(_embed_block(spec, items, ids, rows, **common))
-        else:
-            from ecgsoup.distributed import run_blocks
-
-            run_blocks(client, tasks, write, **common)
+        try:
+            if client is None:
+                for spec, items, ids, rows in tasks:
+                    write(_embed_block(spec, items, ids, rows, **common))
+            else:
+                run_blocks(client, tasks, write, **common)
+        except KeyboardInterrupt:
+            backend.flush()
+            saved = int((np.asarray(backend.read("status")) == DONE).sum())
+            raise EmbedInterrupted(store, saved, len(listing.record_ids)) from None
+        finally:
+            backend.flush()
     seconds = time.perf_counter() - started
-    backend.flush()
     status = np.asarray(backend.read("status"))
     messages = backend.read("error")
     failed = np.flatnonzero(status == FAILED)
@@ -910,6 +931,71 @@ def embed_to_store(
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
     )
+
+
+def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, max_in_flight=None):
+    """Run every block of ``tasks`` on a Dask ``client``; ``write`` each result here, as it completes.
+
+    The scheduling half of :mod:`ecgsoup.distributed` (which re-exports it):
+    workers read and embed their blocks, this process alone writes the store.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    tasks : list of (source, items, record_ids, rows)
+        One block each (see :func:`embed_to_store`); ``source`` is an
+        :class:`ecgsoup.io.RecordSource`.
+    write : callable
+        Called in this process with each block's result, in completion order.
+    model, settings, fingerprint, lead_map, pad
+        Passed to every task.  An ``STMEMEncoder`` ``model`` is scattered
+        (broadcast) once instead of being pickled into every task.
+    max_in_flight : int, default=None
+        Blocks submitted at a time; ``None`` means twice the cluster's threads.
+
+    Raises
+    ------
+    Exception
+        The first task failure that is not a bad record (bad records are
+        results, not failures); outstanding tasks are cancelled, as they are
+        on Ctrl-C.
+    """
+    from dask.distributed import as_completed
+
+    from ecgsoup.models import STMEMEncoder
+
+    if not tasks:
+        return
+    if isinstance(model, STMEMEncoder):
+        model = client.scatter(model, broadcast=True, hash=False)
+    if max_in_flight is None:
+        threads = sum(client.nthreads().values()) or 1
+        max_in_flight = 2 * threads
+    pending = iter(tasks)
+
+    def submit(task):
+        spec, items, ids, rows = task
+        return client.submit(
+            _embed_block, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad,
+            pure=False, key=f"ecgsoup-embed-{os.getpid()}-{int(rows[0])}-{id(task):x}",
+        )  # fmt: skip
+
+    inflight = {submit(task) for task in itertools.islice(pending, max_in_flight)}
+    queue = as_completed(inflight)
+    try:
+        for future in queue:
+            result = future.result()  # re-raises a worker's exception here
+            inflight.discard(future)
+            future.release()
+            write(result)
+            task = next(pending, None)
+            if task is not None:
+                new = submit(task)
+                inflight.add(new)
+                queue.add(new)
+    except BaseException:
+        client.cancel(list(inflight))
+        raise
 
 
 def _blocks(status: np.ndarray, chunk_size: int, limit) -> list[np.ndarray]:
@@ -945,13 +1031,102 @@ def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
         )
 
 
+def _check_not_input(source, store: Path) -> None:
+    """Refuse a store path that is the input, or a folder holding it (overwriting would delete it)."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        return  # listing the input names the problem
+    src, out = source.resolve(), store.resolve()
+    if src == out:
+        raise StoreError(f"--out {store} is the input itself; write the store to another path.")
+    if out in src.parents:
+        raise StoreError(f"--out {store} contains the input {source}; write the store to another path.")
+
+
+def _refuse_foreign(store: Path, overwrite: bool) -> None:
+    what = "folder" if store.is_dir() else "file"
+    if overwrite:
+        raise StoreError(
+            f"Refusing to overwrite {store}: this {what} is not an ecgsoup embedding store (it lacks "
+            f"the format={STORE_FORMAT!r} marker). --overwrite replaces only a store that ecgsoup "
+            "wrote; remove it yourself or choose another --out."
+        )
+    raise StoreError(
+        f"{store} exists and is not an ecgsoup embedding store (it lacks the format={STORE_FORMAT!r} "
+        "marker); choose another --out."
+    )
+
+
 def _remove_store(store: Path) -> None:
+    """Delete ``store`` only if it carries the ecgsoup marker (and, for zarr, nothing else)."""
+    if not is_store(store):
+        _refuse_foreign(store, overwrite=True)
     if store.is_dir():
-        if not (store / "zarr.json").exists():
-            raise StoreError(f"Refusing to delete {store}: it is a folder but not a zarr store.")
-        shutil.rmtree(store)
+        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", *_REQUIRED_ARRAYS})
+        if extra:
+            raise StoreError(
+                f"Refusing to overwrite {store}: besides the store it holds {extra[:5]}; move those "
+                "out or remove the folder yourself."
+            )
+        # Renamed first, so an interrupted delete never leaves a half store under the name.
+        doomed = Path(tempfile.mkdtemp(prefix=f".{store.name}.removing-", dir=store.parent))
+        os.rename(store, doomed / store.name)
+        shutil.rmtree(doomed)
     else:
         store.unlink()
+
+
+def _lock_paths(store: Path) -> tuple[Path, Path]:
+    return store.with_name(store.name + ".lock"), store.with_name(store.name + ".lock.json")
+
+
+@contextlib.contextmanager
+def _store_lock(store: Path):
+    """Hold the inter-process lock of ``store`` for a whole run; refuse at once if it is held.
+
+    The lock is :class:`filelock.FileLock` on ``<store>.lock`` (an OS lock: a
+    killed holder releases it).  Beside it, ``<store>.lock.json`` says who
+    holds it, so that a refused writer can name the holder.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path, info_path = _lock_paths(store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreLockedError(
+            f"{store} is being written by another ecgsoup run ({_describe_holder(info_path)}); wait "
+            "for it to finish (then run again to resume), or write to another path."
+        ) from None
+    try:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python",
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        tmp = info_path.with_name(f".{info_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, info_path)
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(info_path.read_text()).get("pid") == os.getpid():
+                info_path.unlink()
+        lock.release()
+
+
+def _describe_holder(info_path: Path) -> str:
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return "its details are not readable yet"
+    return (
+        f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}: "
+        f"{info.get('command')}"
+    )
 
 
 def _jsonable(value):

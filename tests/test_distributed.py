@@ -42,12 +42,13 @@ def test_cluster_store_equals_in_process_store(ludb, tmp_path):
 
 def test_cluster_failure_that_is_not_a_bad_record_propagates(ludb, tmp_path):
     from ecgsoup.distributed import run_blocks
-    from ecgsoup.store import StoreError, _list_records
+    from ecgsoup.io import list_records
+    from ecgsoup.store import StoreError
 
     source = tmp_path / "ludb2.npz"
     np.savez(source, x=ludb["x"][:2], fs=ludb["fs"], lead_names=ludb["lead_names"])
-    listing = _list_records(source)
-    tasks = [(listing.spec, listing.items, listing.record_ids, np.arange(2))]
+    listing = list_records(source)
+    tasks = [(listing.source, listing.items, listing.record_ids, np.arange(2))]
     settings = dict(batch_size=8, device="cpu", precision="float32", window_stride=None)
     with distributed.Client(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as client:
         # The client claims another model hash than the worker loads: refuse, never mix models.
