@@ -848,16 +848,47 @@ _REGISTRARS = (_add_benchmark, _add_demo, _add_embed, _add_evaluate, _add_info, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecgsoup", description="Layer-wise ECG foundation-model features.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ecgsoup import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ecgsoup",
+        description="Layer-wise ECG foundation-model features.",
+        epilog="Exit status: 0 done; 1 some records could not be embedded (each is listed); "
+        "2 a problem you can fix (printed as one line); 130 interrupted (finished work is kept).",
+    )
+    parser.add_argument("--version", action="version", version=f"ecgsoup {__version__}")
+    sub = parser.add_subparsers(dest="command", required=False)
+    # Every sub-command's --help shows its defaults.
+    plain = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        return plain(name, **kwargs)
+
+    sub.add_parser = add_parser
     for register in _REGISTRARS:
         register(sub)
+    for choice in sub.choices.values():
+        _say_defaults(choice)
     return parser
+
+
+def _say_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give every option with a default a help line that shows it (nested sub-commands too)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _say_defaults(child)
+        elif action.option_strings and action.help is None and action.default is not None and action.default is not False:
+            action.help = "(default: %(default)s)"
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `ecgsoup`: the overview, not an error
+        parser.print_help()
+        return EXIT_OK
     from ecgsoup.models import WeightsError
 
     try:

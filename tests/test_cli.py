@@ -279,3 +279,22 @@ def test_pretrain_subcommand_still_registered():
 
     args = build_parser().parse_args(["pretrain", "--data", "x.npz", "--out", "run"])
     assert args.command == "pretrain" and args.config == "ecgsoup-100hz-tiny"
+
+
+def test_version_bare_command_and_defaults_in_help(capsys):
+    import ecgsoup
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"ecgsoup {ecgsoup.__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: ecgsoup" in out and "Exit status: 0 done" in out and "130 interrupted" in out
+    for command in (["demo"], ["pretrain"], ["info"], ["benchmark", "ptbxl"], ["embed"], ["evaluate"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = capsys.readouterr().out
+        assert "(default:" in text, command
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--cv CV               (default: 5)" in capsys.readouterr().out
