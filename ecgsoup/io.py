@@ -152,6 +152,57 @@ class ECGDataset:
     def __len__(self) -> int:
         return len(self.record_ids)
 
+    def __getitem__(self, key) -> "ECGDataset":
+        """The records picked by a slice, a boolean mask or integer positions, as a new dataset.
+
+        ``X``, ``record_ids`` and ``metadata`` stay aligned, e.g.
+        ``ds[ds.metadata["strat_fold"] <= 8]`` or
+        ``ds[ds.metadata["label"].notna()]`` to drop unlabelled records.  An int
+        gives a one-record dataset (use ``ds.X[i]`` for the array itself).
+        Select by record id with :meth:`select`.
+        """
+        n = len(self)
+        if isinstance(key, slice):
+            positions = np.arange(n)[key]
+        else:
+            values = np.asarray(key.to_numpy() if hasattr(key, "to_numpy") else key)
+            if values.ndim == 0:
+                values = values.reshape(1)
+            if values.dtype == bool:
+                if values.shape != (n,):
+                    raise IndexError(
+                        f"A boolean mask must have one entry per record ({n}); got shape {values.shape}."
+                    )
+                positions = np.flatnonzero(values)
+            elif np.issubdtype(values.dtype, np.integer):
+                if values.size and (values.max() >= n or values.min() < -n):
+                    raise IndexError(f"Record positions must be in [-{n}, {n}); got {values.min()}..{values.max()}.")
+                positions = values % n if n else values
+            else:
+                raise IndexError(
+                    "Index an ECGDataset with a slice, a boolean mask or integer positions; "
+                    "select by record id with ds.select([...])."
+                )
+        X = self.X[positions] if isinstance(self.X, np.ndarray) else [self.X[i] for i in positions]
+        return ECGDataset(
+            X=X,
+            lead_names=self.lead_names,
+            sampling_rate=self.sampling_rate,
+            record_ids=[self.record_ids[i] for i in positions],
+            metadata=self.metadata.iloc[positions].reset_index(drop=True),
+            units=self.units,
+            errors=list(self.errors),
+        )
+
+    def select(self, record_ids) -> "ECGDataset":
+        """The records with these ids, in the order given; unknown ids raise a ``KeyError`` naming them."""
+        where = {rid: i for i, rid in enumerate(self.record_ids)}
+        wanted = list(record_ids)
+        missing = [rid for rid in wanted if rid not in where]
+        if missing:
+            raise KeyError(f"{len(missing)} record id(s) are not in this dataset: {missing[:5]}")
+        return self[np.array([where[rid] for rid in wanted], dtype=int)]
+
     def __repr__(self) -> str:
         if isinstance(self.X, np.ndarray):
             length = f"{self.X.shape[1]} samples"

@@ -264,3 +264,23 @@ def test_sample_files_are_declared_package_data():
             continue
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
     assert (data_dir / "ludb_100hz.npz").stat().st_size <= 4 * 1024 * 1024
+
+
+def test_dataset_slicing_masks_and_ids_keep_x_and_metadata_aligned():
+    from ecgsoup import load_sample
+
+    ds = load_sample()
+    af = ds[ds.metadata["rhythm_primary"] == "Atrial fibrillation"]
+    assert len(af) == 15 == af.X.shape[0] == len(af.metadata)
+    assert (af.metadata["rhythm_primary"] == "Atrial fibrillation").all()
+    i = ds.record_ids.index(af.record_ids[0])
+    np.testing.assert_array_equal(af.X[0], ds.X[i])
+    head = ds[:10]
+    assert head.record_ids == ds.record_ids[:10] and list(head.metadata.index) == list(range(10))
+    picked = ds.select([ds.record_ids[5], ds.record_ids[2]])
+    np.testing.assert_array_equal(picked.X, ds.X[[5, 2]])
+    assert list(picked.metadata["record_id"]) == [ds.record_ids[5], ds.record_ids[2]]
+    with pytest.raises(IndexError, match="one entry per record"):
+        ds[np.ones(3, bool)]
+    with pytest.raises(KeyError, match="not in this dataset"):
+        ds.select(["no-such-record"])
