@@ -168,6 +168,15 @@ class StoredEmbeddings(NamedTuple):
     attrs: dict
     errors: pd.DataFrame
 
+    def __repr__(self) -> str:
+        a = self.attrs
+        model = a.get("model_name") or (a.get("config") or {}).get("name") or "?"
+        return (
+            f"StoredEmbeddings({a.get('n_done', len(self.record_ids))} of {a.get('n_records', '?')} records "
+            f"embedded, {a.get('n_failed', len(self.errors))} failed; {a.get('n_layers', '?')} layers x "
+            f"{a.get('dim', '?')}; model {model}, sha256 {str(a.get('model_sha256', '?'))[:12]})"
+        )
+
     def feature_names(self) -> np.ndarray:
         """Column names of ``X`` (``layer03_dim0127``, ``norm_weight_dim0127`` ...)."""
         from ecgsoup.layout import feature_names

@@ -309,3 +309,18 @@ def test_list_records_is_public(ludb_npz, shared_data):
     assert record.signal.shape == (5000, 12) and record.fs == 500
     ptbxl = list_records(shared_data / "ptbxl_sample", ptbxl_rate=500)
     assert len(ptbxl) == 30 and ptbxl.items[0].startswith("records500/")
+
+
+def test_store_repr_is_short(tmp_path):
+    from ecgsoup.store import StoredEmbeddings
+
+    import numpy as np
+    import pandas as pd
+
+    store = StoredEmbeddings(np.zeros((200, 2880), np.float32), list(range(200)),
+                             {"n_done": 200, "n_records": 200, "n_failed": 0, "n_layers": 13, "dim": 192,
+                              "model_sha256": "d28601d614e27405c0af", "config": {"name": "ecgsoup-100hz-tiny"}},
+                             pd.DataFrame(columns=["record_id", "message"]))  # fmt: skip
+    text = repr(store)
+    assert text == ("StoredEmbeddings(200 of 200 records embedded, 0 failed; 13 layers x 192; "
+                    "model ecgsoup-100hz-tiny, sha256 d28601d614e2)")  # fmt: skip
