@@ -1,4 +1,4 @@
-"""Layer analyses of the frozen encoder, each with a plot (spec section 5).
+"""Layer analyses of the frozen encoder, each with a plot.
 
 Two kinds of input are used:
 
@@ -24,8 +24,8 @@ Layer numbering follows the encoder: layer 0 is the token embedding, layer
 ``l`` (1..L) the output of block ``l``.  Attention of "layer ``l``" is the
 attention computed inside block ``l``.
 
-The paper's own analyses could not be read (spec section 5); these are the
-spec's recommended definitions.
+The ECG-Soup paper's exact analysis definitions are not public; these are
+common definitions of each analysis.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _layer_blocks(X_layers, n_layers: int, norm, *, min_samples: int = 1) -> np.
 
 
 def layer_cosine_similarity(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
-    """Cross-layer cosine similarity of pooled embeddings (spec 5.2).
+    """Cross-layer cosine similarity of pooled embeddings.
 
     ``S[l, m]`` is the mean over records of ``cos(h_l(x), h_m(x))``.  The
     adjacent-layer curve ``cos(h_l, h_{l+1})`` is ``np.diag(S, 1)``.
@@ -115,7 +115,7 @@ def layer_cosine_similarity(X_layers, n_layers: int = 13, *, norm="carried") -> 
         Number of layer blocks in ``X_layers`` (embedding + 12 blocks).
     norm : {"carried", None}, default="carried"
         Whether 2-D ``X_layers`` ends with the final-norm weight and bias
-        blocks (ignored here: the raw ``h_l`` are compared, as in spec 5.2).
+        blocks (ignored here: the raw ``h_l`` are compared).
 
     Returns
     -------
@@ -156,7 +156,7 @@ def _cka_by_features(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_cka(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
-    """Linear centred kernel alignment between every pair of layers (spec 5.4).
+    """Linear centred kernel alignment between every pair of layers.
 
     For the record-by-feature matrices ``X_l`` (columns centred over records),
     ``CKA(l, m) = ||X_l^T X_m||_F^2 / (||X_l^T X_l||_F ||X_m^T X_m||_F)``
@@ -272,7 +272,7 @@ def _batches(encoder, x: np.ndarray, batch_size: int):
 
 
 def token_cosine_similarity(encoder, x, batch_size: int = 16) -> np.ndarray:
-    """Token-wise cross-layer cosine similarity (spec 5.2, token variant).
+    """Token-wise cross-layer cosine similarity (the token variant of the pooled analysis).
 
     ``S[l, m]`` is the mean, over records and patch tokens ``t`` (SEP
     excluded), of ``cos(X^l_t, X^m_t)``: how much block outputs change each
@@ -372,7 +372,7 @@ def _attention_summary(attention, query_index, query_lead, n_leads: int, frame: 
 
 
 def attention_entropy(encoder, x, batch_size: int = 16, *, queries: str = "patch") -> pd.DataFrame:
-    """Attention entropy and where attention goes, per layer and head (spec 5.3).
+    """Attention entropy and where attention goes, per layer and head.
 
     For block ``l``, head ``k`` and query token ``i``,
     ``H = -sum_j A_ij log A_ij`` (nats), between 0 (all mass on one key) and
@@ -472,9 +472,9 @@ def _gate_owner(estimator, X):
 
 
 def gate_weight_distribution(pma_estimator, X_layers) -> pd.DataFrame:
-    """Per-sample PMA gate weights summarised per fused layer (spec 5.5).
+    """Per-sample PMA gate weights summarised per fused layer.
 
-    The gate of PMA (spec 3.4) gives every record its own softmax weights over
+    The gate of PMA gives every record its own softmax weights over
     the layers; this shows which layers it favours and how much that varies
     between records.  Call it once per dataset to compare datasets.
 

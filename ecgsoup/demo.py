@@ -89,7 +89,7 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
         f"Model: {_describe_model(embedder)}.",
         f"Data: {len(sample)} LUDB records. Probe: standardised logistic regression, "
         f"{cv}-fold stratified CV (seed {random_state}); PMA's gate is trained on the training folds only. "
-        "A class absent from a test fold counts as AUC 0.5 there (spec 4.2).",
+        "A class absent from a test fold counts as AUC 0.5 there, as the ECG-Soup authors' code does.",
         "",
     ]
     results = {}

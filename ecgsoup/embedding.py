@@ -55,7 +55,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
     One forward pass per batch yields all layers ``h_0 .. h_L`` (layer 0 =
     token embedding, 1..L = transformer blocks), each the mean over patch
-    tokens of all leads (spec 3.1).  Rows are laid out as
+    tokens of all leads (SEP tokens excluded).  Rows are laid out as
     ``[h_l for l in layers] + [norm weight, norm bias]`` (see
     :mod:`ecgsoup.layout`); the two trailing blocks carry the encoder's final
     LayerNorm so that :class:`~ecgsoup.fusion.LayerSelector`,
@@ -100,7 +100,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     window_stride : int, default=None
         Step between windows, in samples, for records longer than the
         model's window; ``None`` means half a window (the ECG-Soup code's
-        evaluation setting, spec 4.2).  At most one window.
+        evaluation setting).  At most one window.
     memory : None, str, path or joblib.Memory, default=None
         Cache the embeddings of each record (keyed on a hash of its samples,
         the model's fingerprint, the ecgsoup version, ``precision`` and the
@@ -155,7 +155,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     **Windows.** A record longer than the model's window is cut into windows
     of ``config_.n_samples`` every ``window_stride_`` samples, plus one window
     flush with the record's end if the stride does not reach it.  Every
-    window is z-scored per lead over time (ddof 0, ``+1e-8``, spec 2.1), and
+    window is z-scored per lead over time (ddof 0, ``+1e-8``, as ECG-Soup does), and
     a record's embedding is the mean of its windows' pooled embeddings, per
     layer (the final LayerNorm, applied downstream, comes after the mean).
 

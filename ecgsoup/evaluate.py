@@ -1,9 +1,9 @@
-"""Evaluation: the macro AUC of spec 4.2 and the layer-wise probe of spec 5.1.
+"""Evaluation: the ECG-Soup macro AUC and a layer-wise linear probe.
 
 ``macro_auc`` follows the authors' metric: the unweighted mean of per-class
 ROC AUCs over *all* classes, where a class whose AUC is undefined on the split
 (no positives or no negatives in ``y_true``) counts as **0.5** instead of being
-dropped (spec 4.2).  A warning reports how many classes were counted that way.
+dropped.  A warning reports how many classes were counted that way.
 
 ``layer_probe`` cross-validates one linear probe per layer
 (``LayerSelector(layers=l)`` + a classifier) and per fusion method (PPA, PMA)
@@ -41,7 +41,7 @@ def _class_auc(truth: np.ndarray, score: np.ndarray) -> float:
 
 
 def macro_auc(y_true, y_score, *, labels=None) -> float:
-    """Macro ROC AUC, counting classes without both labels in the split as 0.5 (spec 4.2).
+    """Macro ROC AUC, counting classes without both labels in the split as 0.5.
 
     Parameters
     ----------
@@ -120,7 +120,7 @@ def macro_auc(y_true, y_score, *, labels=None) -> float:
     if undefined:
         warnings.warn(
             f"{undefined} of {len(aucs)} classes have only one label value in y_true; "
-            "their AUC is undefined and counts as 0.5 (spec 4.2).",
+            "their AUC is undefined and counts as 0.5, as the ECG-Soup authors' code does.",
             UndefinedMetricWarning,
             stacklevel=2,
         )
@@ -210,7 +210,7 @@ def layer_probe(
     random_state=None,
     n_jobs=None,
 ):
-    """Cross-validated probe of every layer and of the fusion methods (spec 5.1).
+    """Cross-validated probe of every layer and of the fusion methods.
 
     Each representation is the first step of ``Pipeline([(step), (estimator)])``:
     ``LayerSelector(layers=l)`` for ``l = 0..n_layers-1``, then each fusion
@@ -232,7 +232,7 @@ def layer_probe(
     n_repeats : int, default=1
         Repetitions when ``cv`` is an int.
     scoring : str or callable, default=None
-        ``None`` uses :func:`macro_auc_scorer` (spec 4.2 macro AUC).
+        ``None`` uses :func:`macro_auc_scorer` (macro AUC, undefined classes as 0.5).
     fusions : sequence of {"ppa", "pma"} or dict, default=("ppa", "pma")
         Fusion rows to add; a dict ``{name: transformer}`` sets them up
         yourself (e.g. ``{"pma": PMA(max_iter=50)}``).  Empty for layers only.

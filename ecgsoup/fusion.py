@@ -9,7 +9,8 @@ milliseconds: ``GridSearchCV(Pipeline([("select", LayerSelector()), ("clf",
 LogisticRegression())]), {"select__layers": range(1, 13)})`` embeds once.
 
 ``norm="carried"`` applies the backbone's pretrained final LayerNorm, whose
-weight and bias travel in the two trailing blocks (spec 3.2: ``z = LN_enc(h_l)``).
+weight and bias travel in the two trailing blocks (``z = LN_enc(h_l)``, with
+``LN_enc`` that final LayerNorm and ``h_l`` the pooled output of layer ``l``).
 Each row is normalised with *its own* trailing blocks.  Rows written by
 ``LayerwiseEmbedder`` all carry the same values, so this equals the model's
 norm; reading them per row (instead of from the first row of the batch) keeps
@@ -17,7 +18,7 @@ norm; reading them per row (instead of from the first row of the batch) keeps
 ``norm=None`` is for input without the trailing blocks; it returns the raw
 pooled vectors, with no LayerNorm at all.
 
-The learned fusion (PMA, spec 3.4) is in :mod:`ecgsoup.pma`.
+The learned fusion (PMA, a per-record gate over the layers) is in :mod:`ecgsoup.pma`.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class LayerSelector(_LayerwiseTransformer):
     The cheap step that makes layer choice a hyperparameter: the backbone runs
     once, and ``GridSearchCV`` searches ``{"select__layers": [1, ..., 12]}``
     over the stored embeddings.  Selecting layer ``l`` with ``norm="carried"``
-    gives spec 3.2's ``z = LN_enc(h_l)``; the default ``layers="last"`` is the
+    gives ``z = LN_enc(h_l)``; the default ``layers="last"`` is the
     ST-MEM baseline.
 
     Parameters
@@ -257,7 +258,7 @@ class LayerSelector(_LayerwiseTransformer):
 
 
 class PPA(_LayerwiseTransformer):
-    """Post-pretraining Pooling-based Aggregation (spec 3.3).
+    """Post-pretraining Pooling-based Aggregation (PPA), as defined by ECG-Soup.
 
     ``z = LN_enc((1 / L) * sum_{l=1..L} h_l)``: the uniform mean of the block
     outputs (layer 0, the token embedding, is excluded), then the backbone's

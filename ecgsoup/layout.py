@@ -8,7 +8,7 @@
 two trailing blocks, present when the embedder runs with ``include_norm=True``
 (its default), carry the backbone's final LayerNorm weight and bias, the same
 in every row.  They let ``LayerSelector``, ``PPA`` and ``PMA`` apply the
-*pretrained* final norm (spec 3.2-3.4) without being wired to the model, and
+*pretrained* final norm (``z = LN_enc(...)``) without being wired to the model, and
 they survive everything a plain array survives: CV slicing, caching, pickling,
 pandas output, files written by ``ecgsoup embed``.
 

@@ -1,4 +1,4 @@
-"""PMA: Post-pretraining Mixture-of-layers Aggregation (spec 3.4), as sklearn estimators.
+"""PMA: ECG-Soup's Post-pretraining Mixture-of-layers Aggregation, as sklearn estimators.
 
 A small gating network looks at ``h_0`` (the pooled token embedding) and
 returns, per record, softmax weights over the block outputs ``h_1..h_L``; the
@@ -18,16 +18,17 @@ Both read the layer-wise layout of :mod:`ecgsoup.layout`; the final LayerNorm
 travels in the input (``norm="carried"``), so nothing is wired by hand.  Torch
 is an implementation detail: inputs and outputs are numpy / pandas.
 
-Design choices (where the spec leaves room):
+Design choices (where the ECG-Soup definition leaves room):
 
-* **Gate width scales with dim.**  Spec 3.4 gives ``LayerNorm(768) ->
-  Linear(768, 256) -> GELU -> Dropout(0.1) -> Linear(256, 128) -> GELU ->
-  Dropout(0.1) -> Linear(128, L)`` for ViT-B.  Here the hidden widths are
+* **Gate width scales with dim.**  The ECG-Soup PMA definition gives
+  ``LayerNorm(768) -> Linear(768, 256) -> GELU -> Dropout(0.1) -> Linear(256,
+  128) -> GELU -> Dropout(0.1) -> Linear(128, L)`` for ViT-B.  Here the hidden widths are
   ``max(8, round(dim / 3))`` and ``max(4, round(dim / 6))``, which is exactly
   256 and 128 at dim 768 (64 and 32 for the tiny model).
-* **The gate is trained** together with the head (spec 4.3's recommendation;
-  the authors' code leaves it at its random initialisation during linear
-  probing).  ``train_gate=False`` reproduces that code path.
+* **The gate is trained** together with the head (as the paper's description
+  of a gate that selectively fuses the layers implies; the authors' code
+  leaves it at its random initialisation during linear probing).
+  ``train_gate=False`` reproduces that code path.
 * **Standardisation.**  The gate input ``h_0`` is standardised per feature
   with training statistics before the gate's own LayerNorm: pooled ``h_0`` is
   dominated by the position and lead embeddings, which are the same for every
@@ -36,9 +37,9 @@ Design choices (where the spec leaves room):
   initial gate on the training set) before the head; for the linear head this
   only reconditions the optimisation, and the MLP head starts with BatchNorm
   anyway.  ``PMA.transform`` returns the unstandardised ``z``.
-* **Training**: AdamW (spec 4.3: lr 1e-3, weight decay 0.05, batch 64),
-  optional early stopping on the loss of a held-out ``validation_fraction``
-  (the best epoch's weights are restored).  Binary targets use one logit and
+* **Training**: AdamW (ECG-Soup's linear-probing settings: lr 1e-3, weight
+  decay 0.05, batch 64), optional early stopping on the loss of a held-out
+  ``validation_fraction`` (the best epoch's weights are restored).  Binary targets use one logit and
   BCE, multi-label BCE per label, multiclass cross-entropy.
 """
 
@@ -81,7 +82,7 @@ MIN_VALIDATION_SAMPLES = 20
 
 # -- the torch network ----------------------------------------------------------------------
 def _gate_widths(dim: int) -> tuple[int, int]:
-    """Hidden widths of the gate: 256 and 128 at dim 768 (spec 3.4), scaled with dim."""
+    """Hidden widths of the gate: 256 and 128 at dim 768 (as in ECG-Soup), scaled with dim."""
     return max(8, round(dim / 3)), max(4, round(dim / 6))
 
 
@@ -438,7 +439,7 @@ _PARAMETERS_DOC = """
     ----------
     head : {"linear", "mlp"}, default="linear"
         ``"linear"``: one linear layer on the (standardised) fused vector.
-        ``"mlp"``: spec 3.5's head, BatchNorm -> Dropout(0.25) -> Linear(dim,
+        ``"mlp"``: the ECG-Soup classification head, BatchNorm -> Dropout(0.25) -> Linear(dim,
         hidden) -> ReLU -> BatchNorm -> Dropout(0.5) -> Linear(hidden, n_outputs).
     hidden : int, default=256
         Hidden width of the ``"mlp"`` head.
@@ -511,7 +512,7 @@ _ATTRIBUTES_DOC = """
 
 class PMAClassifier(ClassifierMixin, _PMABase):
     __doc__ = (
-        """Gate-weighted mixture of layers plus a head, trained end to end (spec 3.4).
+        """Gate-weighted mixture of layers plus a head, trained end to end (ECG-Soup's PMA).
 
     ``w = softmax(gate(h_0))``, ``z = LN_enc(sum_{l>=1} w_l h_l)``,
     ``y_hat = head(z)``.  Works on binary, multiclass (cross-entropy) and
@@ -594,7 +595,7 @@ class PMAClassifier(ClassifierMixin, _PMABase):
 
 class PMA(TransformerMixin, _PMABase):
     __doc__ = (
-        """Fused vector of a trained layer mixture: ``z = LN_enc(sum_{l>=1} w_l h_l)`` (spec 3.4).
+        """Fused vector of a trained layer mixture: ``z = LN_enc(sum_{l>=1} w_l h_l)`` (ECG-Soup's PMA).
 
     ``fit(X, y)`` trains the gate (with a head, as :class:`PMAClassifier` does)
     on classification targets; ``transform`` returns the fused vector, for any

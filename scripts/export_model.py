@@ -108,7 +108,7 @@ def main() -> None:
         sha256=shipped.metadata["sha256"], mask_ratio=settings["mask_ratio"],
         decoder=json.dumps(decoder) if decoder else "128 wide, 2 blocks, 4 heads x 32 (the tiny default)",
         objective_note=(" IPA: the decoder sees the token-wise mean over all 12 blocks of the "
-                        "LayerNorm-ed outputs (spec 3.6)." if objective == "ipa" else
+                        "LayerNorm-ed outputs." if objective == "ipa" else
                         " ST-MEM: the decoder sees the LayerNorm-ed last block."),
         n_train=metadata["n_train"] or 0, n_val=metadata["n_val"] or 0, betas=tuple(settings["betas"]),
         weight_decay=settings["weight_decay"], base_lr=settings["base_lr"],

@@ -1,4 +1,4 @@
-"""The ST-MEM Vision Transformer encoder (spec section 2.2).
+"""The ST-MEM Vision Transformer encoder, as used by ECG-Soup.
 
 Each lead is cut into non-overlapping patches; every patch becomes a token
 (patch embedding + fixed sin-cos position + lead embedding), each lead is
@@ -208,7 +208,7 @@ class STMEMEncoder(nn.Module):
 
     # -- initialisation ------------------------------------------------------------
     def init_weights(self, generator: torch.Generator | None = None) -> "STMEMEncoder":
-        """MAE-style initialisation (spec 2.2), drawn from ``generator``.
+        """MAE-style initialisation, drawn from ``generator``.
 
         Linear: Xavier-uniform weight, zero bias; LayerNorm: 1 and 0; SEP and
         lead embeddings: N(0, 0.02).  Uses a local generator so the global

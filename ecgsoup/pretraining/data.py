@@ -36,7 +36,7 @@ def _load_npz(path: Path, config: EncoderConfig) -> np.ndarray:
 def load_pretraining_arrays(sources, config: EncoderConfig) -> np.ndarray:
     """Concatenate every source into one float32 array ``(n, n_leads, T)`` at the model rate.
 
-    Records shorter than the model window are dropped (spec 2.4); longer
+    Records shorter than the model window are dropped, as in ECG-Soup; longer
     records of different lengths are cropped to the shortest among them.
     """
     if isinstance(sources, (str, Path)):

@@ -1,4 +1,4 @@
-"""The masked autoencoder around an ST-MEM encoder (spec sections 2.3 and 3.6).
+"""The masked autoencoder around an ST-MEM encoder (ST-MEM and ECG-Soup's IPA variant).
 
 ``MaskedAutoencoder`` masks patches independently per lead, runs the visible
 tokens (plus SEP tokens) through the encoder, reinserts a learnable mask token
@@ -67,7 +67,7 @@ class MAEOutput:
 def default_decoder_settings(width: int) -> dict:
     """Decoder size for an encoder width.
 
-    The spec's decoder (256 wide, 4 blocks, 4 heads x 64, MLP 1024) is used
+    The ST-MEM decoder (256 wide, 4 blocks, 4 heads x 64, MLP 1024) is used
     for every size except tiny (width <= 192), where it would cost more than
     the encoder; tiny gets 128 wide, 2 blocks, 4 heads x 32, MLP 512.
     """

@@ -55,7 +55,7 @@ LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "best_val_loss", 
 
 @dataclass
 class PretrainSettings:
-    """Settings of one pretraining run (spec 2.4 defaults where they fit a CPU).
+    """Settings of one pretraining run (ECG-Soup's pretraining defaults where they fit a CPU).
 
     Attributes
     ----------
@@ -137,7 +137,7 @@ def _epoch_batches(n_records: int, batch_size: int, seed: int, epoch: int):
 
 
 def _crop(data: np.ndarray, rows: np.ndarray, length: int, seed: int, step: int) -> torch.Tensor:
-    """One random ``length`` crop per record (spec 2.4), z-scored per lead."""
+    """One random ``length`` crop per record, z-scored per lead."""
     total = data.shape[-1]
     offsets = np.random.default_rng([seed, step, 1]).integers(0, total - length + 1, size=len(rows))
     batch = np.stack([data[r, :, o : o + length] for r, o in zip(rows, offsets)])
@@ -145,7 +145,7 @@ def _crop(data: np.ndarray, rows: np.ndarray, length: int, seed: int, step: int)
 
 
 def _val_windows(data: np.ndarray, length: int) -> np.ndarray:
-    """Windows of ``length`` with stride ``length // 2`` (spec 2.4), as ``(n, C, length)``."""
+    """Windows of ``length`` with stride ``length // 2``, as ``(n, C, length)``."""
     starts = range(0, data.shape[-1] - length + 1, max(1, length // 2))
     return np.concatenate([data[:, :, s : s + length] for s in starts])
 
