@@ -59,6 +59,8 @@ Reproduce (same data layout, about {hours:.1f} h on 2 cores):
   copy of itself on LUDB linear probes (see `docs/results/quality.md`) but are far from a
   production foundation model. In that benchmark a 14-feature handcrafted neurokit2
   baseline (heart rate, HRV, P-wave presence, intervals) beats it on every task.
+- PTB-XL benchmark of the bundled model and of the ST-MEM comparison backbone:
+  `benchmarks/results/ptbxl.md` and `benchmarks/results/ptbxl-st-mem.md` (`benchmarks/ptbxl.py`).
 - Training data are PTB-XL (German hospital ECGs, 1989-1996); other populations, devices and
   paediatric ECGs are out of distribution.
 - Not a medical device; for research on representations only.

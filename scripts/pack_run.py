@@ -1,0 +1,80 @@
+"""Pack a pretraining run into the repository compactly, or unpack it to resume.
+
+A run folder written by ``ecgsoup pretrain`` holds ``checkpoint.pt`` (model and AdamW
+state in float32, about 70 MB for the tiny model), ``best/`` and ``epoch-NNN/`` encoders,
+``log.csv`` and ``settings.json``.  What must survive a session, in about 45 MB:
+
+* ``checkpoint.pt`` with the model in float32 (resuming continues from exactly these
+  weights) and the optimiser moments in bfloat16 (``compact_checkpoint``; they only
+  steer the next steps, and three significant digits do that);
+* every kept encoder (``best``, ``epoch-NNN``) as float16 safetensors (what is probed);
+* ``log.csv``, ``settings.json``, and the command line in ``COMMAND``.
+
+Usage::
+
+    python scripts/pack_run.py pack runs/tiny-ipa-400 benchmarks/runs/tiny-ipa-400 --command "ecgsoup pretrain ..."
+    python scripts/pack_run.py unpack benchmarks/runs/tiny-ipa-400 runs/tiny-ipa-400
+    ecgsoup pretrain ... --out runs/tiny-ipa-400 --resume     # the same command, plus --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from ecgsoup.models import load_model, save_model
+from ecgsoup.pretraining import compact_checkpoint
+
+
+def pack(run: Path, dest: Path, command: str | None) -> None:
+    if not (run / "checkpoint.pt").exists():
+        sys.exit(f"{run} has no checkpoint.pt; is it a run folder of `ecgsoup pretrain`?")
+    dest.mkdir(parents=True, exist_ok=True)
+    compact_checkpoint(run / "checkpoint.pt", dest / "checkpoint.pt")
+    for name in ("log.csv", "settings.json"):
+        if (run / name).exists():
+            shutil.copy2(run / name, dest / name)
+    for model_dir in sorted(p for p in run.iterdir() if p.is_dir() and (p / "config.json").exists()):
+        encoder = load_model(model_dir)
+        meta = {k: v for k, v in encoder.metadata.items() if k not in ("sha256", "path")}
+        save_model(encoder, dest / model_dir.name, dtype="float16", metadata=meta)
+    if command:
+        (dest / "COMMAND").write_text(command.strip() + "\n")
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) / 2**20
+    print(f"packed {run} -> {dest} ({size:.1f} MB)")
+
+
+def unpack(packed: Path, run: Path) -> None:
+    if (run / "checkpoint.pt").exists():
+        sys.exit(f"{run} already holds a checkpoint.pt; unpack into an empty folder.")
+    run.mkdir(parents=True, exist_ok=True)
+    for item in packed.iterdir():
+        target = run / item.name
+        if item.is_dir():
+            shutil.copytree(item, target)
+        else:
+            shutil.copy2(item, target)
+    print(f"unpacked {packed} -> {run}; resume with the command in {run / 'COMMAND'} plus --resume")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("run", type=Path)
+    p.add_argument("dest", type=Path)
+    p.add_argument("--command", default=None, help="the `ecgsoup pretrain` command of the run")
+    u = sub.add_parser("unpack")
+    u.add_argument("packed", type=Path)
+    u.add_argument("run", type=Path)
+    args = parser.parse_args()
+    if args.action == "pack":
+        pack(args.run, args.dest, args.command)
+    else:
+        unpack(args.packed, args.run)
+
+
+if __name__ == "__main__":
+    main()
