@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, RESULTS_DIR, quiet_status, shared_data_path, write_results  # noqa: E402
 
-from ecgsoup.benchmark import ptbxl, write_ptbxl_results  # noqa: E402
+from ecgsoup.benchmark import plot_ptbxl_task, ptbxl  # noqa: E402
 from ecgsoup.models import load_model  # noqa: E402
 
 DOCS_RESULTS = REPO_ROOT / "docs" / "results"
@@ -127,9 +127,8 @@ def main() -> None:
                        max_records=args.max_records, out=Path(args.cache) / name, random_state=0)  # fmt: skip
         result.model = model
         print(result.summary())
-        write_ptbxl_results(result, DOCS_RESULTS, name=name)
-        for extra in (".json", ".md", ".csv"):  # the docs folder keeps the figures only
-            (DOCS_RESULTS / f"{name}{extra}").unlink(missing_ok=True)
+        for task in dict.fromkeys(result.table["task"]):  # the docs folder gets the figures only
+            plot_ptbxl_task(result, task, DOCS_RESULTS / f"{name}_{task}.png")
         payload = {"model": model, "label": label, "scored_fold": result.scored_fold, "selection": result.selection,
                    "timings_s": result.timings, "published_reference": PUBLISHED, "quiet": quiet_status(),
                    "tasks": json.loads(result.tasks.to_json(orient="records")),

@@ -412,18 +412,20 @@ def _features(data, rows, cache: Path | None, n_jobs):
 
 
 def _hybrid(F: np.ndarray, Z: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Clinical features beside an embedding, each block standardised and weighted 1/sqrt(width).
+    """Clinical features beside an embedding, balanced as :func:`ecgsoup.hybrid.hybrid_features` does.
 
-    Statistics come from the training rows only.  The weighting gives each
-    block the same total variance, so 14 features are not drowned by 192
-    embedding dimensions.
+    Each block is imputed, standardised and scaled to a total variance of 1 by
+    :class:`~ecgsoup.hybrid.BlockScaler` (statistics from the training rows
+    only), so 14 features are not drowned by 192 embedding dimensions.  The
+    blocks are precomputed here, so the union is applied to the matrices.
     """
+    from ecgsoup.hybrid import BlockScaler
+
     blocks = []
     for block in (F, Z):
-        imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(block[train])
-        filled = imputer.transform(block)
-        scaler = StandardScaler().fit(filled[train])
-        blocks.append(scaler.transform(filled) / np.sqrt(block.shape[1]))
+        balance = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                                BlockScaler())  # fmt: skip
+        blocks.append(balance.fit(block[train]).transform(block))
     return np.hstack(blocks)
 
 
@@ -440,6 +442,7 @@ def ptbxl(
     out=None,
     scp_statements=None,
     features=True,
+    random_baseline=True,
     random_state=0,
     batch_size=32,
     precision="float32",
@@ -473,6 +476,9 @@ def ptbxl(
         and the embedding cache.
     features : bool, default=True
         Add the clinical-features and hybrid rows.
+    random_baseline : bool, default=True
+        Add the row of the same architecture with random weights (one more
+        embedding pass).
     random_state : int, default=0
     batch_size, precision, device
         Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
@@ -528,14 +534,16 @@ def ptbxl(
     encoder = load_model(model)
     X_emb, embedder = _embed(data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision,
                              device=device, verbose=verbose)  # fmt: skip
-    random_encoder = random_model(load_config(encoder), seed=random_state)
-    X_rand, _ = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision,
-                       device=device, verbose=verbose)  # fmt: skip
+    X_rand = None
+    if random_baseline:
+        random_encoder = random_model(load_config(encoder), seed=random_state)
+        X_rand, _ = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size,
+                           precision=precision, device=device, verbose=verbose)  # fmt: skip
     timings["embedding_s"] = time.perf_counter() - start
     n_layers = embedder.n_layers_
     position = np.full(len(data), -1)
     position[labelled] = np.arange(len(labelled))
-    say(f"embedded {len(labelled)} records x 2 models in {timings['embedding_s']:.0f} s")
+    say(f"embedded {len(labelled)} records x {1 + random_baseline} models in {timings['embedding_s']:.0f} s")
 
     start = time.perf_counter()
     F = None
@@ -550,7 +558,8 @@ def ptbxl(
     layers = {f"layer {i}": layer(X_emb, i) for i in range(n_layers)}
     # The random twin's layer is chosen on validation among every fourth layer (0, 4, 8, 12 for
     # a 12-block model): its curve is flat and far below, and this keeps the run to minutes.
-    random_layers = {f"layer {i}": layer(X_rand, i) for i in sorted({*range(0, n_layers, 4), n_layers - 1})}
+    random_layers = (None if X_rand is None else
+                     {f"layer {i}": layer(X_rand, i) for i in sorted({*range(0, n_layers, 4), n_layers - 1})})  # fmt: skip
     ppa = PPA(n_layers=n_layers).fit_transform(X_emb)
 
     task_rows, score_store, task_info, tasks_built = [], {}, [], {}
@@ -675,14 +684,15 @@ def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, n
         best_fusion = max(("PPA", "PMA (trained gate)"), key=lambda n: cells[n][2])
         S, choice, value, _ = cells[best_fusion]
         cells["best fusion (chosen on validation)"] = (S, ", ".join(filter(None, [best_fusion, choice])), value, "chosen")
-        if random_choice is None:  # choose the random model's layer with this probe
-            random_values = {name: probe.run(Z) for name, Z in random_layers.items()}
-            random_choice = max(random_values, key=lambda n: random_values[n][2])
-            S, choice, value = random_values[random_choice]
-        else:  # reuse the layer the logistic probe chose for the random model
-            S, choice, value = probe.run(random_layers[random_choice])
-        cells["random weights (layer chosen on validation)"] = (
-            S, ", ".join(filter(None, [random_choice, choice])), value, "baseline")
+        if random_layers is not None:
+            if random_choice is None:  # choose the random model's layer with this probe
+                random_values = {name: probe.run(Z) for name, Z in random_layers.items()}
+                random_choice = max(random_values, key=lambda n: random_values[n][2])
+                S, choice, value = random_values[random_choice]
+            else:  # reuse the layer the logistic probe chose for the random model
+                S, choice, value = probe.run(random_layers[random_choice])
+            cells["random weights (layer chosen on validation)"] = (
+                S, ", ".join(filter(None, [random_choice, choice])), value, "baseline")
         if F is not None:
             cells["clinical features"] = (*probe.run(F), "baseline")
             hybrid = _hybrid(F, layers[best_layer], pos[task.train])
