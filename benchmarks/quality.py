@@ -5,8 +5,9 @@ regression on
 
 (a) the bundled pretrained default model (last layer, best single layer, PPA),
 (b) the same architecture with random weights (same rows),
-(c) a handcrafted neurokit2 baseline (rhythm, HRV, intervals; see
-    ``benchmarks/handcrafted.py``; NaNs imputed with the training median),
+(c) a handcrafted baseline: the clinical measurements of
+    :class:`ecgsoup.ECGFeatures` (neurokit2 rhythm, HRV, intervals, axis,
+    quality; NaNs imputed with the training median),
 
 for the three LUDB tasks of :mod:`ecgsoup.tasks`, with repeated stratified
 5-fold cross-validation.  "Best single layer" is chosen on the same folds it
@@ -33,10 +34,10 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_path, timed, write_results  # noqa: E402
-from handcrafted import FEATURES, handcrafted_features  # noqa: E402
-
-from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample  # noqa: E402
+from ecgsoup import ECGFeatures, ECGPreprocessor, LayerwiseEmbedder, load_sample  # noqa: E402
 from ecgsoup.evaluate import layer_probe, macro_auc_scorer  # noqa: E402
+from ecgsoup.fusion import PPA  # noqa: E402
+from ecgsoup.hybrid import balanced_columns  # noqa: E402
 from ecgsoup.tasks import LUDB_TASKS, ludb_targets  # noqa: E402
 
 
@@ -46,15 +47,20 @@ def embed(sample, model: str) -> tuple[np.ndarray, LayerwiseEmbedder]:
     return embedder.fit_transform(pre.fit_transform(sample.X)), embedder
 
 
-def handcrafted(sample) -> tuple[np.ndarray, str]:
-    """Features from the 500 Hz originals when the shared data is there (their best input)."""
+def handcrafted(sample, n_jobs: int = 1) -> tuple[np.ndarray, str, list[str]]:
+    """Clinical features from the 500 Hz originals when the shared data is there (their best input).
+
+    LUDB's amplitudes are range-normalised by its publisher, so ``units="normalized"``: no
+    amplitude columns.  Returns the features, where they came from and their names.
+    """
     try:
         data = np.load(shared_data_path() / "ludb" / "ludb_12lead_500hz.npz")
-        x, fs, names, source = data["x"] / 1000.0, 500.0, [str(n) for n in data["lead_names"]], "LUDB 500 Hz"
+        x, fs, names, source = data["x"], float(data["fs"]), [str(n) for n in data["lead_names"]], "LUDB 500 Hz"
         assert list(data["record_id"]) == list(sample.record_ids)
     except SystemExit:
         x, fs, names, source = sample.X, sample.sampling_rate, sample.lead_names, "bundled 100 Hz sample"
-    return handcrafted_features(x, fs, names), source
+    features = ECGFeatures(sampling_rate=fs, lead_names=names, units="normalized", n_jobs=n_jobs)
+    return features.fit_transform(x), source, list(features.get_feature_names_out())
 
 
 def backbone_rows(result: pd.DataFrame) -> dict:
@@ -80,11 +86,12 @@ def main() -> None:
     targets = ludb_targets(sample.metadata)
     seconds_pre, (X_pre, emb_pre) = timed(embed, sample, args.model)
     X_rand, emb_rand = embed(sample, "random:" + emb_pre.config_.name)
-    seconds_hc, (X_hc, hc_source) = timed(handcrafted, sample)
+    seconds_hc, (X_hc, hc_source, hc_names) = timed(handcrafted, sample)
     meta = emb_pre.model_.metadata
     print(f"pretrained: {emb_pre.config_.name} objective={meta.get('objective')} ({seconds_pre:.1f} s to embed)")
-    print(f"handcrafted: {len(FEATURES)} features from {hc_source} ({seconds_hc:.1f} s)")
+    print(f"handcrafted: {len(hc_names)} ECGFeatures columns from {hc_source} ({seconds_hc:.1f} s)")
 
+    X_ppa = PPA(n_layers=emb_pre.n_layers_).fit_transform(X_pre)
     hc_probe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000))
     rows, raw = [], {}
     for task, y in targets.items():
@@ -94,11 +101,17 @@ def main() -> None:
             pre = layer_probe(X_pre, y, cv=folds, fusions=("ppa",), random_state=args.seed)
             rand = layer_probe(X_rand, y, cv=folds, fusions=("ppa",), random_state=args.seed)
             hc = cross_val_score(hc_probe, X_hc, y, cv=folds, scoring=macro_auc_scorer)
-        raw[task] = {"pretrained": pre.to_dict(), "random": rand.to_dict(), "handcrafted": list(hc)}
+            hybrid = cross_val_score(make_pipeline(balanced_columns([X_hc.shape[1], X_ppa.shape[1]]),
+                                                   LogisticRegression(max_iter=2000)),
+                                     np.hstack([X_hc, X_ppa]), y, cv=folds, scoring=macro_auc_scorer)  # fmt: skip
+        raw[task] = {"pretrained": pre.to_dict(), "random": rand.to_dict(), "handcrafted": list(hc),
+                     "hybrid": list(hybrid)}  # fmt: skip
         for name, result in (("pretrained", pre), ("random init", rand)):
             for rep, (mean, std, note) in backbone_rows(result).items():
                 rows.append({"task": task, "features": f"{name}: {rep}", "mean": mean, "std": std, "note": note})
-        rows.append({"task": task, "features": "handcrafted (neurokit2)", "mean": hc.mean(), "std": hc.std(), "note": ""})
+        rows.append({"task": task, "features": "handcrafted (ECGFeatures, neurokit2)", "mean": hc.mean(), "std": hc.std(), "note": ""})
+        rows.append({"task": task, "features": "hybrid: ECGFeatures + pretrained PPA (blocks balanced)",
+                     "mean": hybrid.mean(), "std": hybrid.std(), "note": ""})  # fmt: skip
         print(f"{task}: pretrained PPA {pre.loc['ppa', 'mean']:.3f}, random PPA {rand.loc['ppa', 'mean']:.3f}, "
               f"handcrafted {hc.mean():.3f}")  # fmt: skip
 
@@ -114,10 +127,11 @@ def main() -> None:
         f"Macro ROC-AUC, mean ± std over {5 * args.repeats} folds (5-fold stratified CV x {args.repeats} "
         "repeats, same folds for every row). Probe: standardised logistic regression. "
         f"Pretrained model: `{emb_pre.config_.name}` ({meta.get('objective')}, sha256 "
-        f"{emb_pre.fingerprint_[:12]}). Handcrafted: {len(FEATURES)} neurokit2 features from {hc_source}. "
+        f"{emb_pre.fingerprint_[:12]}). Handcrafted: the {len(hc_names)} `ECGFeatures` columns from {hc_source}. "
         "'Best single layer' is picked on the scored folds (optimistic).\n\n" + md + "\n"
     )
-    write_results(args.results_name, {"table": rows, "raw": raw, "handcrafted_source": hc_source}, markdown)
+    write_results(args.results_name, {"table": rows, "raw": raw, "handcrafted_source": hc_source,
+                                      "handcrafted_features": hc_names}, markdown)  # fmt: skip
     print(markdown)
 
 

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 # Imported after __version__: the embedding cache keys read it.
 from ecgsoup.embedding import LayerwiseEmbedder  # noqa: E402
+from ecgsoup.features import ECGFeatures  # noqa: E402
 from ecgsoup.fusion import PPA, LayerSelector  # noqa: E402
 from ecgsoup.io import load_sample  # noqa: E402
 from ecgsoup.models import load_model, random_model  # noqa: E402
@@ -17,6 +18,7 @@ from ecgsoup.preprocessing import ECGPreprocessor  # noqa: E402
 from ecgsoup.store import embed_to_store, open_store  # noqa: E402
 
 __all__ = [
+    "ECGFeatures",
     "ECGPreprocessor",
     "LayerSelector",
     "LayerwiseEmbedder",

@@ -414,19 +414,14 @@ def _features(data, rows, cache: Path | None, n_jobs):
 def _hybrid(F: np.ndarray, Z: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Clinical features beside an embedding, balanced as :func:`ecgsoup.hybrid.hybrid_features` does.
 
-    Each block is imputed, standardised and scaled to a total variance of 1 by
-    :class:`~ecgsoup.hybrid.BlockScaler` (statistics from the training rows
-    only), so 14 features are not drowned by 192 embedding dimensions.  The
-    blocks are precomputed here, so the union is applied to the matrices.
+    Each block is imputed, standardised and scaled to a total variance of 1
+    (:func:`ecgsoup.hybrid.balanced_columns`, statistics from the training rows
+    only), so 14 features are not drowned by 192 embedding dimensions.
     """
-    from ecgsoup.hybrid import BlockScaler
+    from ecgsoup.hybrid import balanced_columns
 
-    blocks = []
-    for block in (F, Z):
-        balance = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
-                                BlockScaler())  # fmt: skip
-        blocks.append(balance.fit(block[train]).transform(block))
-    return np.hstack(blocks)
+    stacked = np.hstack([F, Z])
+    return balanced_columns([F.shape[1], Z.shape[1]]).fit(stacked[train]).transform(stacked)
 
 
 def ptbxl(

@@ -289,14 +289,15 @@ def layer_probe(
     return result
 
 
-def plot_layer_probe(result, ax=None, path=None, *, title=None):
-    """Score per layer with error bars, fusion methods as horizontal lines.
+def plot_layer_probe(result, ax=None, path=None, *, title=None, ylabel="macro ROC AUC (mean ± std over folds)",
+                     ylim=None, baselines=()):
+    """Score per layer with error bars; fusions and baselines as labelled horizontal lines.
 
     Parameters
     ----------
     result : pandas.DataFrame
         Output of :func:`layer_probe` (rows ``layer_XX`` and fusion names,
-        columns ``mean`` and ``std``).
+        columns ``mean`` and ``std``), optionally with extra rows (baselines).
     ax : matplotlib.axes.Axes, default=None
         Axes to draw on; ``None`` creates a new figure (without pyplot, so it
         works under any backend, including Agg on a headless machine).
@@ -304,6 +305,12 @@ def plot_layer_probe(result, ax=None, path=None, *, title=None):
         If given, the figure is saved there (format from the extension).
     title : str, default=None
         Axes title.
+    ylabel : str
+        Name the metric and the protocol, e.g. ``"ROC AUC, 5-fold CV"``.
+    ylim : (float, float), default=None
+        Y range; give the same one to every task's figure so they compare.
+    baselines : sequence of str, default=()
+        Rows drawn as dotted lines without a band (baselines rather than fusions).
 
     Returns
     -------
@@ -318,7 +325,7 @@ def plot_layer_probe(result, ax=None, path=None, *, title=None):
     if ax is None:
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(7, 4), layout="constrained")
+        figure = Figure(figsize=(7.5, 4.2), layout="constrained")
         ax = figure.subplots()
     else:
         figure = ax.figure
@@ -330,20 +337,27 @@ def plot_layer_probe(result, ax=None, path=None, *, title=None):
         marker="o",
         capsize=3,
         color="black",
-        label="single layer",
+        label="single layer (± std over folds)",
     )
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:gray", "tab:cyan"]
     for i, name in enumerate(n for n in names if n not in layer_rows):
         mean, std = result.loc[name, "mean"], result.loc[name, "std"]
         colour = colours[i % len(colours)]
-        ax.axhline(mean, color=colour, linestyle="--", label=f"{name.upper()} {mean:.3f}")
-        ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12)
+        label = name.upper() if name in ("ppa", "pma") else name
+        if name in baselines:
+            ax.axhline(mean, color=colour, linestyle=":", linewidth=2, label=f"{label} {mean:.3f}")
+        else:
+            ax.axhline(mean, color=colour, linestyle="--", label=f"{label} {mean:.3f} (band: ± std)")
+            ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12)
+    ax.axhline(0.5, color="tab:red", linewidth=1, alpha=0.7, label="chance (0.5)")
     ax.set_xticks(layers)
-    ax.set_xlabel("layer (0 = token embedding)")
-    ax.set_ylabel("score (mean ± std over folds)")
+    ax.set_xlabel("layer (0 = token embedding, not a learned representation)")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     if title:
         ax.set_title(title)
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="lower right", fontsize="x-small")
     if path is not None:
-        figure.savefig(path)
+        figure.savefig(path, dpi=110)
     return figure
