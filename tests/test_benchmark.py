@@ -137,3 +137,20 @@ def test_code_missing_from_statements_and_unlabelled_folds(ptbxl_download, tmp_p
     table.to_csv(ptbxl_download / "ptbxl_database.csv", index=False)
     with pytest.raises(ValueError, match="Neither fold 9 nor fold 10 has labelled records: there is nothing to score"):
         ptbxl(ptbxl_download, tasks=("super",), probes=("logistic",), features=False, verbose=False)
+
+
+@pytest.mark.slow
+def test_subset_run_on_a_few_hundred_records(subset, tmp_path, capsys):
+    """The z-scored subset through the command line: fold 9 scored, said, and every file written."""
+    status = main(["benchmark", "ptbxl", str(subset), "--max-records", "300", "--tasks", "super", "rhythm",
+                   "--probes", "logistic", "--bootstrap", "200", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "Scored fold: 9" in out and "fold 10 has no labels, so fold 9 is scored" in out
+    assert "| super (5) |" in out and "clinical features + best layer" in out
+    payload = json.loads((tmp_path / "out" / "ptbxl.json").read_text())
+    assert payload["scored_fold"] == 9 and {t["task"] for t in payload["tasks"]} == {"super", "rhythm"}
+    table = pd.read_csv(tmp_path / "out" / "ptbxl.csv")
+    assert table["auc"].between(0, 1).all() and (table["ci_low"] <= table["ci_high"]).all()
+    assert set(table["n_scored"]) <= {int(n) for n in table["n_scored"]} and (table["n_scored"] > 0).all()
+    assert (tmp_path / "out" / "ptbxl_super.png").stat().st_size > 20_000
