@@ -152,5 +152,5 @@ def test_subset_run_on_a_few_hundred_records(subset, tmp_path, capsys):
     assert payload["scored_fold"] == 9 and {t["task"] for t in payload["tasks"]} == {"super", "rhythm"}
     table = pd.read_csv(tmp_path / "out" / "ptbxl.csv")
     assert table["auc"].between(0, 1).all() and (table["ci_low"] <= table["ci_high"]).all()
-    assert set(table["n_scored"]) <= {int(n) for n in table["n_scored"]} and (table["n_scored"] > 0).all()
+    assert ((table["n_train"] > 5 * table["n_scored"]) & (table["n_scored"] > 10)).all()  # folds 1-8 vs fold 9
     assert (tmp_path / "out" / "ptbxl_super.png").stat().st_size > 20_000
