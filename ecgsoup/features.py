@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
-from ecgsoup.signal import resample
+from ecgsoup.signal import as_time_major, resample
 
 __all__ = ["ECGFeatures", "FEATURE_NAMES", "RHYTHM_LEAD_ORDER"]
 
@@ -245,28 +245,6 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"Duplicate lead names in lead_names: {names}.")
         return canon
 
-    def _as_3d(self, X, n_leads) -> np.ndarray:
-        if X.ndim == 3:
-            if X.shape[2] != n_leads:
-                hint = (
-                    " X looks lead-major (n, leads, time); pass X.transpose(0, 2, 1)."
-                    if X.shape[1] == n_leads
-                    else ""
-                )
-                raise ValueError(
-                    f"X has {X.shape[2]} leads on its last axis but lead_names lists {n_leads}."
-                    f"{hint} Input is time-major: (n_records, n_samples, n_leads)."
-                )
-            return X
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n, time*leads) or 3-D (n, time, leads); got {X.ndim}-D.")
-        if X.shape[1] % n_leads:
-            raise ValueError(
-                f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
-                f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
-            )
-        return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)
-
     def _validate(self, X, reset: bool) -> np.ndarray:
         if not reset and getattr(X, "ndim", None) == 3 and X.shape[1] != self.n_samples_in_:
             raise ValueError(
@@ -276,7 +254,7 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False
         )
-        return self._as_3d(X, len(self.lead_names_ if not reset else self._data_leads()))
+        return as_time_major(X, len(self.lead_names_ if not reset else self._data_leads()))
 
     # --- sklearn API ---------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
 from ecgsoup.models import EncoderConfig, STMEMEncoder, load_config
 from ecgsoup.signal import bandpass as _bandpass
-from ecgsoup.signal import lead_indices, resample, resampled_length
+from ecgsoup.signal import as_time_major, lead_indices, resample, resampled_length
 
 __all__ = ["ECGPreprocessor"]
 
@@ -194,27 +194,9 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
 
     def _as_3d(self, X, n_leads) -> np.ndarray:
         """Time-major ``(n, time, leads)`` view of 2-D flat or 3-D input."""
-        if X.ndim == 3:
-            if X.shape[2] != n_leads:
-                hint = (
-                    " X looks lead-major (n, leads, time); pass X.transpose(0, 2, 1)."
-                    if X.shape[1] == n_leads
-                    else ""
-                )
-                raise ValueError(
-                    f"X has {X.shape[2]} leads on its last axis but lead_names lists {n_leads}."
-                    f"{hint} Input is time-major: (n_records, n_samples, n_leads)."
-                )
-            return X
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n, time*leads) or 3-D (n, time, leads); got {X.ndim}-D.")
-        self._refuse_one_recording(X.shape, n_leads)
-        if X.shape[1] % n_leads:
-            raise ValueError(
-                f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
-                f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
-            )
-        return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)
+        if X.ndim == 2:
+            self._refuse_one_recording(X.shape, n_leads)
+        return as_time_major(X, n_leads)
 
     def _refuse_one_recording(self, shape, n_leads) -> None:
         """Refuse one ``(time, leads)`` recording, which flat input would read as one-sample records.

@@ -15,7 +15,7 @@ from scipy import signal as sps
 
 from ecgsoup.leads import canonical_lead_name
 
-__all__ = ["lead_indices", "resample", "bandpass", "zscore", "check_finite"]
+__all__ = ["lead_indices", "resample", "bandpass", "zscore", "check_finite", "as_time_major"]
 
 ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
 
@@ -114,3 +114,31 @@ def check_finite(x: np.ndarray, what: str = "signal") -> None:
             f"The {what} contains {int(bad.sum())} NaN or infinite values{place}. "
             "Interpolate or drop those records before embedding; ecgsoup does not fill gaps silently."
         )
+
+
+def as_time_major(X: np.ndarray, n_leads: int) -> np.ndarray:
+    """Time-major ``(n, time, leads)`` view of 2-D flat or 3-D input, or a ValueError saying how to fix it.
+
+    Flat input is ``(n_records, n_samples * n_leads)``, time-major (the layout of
+    ``X.reshape(n, -1)`` for ``X`` of shape ``(n, time, leads)``).
+    """
+    if X.ndim == 3:
+        if X.shape[2] != n_leads:
+            hint = (
+                " X looks lead-major (n, leads, time); pass X.transpose(0, 2, 1)."
+                if X.shape[1] == n_leads
+                else ""
+            )
+            raise ValueError(
+                f"X has {X.shape[2]} leads on its last axis but lead_names lists {n_leads}."
+                f"{hint} Input is time-major: (n_records, n_samples, n_leads)."
+            )
+        return X
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, time*leads) or 3-D (n, time, leads); got {X.ndim}-D.")
+    if X.shape[1] % n_leads:
+        raise ValueError(
+            f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
+            f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
+        )
+    return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)

@@ -351,37 +351,21 @@ def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, secon
     train_loss = state["epoch_loss_sum"] / max(state["epoch_count"], 1)
     val_loss = _validation_loss(model, val_windows, settings)
     state.update(epoch_loss_sum=0.0, epoch_count=0, last_train_loss=train_loss)
+    facts = {
+        "pretrained": True,
+        "objective": settings.objective,
+        "epoch": epoch + 1,
+        "step": state["step"],
+        "train_loss": round(train_loss, 5),
+        "val_loss": round(val_loss, 5),
+        "settings": _comparable(settings),
+        **(metadata or {}),
+    }
     if val_loss < state["best_val_loss"]:
         state["best_val_loss"] = val_loss
-        save_model(
-            model.encoder,
-            out / "best",
-            metadata={
-                "pretrained": True,
-                "objective": settings.objective,
-                "epoch": epoch + 1,
-                "step": state["step"],
-                "train_loss": round(train_loss, 5),
-                "val_loss": round(val_loss, 5),
-                "settings": _comparable(settings),
-                **(metadata or {}),
-            },
-        )
+        save_model(model.encoder, out / "best", metadata=facts)
     if epoch + 1 in tuple(settings.keep_epochs):
-        save_model(
-            model.encoder,
-            out / f"epoch-{epoch + 1:03d}",
-            metadata={
-                "pretrained": True,
-                "objective": settings.objective,
-                "epoch": epoch + 1,
-                "step": state["step"],
-                "train_loss": round(train_loss, 5),
-                "val_loss": round(val_loss, 5),
-                "settings": _comparable(settings),
-                **(metadata or {}),
-            },
-        )
+        save_model(model.encoder, out / f"epoch-{epoch + 1:03d}", metadata=facts)
     row = {
         "epoch": epoch + 1,
         "step": state["step"],
