@@ -114,7 +114,10 @@ def test_overwrite_replaces_an_ecgsoup_store_but_not_one_holding_other_files(lud
 
 _HOLDER = textwrap.dedent(
     """
-    import pathlib, sys, time
+    import pathlib, signal, sys, time
+    # A process started in the background by a shell inherits SIGINT as "ignored", and Python then
+    # never turns Ctrl-C into KeyboardInterrupt; a user's terminal does not, so restore the default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import ecgsoup.store as store
 
     go = pathlib.Path(sys.argv[1])
