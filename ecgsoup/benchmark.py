@@ -393,12 +393,18 @@ def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose):
 def _features(data, rows, cache: Path | None, n_jobs):
     from ecgsoup.features import ECGFeatures
 
+    import hashlib
+
+    from ecgsoup import __version__
+
     units = "mV" if data.units == "mV" else "normalized"
     key = None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        digest = abs(hash((data.source, tuple(data.ecg_id[rows].tolist())))) % 10**12
-        key = cache / f"features-{len(rows)}-{digest}.npz"
+        # Keyed on the samples themselves and the settings (Python's hash() changes per process).
+        digest = hashlib.sha256(np.ascontiguousarray(data.X[rows]).tobytes())
+        digest.update(repr((__version__, data.sampling_rate, data.lead_names, units)).encode())
+        key = cache / f"features-{len(rows)}-{digest.hexdigest()[:16]}.npz"
         if key.exists():
             with np.load(key, allow_pickle=False) as saved:
                 if np.array_equal(saved["ecg_id"], data.ecg_id[rows]):
