@@ -21,37 +21,85 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # How busy the machine was when the benchmark started (recorded beside the end value).
 LOAD_AT_START = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-# A 1-minute load above this on the machine (beyond the benchmark itself) marks timings "noisy".
-BUSY_LOAD = 0.5
+# Other processes using more than this fraction of all CPUs, on average over
+# the run, make a timing benchmark "noisy": it then refuses to write results.
+BUSY_SHARE = 0.10
+ALLOW_NOISY_ENV = "ECGSOUP_BENCH_ALLOW_NOISY"
+
+
+def _process_ticks() -> float:
+    """CPU ticks of this process, its waited-for children, and its live descendants.
+
+    Worker processes (joblib/loky, Dask, the benchmarks' subprocesses) are the
+    benchmark's own work, not another job's.
+    """
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        # fields[1] is the parent pid; [11:15] utime, stime, cutime, cstime.
+        table[int(entry)] = (int(fields[1]), [float(v) for v in fields[11:15]])
+    me = os.getpid()
+    total = sum(table[me][1]) if me in table else 0.0
+    for pid, (parent, ticks) in table.items():
+        seen = set()
+        while parent not in (0, 1, me) and parent in table and parent not in seen:
+            seen.add(parent)
+            parent = table[parent][0]
+        if pid != me and parent == me:
+            total += ticks[0] + ticks[1]  # a live descendant (its own dead children: in its cutime)
+    return total
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(busy ticks of all CPUs, all ticks, ticks of this benchmark's processes)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [float(v) for v in handle.readline().split()[1:]]
+        own = _process_ticks()
+    except OSError:
+        return None
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
+    return busy, sum(fields), own
+
+
+_START_SNAPSHOT = _cpu_snapshot()
+
+
+def _other_share(before, after) -> float | None:
+    if before is None or after is None:
+        return None
+    # /proc/stat counts in USER_HZ (100 per second on Linux), like the per-process times.
+    return max(0.0, ((after[0] - before[0]) - (after[2] - before[2])) / max(after[1] - before[1], 1e-9))
 
 
 def other_cpu_share(seconds: float = 1.0) -> float | None:
-    """Fraction of all CPUs used by *other* processes over ``seconds`` (Linux /proc), or None."""
-    def snapshot():
-        with open("/proc/stat") as handle:
-            fields = [float(v) for v in handle.readline().split()[1:]]
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
-        with open(f"/proc/{os.getpid()}/stat") as handle:
-            own = handle.read().rsplit(")", 1)[1].split()
-        return busy, sum(fields), float(own[11]) + float(own[12])
-
-    try:
-        b0, t0, o0 = snapshot()
-        time.sleep(seconds)
-        b1, t1, o1 = snapshot()
-    except OSError:
-        return None
-    # /proc/stat counts in USER_HZ (100 per second on Linux), like the per-process times.
-    return max(0.0, ((b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-9))
+    """Fraction of all CPUs used by *other* processes over the next ``seconds``, or None."""
+    before = _cpu_snapshot()
+    time.sleep(seconds)
+    return _other_share(before, _cpu_snapshot())
 
 
 def quiet_status() -> dict:
-    """Load before/now and other processes' CPU share; ``noisy`` when someone else was busy."""
+    """How quiet the machine was: load before/now, other processes' CPU share over the run.
+
+    ``other_processes_cpu_share_during_run`` is measured from the start of the
+    benchmark process to now (whatever ran beside the benchmark, averaged);
+    ``noisy`` is set when it exceeds ``BUSY_SHARE`` of all CPUs.
+    """
     now = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    during = _other_share(_START_SNAPSHOT, _cpu_snapshot())
     share = other_cpu_share()
-    noisy = bool((share is not None and share > 0.10) or (LOAD_AT_START and LOAD_AT_START[0] > BUSY_LOAD + 0.5))
+    noisy = bool(during is not None and during > BUSY_SHARE)
     return {"load_at_start_1_5_15min": LOAD_AT_START, "load_at_end_1_5_15min": now,
-            "other_processes_cpu_share": None if share is None else round(share, 3), "noisy": noisy}
+            "other_processes_cpu_share_during_run": None if during is None else round(during, 3),
+            "other_processes_cpu_share": None if share is None else round(share, 3),
+            "busy_threshold": BUSY_SHARE, "noisy": noisy}
 
 
 def shared_data_path() -> Path:
@@ -125,12 +173,24 @@ def command_line() -> str:
     return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
 
 
-def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+def write_results(name: str, payload: dict, markdown: str, *, timing: bool = True) -> tuple[Path, Path]:
     """Write ``results/<name>.json`` and ``results/<name>.md``; return both paths.
 
-    ``payload`` gets ``command``, ``date`` and ``machine`` added; the markdown
-    gets the same facts appended under "Run".
+    ``payload`` gets ``command``, ``date``, ``machine`` and ``quiet`` (see
+    :func:`quiet_status`) added; the markdown gets the same facts appended
+    under "Run".  A ``timing`` benchmark taken while other processes were
+    busy is refused (exit status 2, nothing written, the previous results
+    kept) unless ``ECGSOUP_BENCH_ALLOW_NOISY=1`` is set; then the results are
+    written with a "noisy" banner at the top of the table.
     """
+    quiet = payload.get("quiet") or quiet_status()
+    if timing and quiet["noisy"] and os.environ.get(ALLOW_NOISY_ENV) != "1":
+        sys.stderr.write(
+            f"{name}: not written: other processes used {quiet['other_processes_cpu_share_during_run']:.0%} "
+            f"of the CPUs during the run (threshold {BUSY_SHARE:.0%}), so the timings are not comparable. "
+            f"Stop the other jobs and rerun, or set {ALLOW_NOISY_ENV}=1 to write them marked noisy.\n"
+        )
+        sys.exit(2)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
@@ -138,6 +198,7 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         **payload,
+        "quiet": quiet,
     }
     json_path = RESULTS_DIR / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -152,10 +213,15 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     if "load_average_1_5_15min" in machine:
         facts.append(f"- load average at the start / end (1/5/15 min): {LOAD_AT_START} / "
                      f"{machine['load_average_1_5_15min']}")
-    quiet = payload.get("quiet")
-    if quiet:
-        facts.append(f"- other processes' CPU share at the end: {quiet['other_processes_cpu_share']}"
-                     + (" -- **noisy: the machine was busy; timings are not comparable**" if quiet["noisy"] else " (quiet)"))
+    facts.append(
+        f"- other processes' CPU share: {quiet['other_processes_cpu_share_during_run']} during the run, "
+        f"{quiet['other_processes_cpu_share']} at the end (threshold {quiet['busy_threshold']})"
+        + (" -- **noisy: the machine was busy; timings are not comparable**" if quiet["noisy"] else " (quiet)")
+    )
+    banner = ""
+    if timing and quiet["noisy"]:
+        banner = (f"> **Noisy run.** Other processes used {quiet['other_processes_cpu_share_during_run']:.0%} of "
+                  "the CPUs while this ran; these timings are not comparable with quiet runs.\n\n")
     md_path = RESULTS_DIR / f"{name}.md"
-    md_path.write_text(markdown.rstrip() + "\n\n## Run\n\n" + "\n".join(facts) + "\n")
+    md_path.write_text(banner + markdown.rstrip() + "\n\n## Run\n\n" + "\n".join(facts) + "\n")
     return json_path, md_path

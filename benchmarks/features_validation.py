@@ -266,7 +266,7 @@ def main() -> None:
     payload = {"n_records": len(record_ids), "results": results,
                "per_record": {k: t.reset_index().to_dict(orient="list") for k, t in tables.items()},
                "annotated": annotated.reset_index().to_dict(orient="list")}  # fmt: skip
-    write_results("features_validation", payload, "\n".join(lines) + "\n")
+    write_results("features_validation", payload, "\n".join(lines) + "\n", timing=False)
     print("\n".join(lines))
 
 

@@ -134,7 +134,7 @@ def main() -> None:
                    "tasks": json.loads(result.tasks.to_json(orient="records")),
                    "table": json.loads(result.table.to_json(orient="records")),
                    "claims": json.loads(result.claims.to_json(orient="records"))}  # fmt: skip
-        write_results(name, payload, _markdown(result, name, label))
+        write_results(name, payload, _markdown(result, name, label), timing=False)
         result.table.to_csv(RESULTS_DIR / f"{name}.csv", index=False)
 
 

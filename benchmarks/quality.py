@@ -131,7 +131,7 @@ def main() -> None:
         "'Best single layer' is picked on the scored folds (optimistic).\n\n" + md + "\n"
     )
     write_results(args.results_name, {"table": rows, "raw": raw, "handcrafted_source": hc_source,
-                                      "handcrafted_features": hc_names}, markdown)  # fmt: skip
+                                      "handcrafted_features": hc_names}, markdown, timing=False)  # fmt: skip
     print(markdown)
 
 

@@ -263,7 +263,7 @@ def main() -> None:
 
     analyses(X, ready, embedder, targets["hypertrophy"], args.seed, lines)
     (DOCS / "reproduce.md").write_text("\n".join(lines) + "\n")
-    write_results("reproduce", payload, "\n".join(lines))
+    write_results("reproduce", payload, "\n".join(lines), timing=False)
     print(f"wrote {DOCS / 'reproduce.md'} ({seconds:.0f} s to embed)")
 
 

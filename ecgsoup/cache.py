@@ -11,7 +11,9 @@ fold's training part is reused when it turns up in another fold's test part.
 Two levels, looked up in this order:
 
 1. an in-process memo (an LRU bounded in bytes), so that the thousands of
-   lookups of a grid search cost a hash each, not a file read each;
+   lookups of a grid search cost a dictionary lookup each, not a file read
+   each (and a record's key is computed once: later copies of the same
+   record are recognised by an exact byte comparison, see ``record_keys``);
 2. the ``joblib.Memory`` the user passed (a folder on disk), which survives
    the process and is shared with joblib workers.
 
@@ -85,13 +87,25 @@ def clear_memo() -> None:
     """Empty the in-process memo (the on-disk ``memory`` is left alone).
 
     Useful to measure a cold cache, or to free memory after a large job.
+    Also forgets the record keys remembered to avoid hashing a record twice.
     """
     _MEMO.clear()
+    _KEYS.clear()
 
 
 def memo_info() -> dict:
-    """Number of records and bytes held by the in-process memo, and its bound."""
-    return {"records": len(_MEMO), "bytes": _MEMO._bytes, "max_bytes": _MEMO.max_bytes}
+    """Records and bytes held by the in-process memo, and its bound.
+
+    ``key_bytes`` / ``key_max_bytes``: the samples kept to recognise records
+    already hashed (see :func:`record_keys`), and their bound.
+    """
+    return {
+        "records": len(_MEMO),
+        "bytes": _MEMO._bytes,
+        "max_bytes": _MEMO.max_bytes,
+        "key_bytes": _KEYS._bytes,
+        "key_max_bytes": _KEYS.max_bytes,
+    }
 
 
 def context_key(**facts) -> str:
@@ -106,21 +120,87 @@ def context_key(**facts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class _KeyMemo:
+    """Record keys already computed, reused only after an exact content check.
+
+    A grid search hands the embedder a fresh copy of the same rows for every
+    fold and candidate, so sha256 would hash each record about 120 times in
+    a 12-layer x 5-fold search.  Here a record is found by a *probe* (its
+    shape and a strided sample of its samples) and its stored sha256 key is
+    returned only if the record's full bytes equal the bytes stored with it.
+    The comparison is a memcmp, several times cheaper than sha256, and exact:
+    two records that share a probe cost one more comparison, never a wrong
+    key.  Bounded in bytes (least recently used records are dropped, and are
+    then hashed again: slower, never wrong).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict = OrderedDict()  # probe -> list of (bytes, key)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, probe: bytes, data: bytes) -> str | None:
+        with self._lock:
+            entries = self._items.get(probe)
+            if entries is None:
+                return None
+            self._items.move_to_end(probe)
+            for stored, key in entries:
+                if stored == data:
+                    return key
+            return None
+
+    def put(self, probe: bytes, data: bytes, key: str) -> None:
+        size = len(data) + len(probe)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            self._items.setdefault(probe, []).append((data, key))
+            self._items.move_to_end(probe)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                dropped_probe, dropped = self._items.popitem(last=False)
+                self._bytes -= sum(len(d) + len(dropped_probe) for d, _ in dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+# 256 MiB holds the samples of ~5,000 records of 12 leads x 10 s at 100 Hz.
+DEFAULT_KEY_MEMO_BYTES = 256 * 2**20
+_KEYS = _KeyMemo(DEFAULT_KEY_MEMO_BYTES)
+# Samples per record in a probe: enough to tell real records apart at once.
+_PROBE_SAMPLES = 64
+
+
 def record_keys(X: np.ndarray) -> list[str]:
-    """One content hash per record of a float32 ``(n, leads, time)`` array.
+    """One content hash (sha256) per record of a float32 ``(n, leads, time)`` array.
 
     The shape of the record is hashed with its bytes, so the same samples
-    read as a different number of leads give a different key.
+    read as a different number of leads give a different key.  A record seen
+    before in this process (byte for byte) gets its key back from a memo
+    without being hashed again.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     shape = repr(X.shape[1:]).encode()
+    flat = X.reshape(X.shape[0], -1)
+    step = max(1, flat.shape[1] // _PROBE_SAMPLES)
+    probes = np.ascontiguousarray(flat[:, ::step])
     keys = []
-    for record in X:
-        # sha256 runs on the CPU's SHA extensions: about twice blake2b's speed
-        # here, which matters for the thousands of lookups of a grid search.
-        digest = hashlib.sha256(shape)
-        digest.update(record.data)
-        keys.append(digest.hexdigest())
+    for record, sample in zip(flat, probes):
+        data = record.tobytes()
+        probe = shape + sample.tobytes()
+        key = _KEYS.get(probe, data)
+        if key is None:
+            # sha256 runs on the CPU's SHA extensions: about twice blake2b's speed.
+            digest = hashlib.sha256(shape)
+            digest.update(data)
+            key = digest.hexdigest()
+            _KEYS.put(probe, data, key)
+        keys.append(key)
     return keys
 
 
@@ -136,6 +216,28 @@ _HANDOFF: dict = {}
 def _stored_embedding(record_key: str, context: str) -> np.ndarray:
     """Return the embedding handed over for this key (stored by joblib)."""
     return _HANDOFF.pop((record_key, context))
+
+
+# joblib.Memory(location).cache(f) builds a new wrapper (and checks the folder)
+# each time; a grid search builds ~120 stores, so the wrapper of a plain
+# joblib.Memory is kept per (location, settings).  Other Memory-like objects
+# are wrapped every time.
+_WRAPPERS: dict = {}
+_WRAPPERS_LOCK = threading.Lock()
+
+
+def _cached_function(memory):
+    if type(memory) is not joblib.Memory:
+        return memory.cache(_stored_embedding)
+    key = (str(memory.location), memory.backend, memory.mmap_mode, memory.compress,
+           getattr(memory, "_verbose", None))
+    with _WRAPPERS_LOCK:
+        wrapped = _WRAPPERS.get(key)
+        if wrapped is None:
+            wrapped = _WRAPPERS[key] = memory.cache(_stored_embedding)
+            if len(_WRAPPERS) > 16:
+                _WRAPPERS.pop(next(iter(_WRAPPERS)))
+        return wrapped
 
 
 class EmbeddingStore:
@@ -156,7 +258,7 @@ class EmbeddingStore:
         self.enabled = memory is not None and not (
             isinstance(memory, joblib.Memory) and memory.location is None
         )
-        self._cached = memory.cache(_stored_embedding) if self.enabled else None
+        self._cached = _cached_function(memory) if self.enabled else None
 
     def get_many(self, keys: list[str]) -> dict[int, np.ndarray]:
         """Embeddings found for ``keys``, as ``{position: array}``; misses are absent."""

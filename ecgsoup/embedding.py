@@ -12,6 +12,7 @@ share one backbone pass.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -423,19 +424,8 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _cache_context(self) -> str:
         from ecgsoup import __version__  # read at call time: ecgsoup/__init__ imports this module
 
-        return context_key(
-            fingerprint=self.fingerprint_,
-            config=self.config_.to_dict(),
-            ecgsoup=__version__,
-            embedding_format=_EMBEDDING_FORMAT,
-            precision=self.precision,
-            # bfloat16 numbers changed when bf16 weights replaced autocast: this
-            # keeps them apart from autocast-era cache entries while float32
-            # keys (and caches) stay as they were.
-            **({"bfloat16_mode": "weights"} if self.precision == "bfloat16" else {}),
-            window=self.config_.n_samples,
-            stride=self.window_stride_,
-            zscore_eps=ZSCORE_EPS,
+        return _context_of(
+            self.fingerprint_, self.config_, __version__, self.precision, self.window_stride_
         )
 
     def _forward_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -498,6 +488,25 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         if self.precision != "bfloat16":
             return self.model_
         return _bfloat16_copy(self.model_, self.fingerprint_)
+
+
+@functools.lru_cache(maxsize=64)
+def _context_of(fingerprint: str, config, version: str, precision: str, stride: int) -> str:
+    """The cache context of an embedder's settings (memoised: a grid search asks ~120 times)."""
+    return context_key(
+        fingerprint=fingerprint,
+        config=config.to_dict(),
+        ecgsoup=version,
+        embedding_format=_EMBEDDING_FORMAT,
+        precision=precision,
+        # bfloat16 numbers changed when bf16 weights replaced autocast: this
+        # keeps them apart from autocast-era cache entries while float32
+        # keys (and caches) stay as they were.
+        **({"bfloat16_mode": "weights"} if precision == "bfloat16" else {}),
+        window=config.n_samples,
+        stride=stride,
+        zscore_eps=ZSCORE_EPS,
+    )
 
 
 # -- helpers --------------------------------------------------------------------------

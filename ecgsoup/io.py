@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterable, Iterator
 import threading
 from collections import OrderedDict
@@ -1009,22 +1010,116 @@ _NPZ_LOCK = threading.Lock()
 
 
 def _npz_arrays(path: str) -> dict:
-    """Arrays of an input ``.npz``, loaded once per process (a Dask worker reads many rows)."""
+    """Arrays of an input ``.npz``, opened once per process (a Dask worker reads many rows).
+
+    ``x`` is never loaded whole, so memory stays flat in the number of
+    records: stored (``np.savez``) members are memory-mapped, compressed
+    (``np.savez_compressed``) ones are read a record at a time
+    (:class:`_CompressedRows`).  The other entries (``fs``, ``lead_names``,
+    ``record_id``) are small and loaded.
+    """
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns)
     with _NPZ_LOCK:
         if key in _NPZ_CACHE:
             return _NPZ_CACHE[key]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+        arrays = _open_npz(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: cannot read the .npz ({type(exc).__name__}: {exc}).") from None
     with _NPZ_LOCK:
         _NPZ_CACHE[key] = arrays
         while len(_NPZ_CACHE) > 2:
             _NPZ_CACHE.popitem(last=False)
     return arrays
+
+
+def _open_npz(path: str) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        names = list(data.files)
+        arrays = {name: data[name] for name in names if name != "x"}
+    if "x" in names:
+        arrays["x"] = _lazy_member(path, "x.npy")
+    return arrays
+
+
+def _lazy_member(path: str, member: str):
+    """A memory map (stored member) or a row reader (compressed member) of one ``.npy``."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+            else:  # (2, 0) and (3, 0) share the layout; 3.0 only allows utf-8 field names
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+            header_length = stream.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{member} holds Python objects; store the signals as a numeric array.")
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as raw:
+            # The member's bytes follow its local file header (30 bytes, the
+            # name and an extra field, whose lengths are at offsets 26 and 28).
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{member}: damaged zip entry (no local file header).")
+            name_length = int.from_bytes(local[26:28], "little")
+            extra_length = int.from_bytes(local[28:30], "little")
+        offset = info.header_offset + 30 + name_length + extra_length + header_length
+        if 0 in shape:
+            return np.empty(shape, dtype=dtype)
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                         order="F" if fortran else "C")
+    return _CompressedRows(path, member, shape, dtype, fortran, header_length)
+
+
+class _CompressedRows:
+    """Records of a compressed ``.npy`` inside an ``.npz``, decompressed one at a time.
+
+    Reading in order streams through the member once; going back restarts
+    the decompression from the start of the member (zip has no random
+    access into a deflated stream), which is slower but uses no more memory.
+    """
+
+    _archive = _stream = None  # set on first read; closed by __del__
+
+    def __init__(self, path, member, shape, dtype, fortran, header_length):
+        if fortran and len(shape) > 1:
+            raise ValueError(
+                f"{path}: x is stored in Fortran order inside a compressed .npz, which cannot be "
+                "read a record at a time. Save it with np.savez (uncompressed) or as a C-ordered array."
+            )
+        self.path, self.member = path, member
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
+        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._header_length = header_length
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, item):
+        index = int(item)
+        if index < 0:
+            index += self.shape[0]
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"record {item} is out of range for {self.shape[0]} records.")
+        with self._lock:
+            if self._stream is None:
+                self._archive = zipfile.ZipFile(self.path)
+                self._stream = self._archive.open(self.member)
+            self._stream.seek(self._header_length + index * self._row_bytes)
+            data = self._stream.read(self._row_bytes)
+        if len(data) != self._row_bytes:
+            raise ValueError(f"{self.path}: x ends before record {index} (truncated file?).")
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+
+    def __del__(self):
+        for handle in (self._stream, self._archive):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
 
 
 # --- arrays and the bundled sample ---------------------------------------------------------

@@ -333,3 +333,50 @@ def test_random_model_takes_its_shape_from_generic_data(ecg):
 @parametrize_with_checks([LayerwiseEmbedder(model="random")])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# -- record keys ---------------------------------------------------------------------------
+def _sha256_key(record: np.ndarray) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(repr(record.shape).encode())
+    digest.update(np.ascontiguousarray(record, dtype=np.float32).data)
+    return digest.hexdigest()
+
+
+def test_record_keys_are_sha256_of_shape_and_samples_also_when_remembered(ecg):
+    from ecgsoup.cache import record_keys
+
+    clear_memo()
+    expected = [_sha256_key(record) for record in ecg]
+    assert record_keys(ecg) == expected  # computed
+    assert record_keys(ecg[[5, 0, 3]].copy()) == [expected[5], expected[0], expected[3]]  # remembered
+    # the same samples read as 6 leads are another record
+    assert record_keys(ecg[:1].reshape(1, 6, -1))[0] != expected[0]
+
+
+def test_record_keys_tell_apart_records_that_share_their_probe(ecg):
+    """Records equal at every probed sample but different elsewhere get their own keys."""
+    from ecgsoup.cache import record_keys
+
+    clear_memo()
+    base = ecg[0].copy()
+    other = base.copy()
+    other.reshape(-1)[1] += 0.001  # sample 1 is not probed (the probe takes every k-th)
+    twins = np.stack([base, other])
+    first = record_keys(twins[:1])
+    assert record_keys(twins) == [first[0], _sha256_key(other)]
+    assert record_keys(twins[::-1].copy()) == [_sha256_key(other), first[0]]
+
+
+def test_record_key_memo_stays_within_its_bound(ecg, monkeypatch):
+    from ecgsoup import cache
+
+    small = cache._KeyMemo(max_bytes=3 * ecg[0].nbytes)
+    monkeypatch.setattr(cache, "_KEYS", small)
+    keys = cache.record_keys(ecg)
+    assert small._bytes <= 3 * ecg[0].nbytes
+    assert keys == [_sha256_key(record) for record in ecg]  # evicted ones are hashed again
+    assert cache.record_keys(ecg) == keys
+    clear_memo()
+    assert cache.memo_info()["key_bytes"] == 0

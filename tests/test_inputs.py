@@ -188,3 +188,34 @@ def _one_lead_config():
 
     return EncoderConfig(name="one-lead", sampling_rate=50.0, n_samples=500, patch_size=50, lead_names=("II",),
                          width=8, depth=1, heads=1, mlp_dim=8)  # fmt: skip
+
+
+# --- .npz inputs are read a record at a time ------------------------------------------------------
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_npz_input_is_read_record_by_record_with_the_same_numbers(tmp_path, ludb, save, order):
+    """x is memory-mapped (np.savez) or decompressed one record at a time (savez_compressed)."""
+    from ecgsoup.io import _npz_arrays
+
+    x = np.asarray(ludb["x"][:5], order=order)
+    path = tmp_path / "in.npz"
+    save(path, x=x, fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=ludb["record_id"][:5])
+    if save is np.savez_compressed and order == "F":
+        with pytest.raises(ValueError, match="Fortran order inside a compressed .npz"):
+            list_records(path)
+        return
+    rows = _npz_arrays(str(path))["x"]
+    assert not isinstance(rows, np.ndarray) or isinstance(rows, np.memmap)  # never loaded whole
+    records = list_records(path)
+    for position in [0, 3, 1, 4]:  # out of order: a compressed stream restarts
+        record = records.source.read(position)
+        np.testing.assert_array_equal(record.signal, ludb["x"][position].astype(np.float32))
+
+
+def test_npz_input_with_object_arrays_is_refused(tmp_path, ludb):
+    path = tmp_path / "objects.npz"
+    np.savez(path, x=np.array([ludb["x"][0], None], dtype=object), fs=ludb["fs"], lead_names=ludb["lead_names"])
+    with pytest.raises(ValueError, match="holds Python objects; store the signals as a numeric array"):
+        list_records(path)
