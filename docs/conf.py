@@ -2,7 +2,9 @@
 
 import dataclasses
 import importlib
+import os
 import re
+from pathlib import Path
 
 from numpydoc.xref import DEFAULT_LINKS
 
@@ -20,10 +22,12 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-# dev/ holds contributor notes; generated/ is rewritten by autosummary on every build.
-exclude_patterns = ["_build", "dev/*"]
+# dev/ holds contributor notes; generated/ is rewritten by autosummary on every build;
+# auto_examples/ is written by sphinx-gallery from examples/.
+exclude_patterns = ["_build", "dev/*", "examples"]  # examples/: the gallery's sources
 templates_path = ["_templates"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence", "deflist"]
@@ -80,7 +84,34 @@ nitpick_ignore_regex = [
 html_theme = "pydata_sphinx_theme"
 html_title = "ecgsoup"
 html_static_path = ["_static"]
-html_theme_options = {"navigation_with_keys": False}
+html_css_files = ["ecgsoup.css"]
+html_theme_options = {
+    "navigation_with_keys": False,
+    # The first six toctree entries of index.md (getting started, user guide, examples,
+    # your labels, API reference, results) stay in the top bar at 1280 px; the rest go
+    # under "More".
+    "header_links_before_dropdown": 6,
+}
+
+# --- the gallery (docs/examples -> docs/auto_examples), executed on every build -----------
+# Examples that use the PTB-XL subset find it through ECGSOUP_SHARED_DATA (as the tests
+# do); without it they say so and skip that part, and the build still succeeds.
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if "ECGSOUP_SHARED_DATA" not in os.environ and (_SHARED_DATA / "README.md").exists():
+    os.environ["ECGSOUP_SHARED_DATA"] = str(_SHARED_DATA)
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",  # every example is executed
+    "within_subsection_order": "FileNameSortKey",
+    "remove_config_comments": True,
+    "image_scrapers": ("matplotlib",),
+    "matplotlib_animations": False,
+    "show_memory": False,
+    "min_reported_time": 0,
+    "only_warn_on_example_error": False,
+    "abort_on_example_error": True,
+}
 
 
 def _skip_foreign_members(app, what, name, obj, skip, options):
