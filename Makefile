@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ecgsoup-installed
 
-.PHONY: demo test test-fast docs bench clean
+.PHONY: demo test test-fast docs docs-browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/ecgsoup demo --out demo-output
 
 # CI sets CI=true and runs the slow end-to-end tests too.
-test: $(STAMP)
+test: $(STAMP) $(if $(CI),docs-browser)
 	$(BIN)/python -m pytest $(if $(CI),,-m "not slow")
 
 test-fast: $(STAMP)
@@ -28,8 +28,20 @@ test-fast: $(STAMP)
 
 # -W --keep-going -n: every warning and every broken reference fails the build
 # (tests/test_docs.py runs the same command, so CI catches them too).
-docs: $(STAMP)
+# The gallery (docs/examples) is executed during the build; unchanged examples are not rerun.
+docs: $(STAMP) docs-browser
 	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
+
+# Headless Chromium for tests/test_docs_browser.py (Debian's chromium package, as root with
+# apt-get). Never fails: without it the browser test skips and says why.
+docs-browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || echo "docs-browser: could not install chromium; tests/test_docs_browser.py will skip"; \
+	else echo "docs-browser: chromium is missing (apt-get install chromium); tests/test_docs_browser.py will skip"; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo-output .pytest_cache

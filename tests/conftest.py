@@ -6,7 +6,10 @@ reason; under CI (``CI`` set) a missing folder is an error instead, because CI
 always has it.
 """
 
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,27 @@ import pytest
 import torch
 
 SHARED_DATA_ENV = "ECGSOUP_SHARED_DATA"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def docs_build_command(out) -> list[str]:
+    """The command of `make docs` (-W --keep-going -n: any warning fails), writing into ``out``."""
+    return [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html", str(DOCS), str(out)]
+
+
+@pytest.fixture(scope="session")
+def docs_html(tmp_path_factory) -> Path:
+    """The documentation, built once per session into a temporary folder (gallery executed)."""
+    missing = [name for name in ("sphinx", "sphinx_gallery") if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed (pip install -e '.[docs]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp("docs") / "html"
+    result = subprocess.run(docs_build_command(out), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"sphinx failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+    return out
 
 
 @pytest.fixture(scope="session")
