@@ -7,7 +7,8 @@ On all 200 LUDB records (100 Hz, 12 leads, 10 s), this times
    LogisticRegression()]), {"select__layers": 1..12}, cv=5)``, starting from an
    empty cache (new folder, in-process memo cleared);
 
-and reports their ratio (target: at most 1.2), with the number of windows the
+and reports their ratio (target: at most 1.10, with the time beyond the
+pass and the downstream fits at most 5 % of the pass), with the number of windows the
 backbone actually saw during the search (200 = once per record).  Without the
 cache the search would run the backbone on every fold of every candidate
 (61 fits x 200 records); that count is reported as an estimate, not timed.
@@ -28,7 +29,7 @@ backbone) are not affected by this limit.
 
 Run::
 
-    python benchmarks/gridsearch_cost.py [--repeats 3] [--batch-size 32] [--blas-threads 1]
+    python benchmarks/gridsearch_cost.py [--repeats 5] [--batch-size 32] [--blas-threads 1]
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
 from ecgsoup.models import STMEMEncoder, default_model_path  # noqa: E402
 from ecgsoup.signal import lead_indices, resample  # noqa: E402
 
-TARGET_RATIO = 1.2
+TARGET_RATIO = 1.10
+# The search's time beyond the pass and the downstream fits, as a share of the pass.
+TARGET_OVERHEAD_SHARE = 0.05
 LAYERS = list(range(1, 13))
 FOLDS = 5
 
@@ -89,7 +92,7 @@ def count_windows():
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (pass, downstream, search)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--blas-threads", type=int, default=1, help="numpy/scipy BLAS threads (0: leave as is)"
@@ -108,32 +111,32 @@ def main(argv=None) -> dict:
     LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X[:2])
     windows = count_windows()
 
-    embed_runs = []
-    for run in range(args.repeats):
-        clear_memo()
-        seconds, _ = timed(LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform, X)
-        embed_runs.append(seconds)
-        print(f"  embedding pass {run + 1}/{args.repeats}: {seconds:.2f} s")
-
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
 
     cv = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=0)
     embeddings = LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X)
-    downstream_runs = []
-    for run in range(args.repeats):
-        downstream = GridSearchCV(
+
+    def one_pass():
+        clear_memo()
+        return LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X)
+
+    def downstream_search():
+        return GridSearchCV(
             Pipeline([("select", LayerSelector()), ("clf", LogisticRegression(max_iter=2000))]),
             {"select__layers": LAYERS},
             cv=cv,
-        )
-        seconds, _ = timed(downstream.fit, embeddings, y)
-        downstream_runs.append(seconds)
-        print(f"  downstream-only search {run + 1}/{args.repeats}: {seconds:.2f} s")
+        ).fit(embeddings, y)
 
-    search_runs, search_windows, best = [], [], None
+    # Interleaved: each round times the pass, the downstream-only search and the
+    # cached search once, so a change of load hits all three alike.
+    embed_runs, downstream_runs, search_runs, search_windows, best = [], [], [], [], None
     for run in range(args.repeats):
+        seconds, _ = timed(one_pass)
+        embed_runs.append(seconds)
+        seconds, _ = timed(downstream_search)
+        downstream_runs.append(seconds)
         with tempfile.TemporaryDirectory(prefix="ecgsoup-bench-") as cache:
             clear_memo()  # cold: empty folder and empty memo
             pipe = Pipeline(
@@ -149,13 +152,17 @@ def main(argv=None) -> dict:
         search_runs.append(seconds)
         search_windows.append(windows[0] - before)
         best = (search.best_params_["select__layers"], float(search.best_score_))
-        print(f"  grid search {run + 1}/{args.repeats}: {seconds:.2f} s, "
-              f"{search_windows[-1]} windows through the backbone")
+        print(f"  round {run + 1}/{args.repeats}: pass {embed_runs[-1]:.2f} s, downstream "
+              f"{downstream_runs[-1]:.2f} s, grid search {seconds:.2f} s "
+              f"({search_windows[-1]} windows through the backbone)")
     clear_memo()
 
     embed, grid, down = summary(embed_runs), summary(search_runs), summary(downstream_runs)
     overhead = grid["median_s"] - embed["median_s"] - down["median_s"]
     ratio = grid["median_s"] / embed["median_s"]
+    overhead_share = overhead / embed["median_s"]
+    # What the search costs beyond the two parts it cannot avoid.
+    ratio_to_parts = grid["median_s"] / (embed["median_s"] + down["median_s"])
     fits = len(LAYERS) * FOLDS + 1  # + the refit on all records
     result = {
         "model": model,
@@ -171,7 +178,11 @@ def main(argv=None) -> dict:
         "blas_threads": args.blas_threads or "unchanged",
         "ratio_gridsearch_over_pass": ratio,
         "target_ratio": TARGET_RATIO,
-        "meets_target": bool(ratio <= TARGET_RATIO),
+        "meets_target": bool(ratio_to_parts <= TARGET_RATIO),
+        "ratio_gridsearch_over_pass_plus_downstream": ratio_to_parts,
+        "overhead_share_of_pass": overhead_share,
+        "target_overhead_share": TARGET_OVERHEAD_SHARE,
+        "meets_overhead_target": bool(overhead_share <= TARGET_OVERHEAD_SHARE),
         "backbone_windows_per_search": search_windows,
         "best_layer_and_cv_accuracy": list(best),
         "estimated_search_without_cache_s": fits * embed["median_s"],
@@ -181,7 +192,7 @@ def main(argv=None) -> dict:
 Model: {model_text}. Data: all {X.shape[0]} LUDB records (12 leads, 100 Hz, 10 s),
 target "rhythm_primary == Sinus rhythm". Grid: `select__layers` 1..12, {FOLDS}-fold
 stratified CV ({fits} pipeline fits with the refit), `LayerwiseEmbedder(memory=<new folder>)`
--> `LayerSelector()` -> `LogisticRegression()`. Medians of {args.repeats} runs.
+-> `LayerSelector()` -> `LogisticRegression()`. Medians of {args.repeats} interleaved rounds.
 numpy/scipy BLAS threads: {args.blas_threads or 'unchanged'} (see the script's docstring); torch threads unchanged.
 
 | measurement | median (s) | runs (s) |
@@ -190,7 +201,9 @@ numpy/scipy BLAS threads: {args.blas_threads or 'unchanged'} (see the script's d
 | grid search, cold cache | {grid['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in search_runs)} |
 | same search on precomputed embeddings (downstream only) | {down['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in downstream_runs)} |
 | cache overhead (search - pass - downstream, medians; below 0 = within run-to-run noise) | {overhead:.2f} | |
-| **ratio** | **{ratio:.3f}** (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}) | |
+| **ratio to one pass** | **{ratio:.3f}** | |
+| **ratio to one pass + the downstream fits** | **{ratio_to_parts:.3f}** (target <= {TARGET_RATIO}: {'met' if ratio_to_parts <= TARGET_RATIO else 'NOT met'}) | |
+| **overhead as a share of the pass** | **{100 * overhead_share:.1f} %** (target <= {100 * TARGET_OVERHEAD_SHARE:.0f} %: {'met' if overhead_share <= TARGET_OVERHEAD_SHARE else 'NOT met'}) | |
 
 Windows through the backbone per grid search: {', '.join(map(str, search_windows))}
 (one per record). Without the cache the search would forward every fold of every
@@ -198,7 +211,8 @@ candidate: about {fits} x {embed['median_s']:.1f} s = {fits * embed['median_s']:
 Best layer {best[0]}, CV accuracy {best[1]:.3f}.
 """
     json_path, md_path = write_results("gridsearch_cost", result, markdown)
-    print(f"ratio {ratio:.3f} (target <= {TARGET_RATIO}); wrote {json_path} and {md_path}")
+    print(f"ratio {ratio_to_parts:.3f} to pass + downstream (target <= {TARGET_RATIO}), overhead "
+          f"{100 * overhead_share:.1f} % of the pass (target <= 5 %); wrote {json_path} and {md_path}")
     return result
 
 

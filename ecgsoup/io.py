@@ -1013,9 +1013,9 @@ def _npz_arrays(path: str) -> dict:
     """Arrays of an input ``.npz``, opened once per process (a Dask worker reads many rows).
 
     ``x`` is never loaded whole, so memory stays flat in the number of
-    records: stored (``np.savez``) members are memory-mapped, compressed
-    (``np.savez_compressed``) ones are read a record at a time
-    (:class:`_CompressedRows`).  The other entries (``fs``, ``lead_names``,
+    records: it is read a record at a time, with a positioned read for a
+    stored (``np.savez``) member (:class:`_StoredRows`) or by decompressing
+    a compressed (``np.savez_compressed``) one (:class:`_CompressedRows`).  The other entries (``fs``, ``lead_names``,
     ``record_id``) are small and loaded.
     """
     stat = os.stat(path)
@@ -1069,9 +1069,48 @@ def _lazy_member(path: str, member: str):
         offset = info.header_offset + 30 + name_length + extra_length + header_length
         if 0 in shape:
             return np.empty(shape, dtype=dtype)
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                         order="F" if fortran else "C")
+        if fortran and len(shape) > 1:
+            # A record's samples are scattered through the file: map it instead.
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
+        return _StoredRows(path, shape, dtype, offset)
     return _CompressedRows(path, member, shape, dtype, fortran, header_length)
+
+
+class _StoredRows:
+    """Records of an uncompressed ``.npy`` inside an ``.npz``, read one at a time.
+
+    Each record is one positioned read (``os.pread``) into a new buffer, so
+    nothing of the file stays in the process: a memory map would count
+    every page it touched in the resident set, which grows with the input.
+    """
+
+    def __init__(self, path, shape, dtype, offset):
+        self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), dtype, len(shape)
+        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._offset = offset
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, item):
+        index = _row_index(item, self.shape[0])
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(descriptor, self._row_bytes, self._offset + index * self._row_bytes)
+        finally:
+            os.close(descriptor)
+        if len(data) != self._row_bytes:
+            raise ValueError(f"{self.path}: x ends before record {index} (truncated file?).")
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+
+
+def _row_index(item, n: int) -> int:
+    index = int(item)
+    if index < 0:
+        index += n
+    if not 0 <= index < n:
+        raise IndexError(f"record {item} is out of range for {n} records.")
+    return index
 
 
 class _CompressedRows:
@@ -1100,11 +1139,7 @@ class _CompressedRows:
         return self.shape[0]
 
     def __getitem__(self, item):
-        index = int(item)
-        if index < 0:
-            index += self.shape[0]
-        if not 0 <= index < self.shape[0]:
-            raise IndexError(f"record {item} is out of range for {self.shape[0]} records.")
+        index = _row_index(item, self.shape[0])
         with self._lock:
             if self._stream is None:
                 self._archive = zipfile.ZipFile(self.path)

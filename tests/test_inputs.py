@@ -207,7 +207,7 @@ def test_npz_input_is_read_record_by_record_with_the_same_numbers(tmp_path, ludb
             list_records(path)
         return
     rows = _npz_arrays(str(path))["x"]
-    assert not isinstance(rows, np.ndarray) or isinstance(rows, np.memmap)  # never loaded whole
+    assert not isinstance(rows, np.ndarray) or isinstance(rows, np.memmap)  # never loaded whole (F order: mapped)
     records = list_records(path)
     for position in [0, 3, 1, 4]:  # out of order: a compressed stream restarts
         record = records.source.read(position)
