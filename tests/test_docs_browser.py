@@ -10,7 +10,7 @@ skips and says why).  Two checks per page, both needed:
   ``<img src>`` (and every ``srcset`` entry) points at an existing, non-empty
   file that Pillow can decode (SVG files: parsed as XML);
 * :func:`rendered_image_problems` opens the page in headless Chromium with a
-  small script appended that waits for the page to load and then records
+  small script appended that waits until every image has loaded or failed, then records
   every ``<img>`` whose ``naturalWidth`` is 0 (not loaded, or not decodable by
   the browser), dumping the DOM so that the result can be read back.
 
@@ -34,20 +34,29 @@ import pytest
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 RESULT_ID = "ecgsoup-image-check"
 
-# Appended before </body>: after the load event (all images settled), write the
-# list of images that did not decode into a <pre> the dumped DOM carries.
+# Appended before </body>: once every <img> has loaded or failed, write the list of
+# images that did not decode into a <div> that the dumped DOM carries.
 _CHECK_SCRIPT = """
 <script>
-window.addEventListener("load", function () {
+(function () {
   var images = Array.prototype.slice.call(document.images);
-  var broken = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); })
-                     .map(function (img) { return img.getAttribute("src"); });
-  var out = document.createElement("pre");
-  out.id = "%s";
-  out.textContent = JSON.stringify({n_images: images.length, broken: broken,
-                                    srcs: images.map(function (img) { return img.getAttribute("src"); })});
-  document.body.appendChild(out);
-});
+  function settled(img) {
+    return new Promise(function (resolve) {
+      if (img.complete) { resolve(); return; }
+      img.addEventListener("load", resolve);
+      img.addEventListener("error", resolve);
+    });
+  }
+  Promise.all(images.map(settled)).then(function () {
+    var broken = images.filter(function (img) { return !(img.complete && img.naturalWidth > 0); })
+                       .map(function (img) { return img.getAttribute("src"); });
+    var out = document.createElement("div");
+    out.id = "%s";
+    out.textContent = JSON.stringify({n_images: images.length, broken: broken,
+                                      srcs: images.map(function (img) { return img.getAttribute("src"); })});
+    document.body.appendChild(out);
+  });
+})();
 </script>
 """ % RESULT_ID
 
@@ -192,9 +201,9 @@ def rendered_image_problems(page: Path, chromium: str, **render_options) -> tupl
         dom = render(probe, chromium, **render_options)
     finally:
         probe.unlink(missing_ok=True)
-    found = re.search(rf'<pre id="{RESULT_ID}">(.*?)</pre>', dom, re.DOTALL)
+    found = re.search(rf'<div[^>]*\bid="{RESULT_ID}"[^>]*>(.*?)</div>', dom, re.DOTALL)
     if found is None:
-        return [f"{page.name}: the image check did not run (no load event within the time budget)"], {}
+        return [f"{page.name}: the image check did not finish (images still loading when the time budget ran out)"], {}
     result = json.loads(html.unescape(found.group(1)))
     return [f"{src}: not shown by the browser (naturalWidth 0)" for src in result["broken"]], result
 
