@@ -445,7 +445,7 @@ def ptbxl(
     features=True,
     random_baseline=True,
     random_state=0,
-    batch_size=32,
+    batch_size=16,
     precision="float32",
     device="cpu",
     n_jobs=None,

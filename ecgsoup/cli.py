@@ -119,7 +119,7 @@ def _add_model_options(p) -> None:
     from ecgsoup.store import DEFAULT_CHUNK_SIZE
 
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="forward-pass precision")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     p.add_argument("--device", default="cpu", help="torch device of the encoder: cpu, cuda, cuda:1, mps")
     p.add_argument("--lead-map", nargs="+", metavar="MODEL=DATA", default=None,
                    help="leads stored under other names, e.g. II=ECG2 V1=C1")  # fmt: skip
@@ -817,7 +817,7 @@ def _add_benchmark(sub) -> None:
     q.add_argument("--max-records", type=int, default=None, help="a random subset, for a quick check")
     q.add_argument("--no-features", action="store_true", help="leave out the clinical-features and hybrid rows")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     q.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     q.add_argument("--device", default="cpu")
     q.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features")

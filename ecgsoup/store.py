@@ -722,7 +722,7 @@ def embed_to_store(
     *,
     model="default",
     precision="float32",
-    batch_size=32,
+    batch_size=16,
     device="cpu",
     window_stride=None,
     lead_map=None,
@@ -756,7 +756,7 @@ def embed_to_store(
         ``"random:<config>"``, or an encoder object.
     precision : {"float32", "bfloat16"}, default="float32"
         Forward-pass precision; see :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
-    batch_size : int, default=32
+    batch_size : int, default=16
         Windows per forward pass.
     device : str, default="cpu"
         Torch device name of the encoder (on each Dask worker too).
