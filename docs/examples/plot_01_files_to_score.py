@@ -17,10 +17,12 @@ files, as your study does, step 0 writes them as a folder of WFDB records (``.he
 # %%
 # 0. Write the bundled sample as WFDB files
 # -----------------------------------------
-# The bundled signals are whole microvolts, so a gain of 1000 per mV stores them exactly.
+# The bundled signals are whole microvolts, written as such (units ``uV``, gain 1): the files
+# hold exactly the bundled samples.
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import wfdb
 
 from ecgsoup import load_sample
@@ -30,9 +32,9 @@ folder = Path(tempfile.mkdtemp(prefix="ecgsoup-example-")) / "ludb-wfdb"
 folder.mkdir()
 for record_id, signal in zip(sample.record_ids, sample.X):
     wfdb.wrsamp(
-        f"ludb{record_id:03d}", fs=sample.sampling_rate, units=["mV"] * 12,
-        sig_name=list(sample.lead_names), p_signal=signal.astype("float64"),
-        fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder),
+        f"ludb{record_id:03d}", fs=sample.sampling_rate, units=["uV"] * 12,
+        sig_name=list(sample.lead_names), p_signal=np.round(signal.astype("float64") * 1000),
+        fmt=["16"] * 12, adc_gain=[1.0] * 12, baseline=[0] * 12, write_dir=str(folder),
     )
 labels = sample.metadata[["record_id", "rhythm_primary", "hypertrophy"]].copy()
 labels["record_id"] = [f"ludb{r:03d}" for r in labels["record_id"]]
@@ -52,11 +54,11 @@ from ecgsoup.io import read_dataset
 dataset = read_dataset(folder)
 print(dataset)
 print("skipped:", dataset.errors)
+print("identical to the bundled arrays:", np.array_equal(dataset.X, sample.X))
 
 # %%
 # What the model will read: one of the records, as read back from its file.
 import matplotlib.pyplot as plt
-import numpy as np
 
 record = 0
 seconds = np.arange(dataset.X.shape[1]) / dataset.sampling_rate
