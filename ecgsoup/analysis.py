@@ -573,8 +573,8 @@ def plot_similarity_matrix(matrix, title: str = "Layer similarity", path=None, *
     Returns
     -------
     fig : matplotlib.figure.Figure
-        One heat map with a colour bar (values written in the cells up to
-        16 layers), coloured from ``min(0, matrix.min())`` to ``max(1, matrix.max())``.
+        One heat map with a colour bar labelled ``title`` (values written in
+        the cells up to 16 layers), coloured from ``min(0, matrix.min())`` to ``max(1, matrix.max())``.
     """
     if labels is None and isinstance(matrix, pd.DataFrame):
         labels = list(matrix.index)
@@ -593,7 +593,8 @@ def plot_similarity_matrix(matrix, title: str = "Layer similarity", path=None, *
     fig = _new_figure(1.0 + 0.45 * n, 0.5 + 0.42 * n)
     ax = fig.add_subplot()
     image = ax.imshow(values, vmin=low, vmax=high, cmap="viridis")
-    fig.colorbar(image, ax=ax, shrink=0.85)
+    # The colour bar names the quantity, like a y-axis would.
+    fig.colorbar(image, ax=ax, shrink=0.85).set_label(title)
     ax.set_xticks(range(n), labels)
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("layer")

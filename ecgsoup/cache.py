@@ -35,7 +35,7 @@ from collections import OrderedDict
 import joblib
 import numpy as np
 
-__all__ = ["context_key", "record_keys", "EmbeddingStore", "clear_memo", "memo_info"]
+__all__ = ["context_key", "record_keys", "EmbeddingStore", "caching_enabled", "clear_memo", "memo_info"]
 
 # 512 MiB holds the pooled layers of ~50,000 records with a tiny model
 # (13 x 192 float32 each) or ~13,000 with a base model (13 x 768).
@@ -240,6 +240,11 @@ def _cached_function(memory):
         return wrapped
 
 
+def caching_enabled(memory) -> bool:
+    """Whether a validated ``memory`` caches anything (``None`` and ``Memory(None)`` do not)."""
+    return memory is not None and not (isinstance(memory, joblib.Memory) and memory.location is None)
+
+
 class EmbeddingStore:
     """Look up and store per-record embeddings for one context.
 
@@ -255,9 +260,7 @@ class EmbeddingStore:
 
     def __init__(self, memory, context: str):
         self.context = context
-        self.enabled = memory is not None and not (
-            isinstance(memory, joblib.Memory) and memory.location is None
-        )
+        self.enabled = caching_enabled(memory)
         self._cached = _cached_function(memory) if self.enabled else None
 
     def get_many(self, keys: list[str]) -> dict[int, np.ndarray]:

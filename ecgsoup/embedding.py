@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ecgsoup.cache import EmbeddingStore, context_key, record_keys
+from ecgsoup.cache import EmbeddingStore, caching_enabled, context_key, record_keys
 from ecgsoup.layout import feature_names, resolve_layers
 from ecgsoup.models import (
     STMEMEncoder,
@@ -252,7 +252,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         -------
         E : ndarray of shape (n_records, (len(layers_) + 2 * include_norm) * dim_), float32
         """
-        return self._embed(self._fit(X))
+        # With a cache, only records not found in it are checked for NaN/inf
+        # (in _pooled_records): a cached record was checked when it was embedded.
+        return self._embed(self._fit(X, check_finite=not self._caching()))
 
     def transform(self, X):
         """Embed every record: the pooled output of each chosen layer.
@@ -305,10 +307,10 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return tags
 
     # -- fitting ----------------------------------------------------------------------
-    def _fit(self, X) -> np.ndarray:
+    def _fit(self, X, check_finite: bool = True) -> np.ndarray:
         self._validate_params()
         device = _check_device(self.device)
-        X = self._validate_input(X, reset=True)
+        X = self._validate_input(X, reset=True, check_finite=check_finite)
         encoder, fingerprint = _resolve_model(self.model, device, X.shape)
         config = encoder.config
         self.model_ = encoder
@@ -328,9 +330,19 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return self._as_records(X)
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
-        return self._as_records(self._validate_input(X, reset=reset))
+        checked = self._validate_input(X, reset=reset, check_finite=not self._caching())
+        return self._as_records(checked)
 
-    def _validate_input(self, X, reset: bool) -> np.ndarray:
+    def _memory(self):
+        memory = self.memory
+        if isinstance(memory, os.PathLike):
+            memory = os.fspath(memory)  # check_memory takes str, not Path
+        return check_memory(memory)
+
+    def _caching(self) -> bool:
+        return caching_enabled(self._memory())
+
+    def _validate_input(self, X, reset: bool, check_finite: bool = True) -> np.ndarray:
         X = validate_data(
             self,
             X,
@@ -346,7 +358,8 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             )
         if X.ndim == 3 and X.shape[2] == 0:
             raise ValueError(f"X has shape {X.shape}: records with 0 samples cannot be embedded.")
-        _check_finite(X)
+        if check_finite:
+            _check_finite(X)
         return X
 
     def _as_records(self, X: np.ndarray) -> np.ndarray:
@@ -400,10 +413,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         """Pooled layers ``(n, L+1, D)`` float32 of every record, written into ``out``."""
         n = X.shape[0]
         pooled = np.empty((n, self.n_layers_, self.dim_), dtype=np.float32) if out is None else out
-        memory = self.memory
-        if isinstance(memory, os.PathLike):
-            memory = os.fspath(memory)  # check_memory takes str, not Path
-        store = EmbeddingStore(check_memory(memory), self._cache_context())
+        store = EmbeddingStore(self._memory(), self._cache_context())
         if not store.enabled:
             self._forward_records(X, out=pooled)
             return pooled
@@ -417,7 +427,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             if position not in found:
                 first.setdefault(key, position)
         if first:
-            by_key = dict(zip(first, self._forward_records(X[list(first.values())])))
+            misses = np.fromiter(first.values(), dtype=np.intp, count=len(first))
+            _check_finite(X[misses], positions=misses)  # hits were checked when first embedded
+            by_key = dict(zip(first, self._forward_records(X[misses])))
             store.put_many(by_key)
             for position, key in enumerate(keys):
                 if position not in found:
@@ -521,7 +533,8 @@ def _window_starts(length: int, window: int, stride: int) -> np.ndarray:
     return np.asarray(starts, dtype=int)
 
 
-def _check_finite(X: np.ndarray) -> None:
+def _check_finite(X: np.ndarray, positions: np.ndarray | None = None) -> None:
+    """Refuse NaN/inf, naming the records; ``positions``: their indices in the caller's X."""
     # A boolean temporary the size of X would add a quarter of the input's
     # memory; checking a few MiB of records at a time keeps it constant.
     step = max(1, (8 * 2**20) // max(1, X[:1].size))
@@ -535,6 +548,10 @@ def _check_finite(X: np.ndarray) -> None:
         [np.count_nonzero(~np.isfinite(record)) for record in X[start:]], dtype=np.int64
     )
     records = start + np.flatnonzero(bad)
+    if positions is not None:
+        # Only the records not found in the cache were checked (a record present
+        # twice, once): name them by their index in the caller's X.
+        records = positions[records]
     shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
     raise ValueError(
         f"X contains {int(bad.sum())} NaN or infinite (inf) values, in records {shown}. "

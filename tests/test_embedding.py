@@ -380,3 +380,18 @@ def test_record_key_memo_stays_within_its_bound(ecg, monkeypatch):
     assert cache.record_keys(ecg) == keys
     clear_memo()
     assert cache.memo_info()["key_bytes"] == 0
+
+
+def test_with_a_cache_nan_records_are_still_refused_by_their_index(flat, tmp_path):
+    """With memory=, only records missing from the cache are checked: a NaN is still caught."""
+    clear_memo()
+    emb = LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache")
+    emb.fit_transform(flat[:3])  # cached now
+    bad = flat[:5].copy()
+    bad[4, 7] = np.nan
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite \(inf\) values, in records 4\. "):
+        emb.transform(bad)
+    with pytest.raises(ValueError, match=r"in records 4\. "):
+        clone(emb).fit_transform(bad)
+    np.testing.assert_array_equal(emb.transform(flat[[2, 0]]), emb.transform(flat[:3])[[2, 0]])
+    clear_memo()

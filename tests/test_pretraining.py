@@ -200,3 +200,19 @@ def test_cli_pretrain_reports_missing_data(tmp_path, capsys):
     status = main(["pretrain", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "run")])
     assert status == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_drops_log_rows_of_epochs_after_the_checkpoint(ptbxl_val, tmp_path):
+    """A run killed between checkpoints retrains those epochs: each is logged once."""
+    train, val = ptbxl_val[:24], ptbxl_val[24:32]
+    pretrain(train, val, tmp_path / "run", _settings(), max_steps=3, progress=False)  # epoch 1, checkpoint
+    log = tmp_path / "run" / "log.csv"
+    with open(log) as handle:
+        first = list(csv.DictReader(handle))
+    with open(log, "a") as handle:  # epoch 2 finished, but the process died before its checkpoint
+        handle.write("2,6,1.000e-04,0.9,0.9,0.9,1.0\n")
+    pretrain(train, val, tmp_path / "run", _settings(), resume=True, progress=False)
+    with open(log) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert rows[0] == first[0] and rows[1]["val_loss"] != "0.9"

@@ -276,6 +276,7 @@ def pretrain(
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         state = saved["state"]
+        _truncate_log(out / LOG_FILE, state["step"])
     else:
         (out / LOG_FILE).unlink(missing_ok=True)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=list) + "\n")
@@ -382,6 +383,26 @@ def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, secon
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    """Drop log rows of epochs finished after the checkpoint (a run stopped between checkpoints).
+
+    Those epochs are trained again on resume; keeping their old rows would list them twice.
+    """
+    if not log.exists():
+        return
+    with open(log, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row["step"]) <= step]
+    if len(kept) == len(rows):
+        return
+    partial = log.with_suffix(".csv.partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(partial, log)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
