@@ -79,8 +79,8 @@ fig.tight_layout()
 # third party; labels for folds 1-9, fold 10 withheld), found through the
 # ``ECGSOUP_SHARED_DATA`` variable. With a PTB-XL download of your own, read it with
 # ``read_ptbxl(root, sampling_rate=100)`` instead: ``metadata`` then holds ``scp_codes``
-# and ``strat_fold``. To keep this page quick, 120 labelled records of folds 1-8 and 90 of
-# fold 9 (half of it) are drawn at random.
+# and ``strat_fold``. To keep this page quick, 100 labelled records of folds 1-8 and 80 of
+# fold 9 (less than half of it) are drawn at random.
 #
 # **Not an independent test.** The bundled model was pretrained, without labels, on the
 # 1,442 records of folds 1-8 of this subset, and fold 9 chose its checkpoint (by
@@ -121,8 +121,8 @@ if available:
     fold = table["strat_fold"].to_numpy()
     has_label = np.array([len(labels) > 0 for labels in super_labels])
     rng = np.random.default_rng(0)
-    train = rng.choice(np.flatnonzero(has_label & (fold <= 8)), 120, replace=False)
-    test = rng.choice(np.flatnonzero(has_label & (fold == 9)), 90, replace=False)
+    train = rng.choice(np.flatnonzero(has_label & (fold <= 8)), 100, replace=False)
+    test = rng.choice(np.flatnonzero(has_label & (fold == 9)), 80, replace=False)
     binarizer = MultiLabelBinarizer().fit([super_labels[i] for i in train])
     Y_train = binarizer.transform([super_labels[i] for i in train])
     Y_test = binarizer.transform([super_labels[i] for i in test])
@@ -153,7 +153,7 @@ if available:
           f"fold 9: macro ROC AUC {held_out:.3f} on {len(test)} records")
 
 # %%
-# The inner-CV curve that made the choice, and each candidate refitted on the 120 training
+# The inner-CV curve that made the choice, and each candidate refitted on the 100 training
 # records and scored once on fold 9 (drawn for reading only: fold 9 chose nothing).
 from sklearn.base import clone
 
