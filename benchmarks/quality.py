@@ -130,7 +130,8 @@ def main() -> None:
         f"{emb_pre.fingerprint_[:12]}). Handcrafted: the {len(hc_names)} `ECGFeatures` columns from {hc_source}. "
         "'Best single layer' is picked on the scored folds (optimistic).\n\n" + md + "\n"
     )
-    write_results(args.results_name, {"table": rows, "raw": raw, "handcrafted_source": hc_source,
+    write_results(args.results_name, {"model": args.model, "model_sha256": emb_pre.fingerprint_,
+                                      "table": rows, "raw": raw, "handcrafted_source": hc_source,
                                       "handcrafted_features": hc_names}, markdown, timing=False)  # fmt: skip
     print(markdown)
 

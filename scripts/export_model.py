@@ -3,8 +3,9 @@
     .venv/bin/python scripts/export_model.py runs/tiny-st-mem ecgsoup/weights/ecgsoup-100hz-tiny \
         --why "better LUDB linear-probe AUC than the IPA run (benchmarks/results/quality.md)"
 
-Reads ``RUN/best`` (the encoder with the lowest validation loss), ``RUN/log.csv``
-and ``RUN/settings.json``, writes ``OUT/model.safetensors`` (float16),
+Reads ``RUN/best`` (the encoder with the lowest validation loss; ``--encoder
+epoch-NNN`` takes a kept snapshot instead, e.g. the one the fold-9 PTB-XL probe
+selected), ``RUN/log.csv`` up to that encoder's epoch, and ``RUN/settings.json``, writes ``OUT/model.safetensors`` (float16),
 ``OUT/config.json``, ``OUT/training_log.csv`` and ``OUT/MODEL_CARD.md``.  Every
 number in the card comes from those files.
 """
@@ -40,7 +41,7 @@ sha256 {sha256}); loaded as float32. `LayerwiseEmbedder()` with no arguments use
   samples (peak {peak_lr:.2e} at batch {batch_size}), {warmup} warm-up epochs then half-cosine to 0,
   gradient clipping at {clip}, bf16 autocast on CPU, seed {seed}; {epochs_run} of {epochs} epochs
   ({steps:,} steps) on 2 CPU cores ({threads} torch thread(s)) in about {hours:.1f} h.
-- Selected checkpoint: epoch {best_epoch} (lowest validation loss). Final train loss
+- Selected checkpoint: epoch {best_epoch} ({selection}). Train loss
   {final_train:.4f}; selected validation loss {best_val:.4f} (1.0 = predicting each masked patch's
   mean; the first epoch's validation loss was {first_val:.4f}). Per-epoch losses:
   `training_log.csv`.
@@ -50,22 +51,81 @@ Reproduce (same data layout, about {hours:.1f} h on 2 cores):
 
 ```bash
 {command}
-.venv/bin/python scripts/export_model.py {run} ecgsoup/weights/{dirname} --why "..."
+.venv/bin/python scripts/export_model.py {run} ecgsoup/weights/{dirname}{export_options} --why "..."
 ```
 
+{measured}
 ## What it is good for, and its limits
 - It is a **small model pretrained on little data** (1,442 ECGs, against ~100k ECGs and a
-  ViT-B for the paper's models) and a short schedule; its features beat a randomly initialised
-  copy of itself on LUDB linear probes (see `docs/results/quality.md`) but are far from a
-  production foundation model. In that benchmark a 14-feature handcrafted neurokit2
-  baseline (heart rate, HRV, P-wave presence, intervals) beats it on every task.
-- PTB-XL benchmark of the bundled model and of the ST-MEM comparison backbone:
-  `benchmarks/results/ptbxl.md` and `benchmarks/results/ptbxl-st-mem.md` (`benchmarks/ptbxl.py`).
+  ViT-B for the paper's models). Its measured linear-probe scores, against its randomly
+  initialised twin and 14 clinical features (neurokit2), are in the results pages: PTB-XL
+  (`benchmarks/results/ptbxl.md`, fold 9 held out) and LUDB, the out-of-distribution check
+  (`benchmarks/results/quality.md`); the pretraining scaling curve is
+  `benchmarks/results/pretraining/scaling.md`.
 - Training data are PTB-XL (German hospital ECGs, 1989-1996); other populations, devices and
-  paediatric ECGs are out of distribution.
+  paediatric ECGs are out of distribution. Its PTB-XL scores on folds 1-9 are not an
+  independent test: it was pretrained (without labels) on folds 1-8 and selected on fold 9.
 - Not a medical device; for research on representations only.
 - Licence of the training data: PTB-XL, CC BY 4.0 (Wagner et al., Scientific Data 2020).
 """
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _measured(sha256: str) -> str:
+    """The card's "Measured" section, from the committed benchmark results (numbers never typed)."""
+    lines = ["## Measured", ""]
+    scaling = RESULTS / "pretraining" / "scaling.json"
+    if scaling.exists():
+        rows = json.loads(scaling.read_text())["rows"]
+        lines += [
+            "Pretraining scaling curve: the fold-9 PTB-XL probe (logistic regression; layer and C "
+            "chosen inside folds 1-8; macro ROC AUC, ECG-Soup rule, bootstrap 95 % interval) and the "
+            "validation loss of each saved encoder (`benchmarks/scaling.py`, "
+            "`benchmarks/results/pretraining/scaling.md`):", "",
+            "| encoder | objective | epoch (of schedule) | val loss | super-classes | all statements |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            epoch = f"{r['epoch']} (of {r['schedule_epochs']})" if r.get("schedule_epochs") else str(r["epoch"])
+            lines.append(
+                f"| `{r['model']}` | {r['objective']} | {epoch} | {r['val_loss']:.4f} | "
+                f"{r['super_best']:.3f} [{r['super_best_ci'][0]:.3f}, {r['super_best_ci'][1]:.3f}] | "
+                f"{r['all_best']:.3f} [{r['all_best_ci'][0]:.3f}, {r['all_best_ci'][1]:.3f}] |")
+        lines.append("")
+    ptbxl = RESULTS / "ptbxl.json"
+    if ptbxl.exists():
+        data = json.loads(ptbxl.read_text())
+        wanted = ["best layer (chosen on validation)", "PPA fusion", "random weights (layer chosen on validation)",
+                  "clinical features", "clinical features + best layer"]
+        table = {(r["task"], r["representation"]): r for r in data["table"] if r["probe"] == "logistic"}
+        tasks = list(dict.fromkeys(r["task"] for r in data["table"]))
+        lines += [
+            f"PTB-XL benchmark of this model (`benchmarks/ptbxl.py`; {data['label']}): macro ROC AUC on "
+            "fold 9, logistic probe, choices made inside folds 1-8; the published ST-MEM ViT-B linear "
+            "probe on the full PTB-XL (fold 10, a different test set and 100x the data) for scale:", "",
+            "| task | " + " | ".join(wanted) + " | published ST-MEM ViT-B |",
+            "|---|" + "---|" * (len(wanted) + 1),
+        ]
+        for task in tasks:
+            cells = [f"{table[(task, w)]['auc']:.3f}" if (task, w) in table else "n/a" for w in wanted]
+            lines.append(f"| {task} | " + " | ".join(cells) + f" | {data['published_reference'].get(task, 'n/a')} |")
+        lines.append("")
+    quality = RESULTS / "quality.json"
+    if quality.exists():
+        data = json.loads(quality.read_text())
+        if sha256[:12] in json.dumps(data):
+            tasks = list(dict.fromkeys(r["task"] for r in data["table"]))
+            lines += ["LUDB, the out-of-distribution check (`benchmarks/quality.py`; 5-fold CV x 3, "
+                      "macro ROC AUC, mean ± std):", "",
+                      "| features | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+            for name in dict.fromkeys(r["features"] for r in data["table"]):
+                cells = [next((f"{r['mean']:.3f} ± {r['std']:.3f}" for r in data["table"]
+                               if r["task"] == t and r["features"] == name), "n/a") for t in tasks]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -73,14 +133,23 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--why", required=True, help="one sentence: why this run ships")
+    parser.add_argument("--encoder", default="best",
+                        help="which saved encoder of RUN ships: best (lowest validation loss) or epoch-NNN")
+    parser.add_argument("--selection", default="lowest validation loss",
+                        help="how the encoder was chosen, for the card")
     args = parser.parse_args()
 
-    encoder = load_model(args.run / "best")
+    encoder = load_model(args.run / args.encoder)
     settings = json.loads((args.run / "settings.json").read_text())
     with open(args.run / "log.csv") as handle:
         log = list(csv.DictReader(handle))
     meta = dict(encoder.metadata)
-    best = min(log, key=lambda row: float(row["val_loss"]))
+    if args.encoder != "best":
+        # The card describes training up to this snapshot, not the run's later epochs.
+        log = [row for row in log if int(row["epoch"]) <= int(meta["epoch"])]
+        best = log[-1]
+    else:
+        best = min(log, key=lambda row: float(row["val_loss"]))
     cfg = encoder.config
     objective = settings["objective"]
     metadata = {
@@ -100,7 +169,10 @@ def main() -> None:
     encoder.metadata = {}
     args.out.mkdir(parents=True, exist_ok=True)
     save_model(encoder, args.out, dtype="float16", metadata=metadata)
-    shutil.copy(args.run / "log.csv", args.out / "training_log.csv")
+    with open(args.out / "training_log.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(log[0]))
+        writer.writeheader()
+        writer.writerows(log)
     shipped = load_model(args.out)
     decoder = settings.get("decoder") or {}
     card = CARD.format(
@@ -121,7 +193,8 @@ def main() -> None:
         hours=sum(float(r["seconds"]) for r in log) / 3600, best_epoch=best["epoch"],
         final_train=float(log[-1]["train_loss"]), best_val=float(best["val_loss"]),
         first_val=float(log[0]["val_loss"]), why=args.why, command=metadata["command"], run=args.run,
-        dirname=args.out.name,
+        dirname=args.out.name, selection=args.selection, measured=_measured(shipped.metadata["sha256"]),
+        export_options="" if args.encoder == "best" else f' --encoder {args.encoder} --selection "{args.selection}"',
     )  # fmt: skip
     (args.out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {args.out} (sha256 {shipped.metadata['sha256'][:12]}, epoch {best['epoch']}, val {best['val_loss']})")
