@@ -7,7 +7,9 @@ state in float32, about 70 MB for the tiny model), ``best/`` and ``epoch-NNN/`` 
 * ``checkpoint.pt`` with the model in float32 (resuming continues from exactly these
   weights) and the optimiser moments in bfloat16 (``compact_checkpoint``; they only
   steer the next steps, and three significant digits do that);
-* every kept encoder (``best``, ``epoch-NNN``) as float16 safetensors (what is probed);
+* the kept encoders (``best``, ``epoch-NNN``; ``--encoders`` picks some, e.g. the ones not
+  yet probed or the current candidate) as float16 safetensors, 11 MB each for the tiny model.
+  ``best/`` need not travel: a resumed run writes it again at its next validation improvement;
 * ``log.csv``, ``settings.json``, and the command line in ``COMMAND``.
 
 Usage::
@@ -28,7 +30,7 @@ from ecgsoup.models import load_model, save_model
 from ecgsoup.pretraining import compact_checkpoint
 
 
-def pack(run: Path, dest: Path, command: str | None) -> None:
+def pack(run: Path, dest: Path, command: str | None, encoders: list[str] | None = None) -> None:
     if not (run / "checkpoint.pt").exists():
         sys.exit(f"{run} has no checkpoint.pt; is it a run folder of `ecgsoup pretrain`?")
     dest.mkdir(parents=True, exist_ok=True)
@@ -36,7 +38,16 @@ def pack(run: Path, dest: Path, command: str | None) -> None:
     for name in ("log.csv", "settings.json"):
         if (run / name).exists():
             shutil.copy2(run / name, dest / name)
-    for model_dir in sorted(p for p in run.iterdir() if p.is_dir() and (p / "config.json").exists()):
+    kept = sorted(p for p in run.iterdir() if p.is_dir() and (p / "config.json").exists())
+    if encoders is not None:
+        missing = sorted(set(encoders) - {p.name for p in kept})
+        if missing:
+            sys.exit(f"{run} has no encoder {', '.join(missing)}; it has {', '.join(p.name for p in kept)}.")
+        kept = [p for p in kept if p.name in encoders]
+    for old in dest.iterdir():  # a previous pack's encoders that are not packed again
+        if old.is_dir() and old.name not in {p.name for p in kept}:
+            shutil.rmtree(old)
+    for model_dir in kept:
         encoder = load_model(model_dir)
         meta = {k: v for k, v in encoder.metadata.items() if k not in ("sha256", "path")}
         save_model(encoder, dest / model_dir.name, dtype="float16", metadata=meta)
@@ -66,12 +77,14 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("dest", type=Path)
     p.add_argument("--command", default=None, help="the `ecgsoup pretrain` command of the run")
+    p.add_argument("--encoders", nargs="+", default=None,
+                   help="kept encoders to pack (default: all); best/ is rewritten on resume at the next improvement")
     u = sub.add_parser("unpack")
     u.add_argument("packed", type=Path)
     u.add_argument("run", type=Path)
     args = parser.parse_args()
     if args.action == "pack":
-        pack(args.run, args.dest, args.command)
+        pack(args.run, args.dest, args.command, args.encoders)
     else:
         unpack(args.packed, args.run)
 
