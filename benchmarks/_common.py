@@ -52,7 +52,7 @@ def _process_ticks() -> float:
             seen.add(parent)
             parent = table[parent][0]
         if pid != me and parent == me:
-            total += ticks[0] + ticks[1]  # a live descendant (its own dead children: in its cutime)
+            total += sum(ticks)  # a live descendant, with its own children that have exited
     return total
 
 
@@ -179,18 +179,16 @@ def write_results(name: str, payload: dict, markdown: str, *, timing: bool = Tru
     ``payload`` gets ``command``, ``date``, ``machine`` and ``quiet`` (see
     :func:`quiet_status`) added; the markdown gets the same facts appended
     under "Run".  A ``timing`` benchmark taken while other processes were
-    busy is refused (exit status 2, nothing written, the previous results
-    kept) unless ``ECGSOUP_BENCH_ALLOW_NOISY=1`` is set; then the results are
-    written with a "noisy" banner at the top of the table.
+    busy is refused (exit status 2; the previous results are kept and the new
+    ones go to ``<name>.noisy.{json,md}``, marked noisy) unless
+    ``ECGSOUP_BENCH_ALLOW_NOISY=1`` is set; then they are written as usual
+    with a "noisy" banner at the top of the table.
     """
     quiet = payload.get("quiet") or quiet_status()
-    if timing and quiet["noisy"] and os.environ.get(ALLOW_NOISY_ENV) != "1":
-        sys.stderr.write(
-            f"{name}: not written: other processes used {quiet['other_processes_cpu_share_during_run']:.0%} "
-            f"of the CPUs during the run (threshold {BUSY_SHARE:.0%}), so the timings are not comparable. "
-            f"Stop the other jobs and rerun, or set {ALLOW_NOISY_ENV}=1 to write them marked noisy.\n"
-        )
-        sys.exit(2)
+    refused = timing and quiet["noisy"] and os.environ.get(ALLOW_NOISY_ENV) != "1"
+    if refused:
+        # Kept beside the real results (never over them), so a long run is not lost.
+        name = f"{name}.noisy"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
@@ -224,4 +222,12 @@ def write_results(name: str, payload: dict, markdown: str, *, timing: bool = Tru
                   "the CPUs while this ran; these timings are not comparable with quiet runs.\n\n")
     md_path = RESULTS_DIR / f"{name}.md"
     md_path.write_text(banner + markdown.rstrip() + "\n\n## Run\n\n" + "\n".join(facts) + "\n")
+    if refused:
+        sys.stderr.write(
+            f"{name[: -len('.noisy')]}: not written: other processes used "
+            f"{quiet['other_processes_cpu_share_during_run']:.0%} of the CPUs during the run (threshold "
+            f"{BUSY_SHARE:.0%}), so the timings are not comparable; kept as {md_path.name} instead. "
+            f"Stop the other jobs and rerun, or set {ALLOW_NOISY_ENV}=1 to write them marked noisy.\n"
+        )
+        sys.exit(2)
     return json_path, md_path

@@ -29,7 +29,7 @@ backbone) are not affected by this limit.
 
 Run::
 
-    python benchmarks/gridsearch_cost.py [--repeats 5] [--batch-size 32] [--blas-threads 1]
+    python benchmarks/gridsearch_cost.py [--repeats 5] [--batch-size 16] [--blas-threads 1]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def count_windows():
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (pass, downstream, search)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16, help="the embedder's default")
     parser.add_argument(
         "--blas-threads", type=int, default=1, help="numpy/scipy BLAS threads (0: leave as is)"
     )

@@ -129,7 +129,7 @@ def main() -> None:
         print(result.summary())
         for task in dict.fromkeys(result.table["task"]):  # the docs folder gets the figures only
             plot_ptbxl_task(result, task, DOCS_RESULTS / f"{name}_{task}.png")
-        payload = {"model": model, "label": label, "scored_fold": result.scored_fold, "selection": result.selection,
+        payload = {"model": model, "model_sha256": meta.get("sha256"), "label": label, "scored_fold": result.scored_fold, "selection": result.selection,
                    "timings_s": result.timings, "published_reference": PUBLISHED, "quiet": quiet_status(),
                    "tasks": json.loads(result.tasks.to_json(orient="records")),
                    "table": json.loads(result.table.to_json(orient="records")),

@@ -54,9 +54,11 @@ def embed_peak(source: Path, out: Path, threads: int) -> int:
     """Peak RSS (bytes) of one ``ecgsoup embed`` process."""
     cmd = [sys.executable, "-m", "ecgsoup.cli", "embed", str(source), "--out", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    err = process.stderr.read().decode()
+    with tempfile.TemporaryFile() as stderr:  # a pipe could fill up and block the child
+        process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        stderr.seek(0)
+        err = stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"ecgsoup embed {source} failed:\n{err}")
     return usage.ru_maxrss * 1024  # KiB on Linux

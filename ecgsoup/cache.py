@@ -186,7 +186,7 @@ def record_keys(X: np.ndarray) -> list[str]:
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     shape = repr(X.shape[1:]).encode()
-    flat = X.reshape(X.shape[0], -1)
+    flat = X.reshape(X.shape[0], int(np.prod(X.shape[1:], dtype=np.int64)))  # also for 0 records
     step = max(1, flat.shape[1] // _PROBE_SAMPLES)
     probes = np.ascontiguousarray(flat[:, ::step])
     keys = []

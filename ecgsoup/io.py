@@ -1056,6 +1056,14 @@ def _lazy_member(path: str, member: str):
             header_length = stream.tell()
     if dtype.hasobject:
         raise ValueError(f"{member} holds Python objects; store the signals as a numeric array.")
+    expected = header_length + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size != expected:
+        raise ValueError(f"{member} holds {info.file_size} bytes but its header describes {expected} "
+                         f"(shape {tuple(shape)}, {dtype}): the file is damaged or was not written by numpy.")
+    if fortran and len(shape) > 1 and info.compress_type != zipfile.ZIP_STORED:
+        # A record's samples are spread through a deflated stream: read it whole (as np.load does).
+        with np.load(path, allow_pickle=False) as data:
+            return data[member[: -len(".npy")]]
     if info.compress_type == zipfile.ZIP_STORED:
         with open(path, "rb") as raw:
             # The member's bytes follow its local file header (30 bytes, the
@@ -1124,11 +1132,6 @@ class _CompressedRows:
     _archive = _stream = None  # set on first read; closed by __del__
 
     def __init__(self, path, member, shape, dtype, fortran, header_length):
-        if fortran and len(shape) > 1:
-            raise ValueError(
-                f"{path}: x is stored in Fortran order inside a compressed .npz, which cannot be "
-                "read a record at a time. Save it with np.savez (uncompressed) or as a C-ordered array."
-            )
         self.path, self.member = path, member
         self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
         self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize

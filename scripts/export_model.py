@@ -95,9 +95,9 @@ def _measured(sha256: str) -> str:
                 f"{r['all_best']:.3f} [{r['all_best_ci'][0]:.3f}, {r['all_best_ci'][1]:.3f}] |")
         lines.append("")
     ptbxl = RESULTS / "ptbxl.json"
-    if ptbxl.exists():
-        data = json.loads(ptbxl.read_text())
-        wanted = ["best layer (chosen on validation)", "PPA fusion", "random weights (layer chosen on validation)",
+    data = json.loads(ptbxl.read_text()) if ptbxl.exists() else {}
+    if data.get("model_sha256") == sha256:  # results of another model are left out
+        wanted = ["best layer (chosen on validation)", "PPA", "random weights (layer chosen on validation)",
                   "clinical features", "clinical features + best layer"]
         table = {(r["task"], r["representation"]): r for r in data["table"] if r["probe"] == "logistic"}
         tasks = list(dict.fromkeys(r["task"] for r in data["table"]))
@@ -115,7 +115,7 @@ def _measured(sha256: str) -> str:
     quality = RESULTS / "quality.json"
     if quality.exists():
         data = json.loads(quality.read_text())
-        if sha256[:12] in json.dumps(data):
+        if data.get("model_sha256") == sha256:
             tasks = list(dict.fromkeys(r["task"] for r in data["table"]))
             lines += ["LUDB, the out-of-distribution check (`benchmarks/quality.py`; 5-fold CV x 3, "
                       "macro ROC AUC, mean ± std):", "",

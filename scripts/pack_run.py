@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,19 +34,25 @@ from ecgsoup.pretraining import compact_checkpoint
 def pack(run: Path, dest: Path, command: str | None, encoders: list[str] | None = None) -> None:
     if not (run / "checkpoint.pt").exists():
         sys.exit(f"{run} has no checkpoint.pt; is it a run folder of `ecgsoup pretrain`?")
-    dest.mkdir(parents=True, exist_ok=True)
-    compact_checkpoint(run / "checkpoint.pt", dest / "checkpoint.pt")
-    for name in ("log.csv", "settings.json"):
-        if (run / name).exists():
-            shutil.copy2(run / name, dest / name)
+    run_abs, dest_abs = run.resolve(), dest.resolve()
+    if run_abs == dest_abs or run_abs in dest_abs.parents or dest_abs in run_abs.parents:
+        sys.exit(f"pack into a folder outside the run: {dest} and {run} overlap.")
+    if dest.exists() and any(dest.iterdir()) and not (dest / "checkpoint.pt").exists():
+        sys.exit(f"{dest} is not empty and is not a previous pack (no checkpoint.pt); choose a new folder.")
     kept = sorted(p for p in run.iterdir() if p.is_dir() and (p / "config.json").exists())
     if encoders is not None:
         missing = sorted(set(encoders) - {p.name for p in kept})
         if missing:
             sys.exit(f"{run} has no encoder {', '.join(missing)}; it has {', '.join(p.name for p in kept)}.")
         kept = [p for p in kept if p.name in encoders]
+    dest.mkdir(parents=True, exist_ok=True)
+    compact_checkpoint(run / "checkpoint.pt", dest / "checkpoint.pt")
+    for name in ("log.csv", "settings.json"):
+        if (run / name).exists():
+            shutil.copy2(run / name, dest / name)
     for old in dest.iterdir():  # a previous pack's encoders that are not packed again
-        if old.is_dir() and old.name not in {p.name for p in kept}:
+        if (old.is_dir() and re.fullmatch(r"best|epoch-\d+", old.name) and (old / "config.json").exists()
+                and old.name not in {p.name for p in kept}):
             shutil.rmtree(old)
     for model_dir in kept:
         encoder = load_model(model_dir)

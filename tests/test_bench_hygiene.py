@@ -32,9 +32,11 @@ def test_noisy_timing_results_are_refused_and_old_ones_kept(results, monkeypatch
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "speed: not written: other processes used 62% of the CPUs" in err
+    assert "kept as speed.noisy.md instead" in err
     assert "Stop the other jobs and rerun, or set ECGSOUP_BENCH_ALLOW_NOISY=1" in err
     assert (results / "speed.md").read_text() == "old quiet table\n"
     assert not (results / "speed.json").exists()
+    assert (results / "speed.noisy.md").read_text().startswith("> **Noisy run.**")
 
 
 def test_noisy_results_written_on_request_carry_a_banner(results, monkeypatch):
