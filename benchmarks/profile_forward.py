@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_path, write_results  # noqa: E402
+from throughput import flops_per_window  # noqa: E402
 
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
 from ecgsoup.models import get_config, load_model, random_model  # noqa: E402
@@ -109,20 +110,12 @@ def matmul_peak_fn(rows: int, width: int, mlp: int, dtype):
     return lambda: a @ w, 2 * rows * width * mlp
 
 
-def flops_per_window(config) -> float:
-    C, N, P, D = config.n_leads, config.n_patches, config.patch_size, config.width
-    inner, M = config.heads * config.dim_head, config.mlp_dim
-    S = C * (N + 2)
-    linear = 2 * S * D * 3 * inner + 2 * S * inner * D + 2 * 2 * S * D * M
-    return 2 * C * N * P * D + config.depth * (linear + 4 * S * S * inner)
-
-
 def bench_size(size, windows_all, args) -> dict:
     encoder, note = encoder_for(size)
     config = encoder.config
     bf16 = copy.deepcopy(encoder).to(torch.bfloat16).eval()
     tokens = config.n_leads * (config.n_patches + 2)
-    flops = flops_per_window(config)
+    flops = flops_per_window(config)["total"]
     jobs, meta = {}, {}
     for batch in args.batch_sizes:
         x = windows_all[:batch]

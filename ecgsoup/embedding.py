@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -428,8 +429,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                 first.setdefault(key, position)
         if first:
             misses = np.fromiter(first.values(), dtype=np.intp, count=len(first))
-            _check_finite(X[misses], positions=misses)  # hits were checked when first embedded
-            by_key = dict(zip(first, self._forward_records(X[misses])))
+            missing = X[misses]
+            _check_finite(missing, positions=misses)  # hits were checked when first embedded
+            by_key = dict(zip(first, self._forward_records(missing)))
             store.put_many(by_key)
             for position, key in enumerate(keys):
                 if position not in found:
@@ -439,8 +441,12 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _cache_context(self) -> str:
         from ecgsoup import __version__  # read at call time: ecgsoup/__init__ imports this module
 
+        # Keyed on the configuration's full JSON: EncoderConfig's own hash leaves
+        # out ``extra``, which the context includes.
+        config = json.dumps(self.config_.to_dict(), sort_keys=True, default=str)
         return _context_of(
-            self.fingerprint_, self.config_, __version__, self.precision, self.window_stride_
+            self.fingerprint_, config, self.config_.n_samples, __version__, self.precision,
+            self.window_stride_,
         )
 
     def _forward_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -506,11 +512,16 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
 
 @functools.lru_cache(maxsize=64)
-def _context_of(fingerprint: str, config, version: str, precision: str, stride: int) -> str:
-    """The cache context of an embedder's settings (memoised: a grid search asks ~120 times)."""
+def _context_of(
+    fingerprint: str, config: str, window: int, version: str, precision: str, stride: int
+) -> str:
+    """The cache context of an embedder's settings (memoised: a grid search asks ~120 times).
+
+    ``config`` is the configuration as JSON text; it enters the context as the same dict.
+    """
     return context_key(
         fingerprint=fingerprint,
-        config=config.to_dict(),
+        config=json.loads(config),
         ecgsoup=version,
         embedding_format=_EMBEDDING_FORMAT,
         precision=precision,
@@ -518,7 +529,7 @@ def _context_of(fingerprint: str, config, version: str, precision: str, stride: 
         # keeps them apart from autocast-era cache entries while float32
         # keys (and caches) stay as they were.
         **({"bfloat16_mode": "weights"} if precision == "bfloat16" else {}),
-        window=config.n_samples,
+        window=window,
         stride=stride,
         zscore_eps=ZSCORE_EPS,
     )

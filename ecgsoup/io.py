@@ -1015,8 +1015,9 @@ def _npz_arrays(path: str) -> dict:
     ``x`` is never loaded whole, so memory stays flat in the number of
     records: it is read a record at a time, with a positioned read for a
     stored (``np.savez``) member (:class:`_StoredRows`) or by decompressing
-    a compressed (``np.savez_compressed``) one (:class:`_CompressedRows`).  The other entries (``fs``, ``lead_names``,
-    ``record_id``) are small and loaded.
+    a compressed (``np.savez_compressed``) one (:class:`_CompressedRows`).
+    The other entries (``fs``, ``lead_names``, ``record_id``) are small and
+    loaded.
     """
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns)
@@ -1044,7 +1045,7 @@ def _open_npz(path: str) -> dict:
 
 
 def _lazy_member(path: str, member: str):
-    """A memory map (stored member) or a row reader (compressed member) of one ``.npy``."""
+    """A record-at-a-time reader of one ``.npy`` member (whole or mapped in Fortran order)."""
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(member)
         with archive.open(info) as stream:
@@ -1081,48 +1082,55 @@ def _lazy_member(path: str, member: str):
             # A record's samples are scattered through the file: map it instead.
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
         return _StoredRows(path, shape, dtype, offset)
-    return _CompressedRows(path, member, shape, dtype, fortran, header_length)
+    return _CompressedRows(path, member, shape, dtype, header_length)
 
 
-class _StoredRows:
-    """Records of an uncompressed ``.npy`` inside an ``.npz``, read one at a time.
+class _Rows:
+    """Records (first axis) of a C-ordered ``.npy`` inside an ``.npz``, read one at a time."""
 
-    Each record is one positioned read (``os.pread``) into a new buffer, so
-    nothing of the file stays in the process: a memory map would count
-    every page it touched in the resident set, which grows with the input.
-    """
-
-    def __init__(self, path, shape, dtype, offset):
+    def __init__(self, path, shape, dtype):
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), dtype, len(shape)
         self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        self._offset = offset
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, item):
-        index = _row_index(item, self.shape[0])
-        descriptor = os.open(self.path, os.O_RDONLY)
-        try:
-            data = os.pread(descriptor, self._row_bytes, self._offset + index * self._row_bytes)
-        finally:
-            os.close(descriptor)
+        index = int(item)
+        if index < 0:
+            index += self.shape[0]
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"record {item} is out of range for {self.shape[0]} records.")
+        data = self._read(index)
         if len(data) != self._row_bytes:
             raise ValueError(f"{self.path}: x ends before record {index} (truncated file?).")
         return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
 
-
-def _row_index(item, n: int) -> int:
-    index = int(item)
-    if index < 0:
-        index += n
-    if not 0 <= index < n:
-        raise IndexError(f"record {item} is out of range for {n} records.")
-    return index
+    def _read(self, index: int) -> bytes:
+        raise NotImplementedError
 
 
-class _CompressedRows:
-    """Records of a compressed ``.npy`` inside an ``.npz``, decompressed one at a time.
+class _StoredRows(_Rows):
+    """Rows of an uncompressed member: one positioned read (``os.pread``) each.
+
+    Nothing of the file stays in the process: a memory map would count every
+    page it touched in the resident set, which grows with the input.
+    """
+
+    def __init__(self, path, shape, dtype, offset):
+        super().__init__(path, shape, dtype)
+        self._offset = offset
+
+    def _read(self, index: int) -> bytes:
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.pread(descriptor, self._row_bytes, self._offset + index * self._row_bytes)
+        finally:
+            os.close(descriptor)
+
+
+class _CompressedRows(_Rows):
+    """Rows of a compressed member, decompressed one at a time.
 
     Reading in order streams through the member once; going back restarts
     the decompression from the start of the member (zip has no random
@@ -1131,27 +1139,19 @@ class _CompressedRows:
 
     _archive = _stream = None  # set on first read; closed by __del__
 
-    def __init__(self, path, member, shape, dtype, fortran, header_length):
-        self.path, self.member = path, member
-        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
-        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    def __init__(self, path, member, shape, dtype, header_length):
+        super().__init__(path, shape, dtype)
+        self.member = member
         self._header_length = header_length
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, item):
-        index = _row_index(item, self.shape[0])
+    def _read(self, index: int) -> bytes:
         with self._lock:
             if self._stream is None:
                 self._archive = zipfile.ZipFile(self.path)
                 self._stream = self._archive.open(self.member)
             self._stream.seek(self._header_length + index * self._row_bytes)
-            data = self._stream.read(self._row_bytes)
-        if len(data) != self._row_bytes:
-            raise ValueError(f"{self.path}: x ends before record {index} (truncated file?).")
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+            return self._stream.read(self._row_bytes)
 
     def __del__(self):
         for handle in (self._stream, self._archive):
