@@ -8,7 +8,8 @@ PMA's training):
 
 * the per-layer probe curve of the default backbone (IPA-pretrained) and of
   a comparison backbone pretrained with the other objective (ST-MEM, shipped
-  in ``benchmarks/models/``; same architecture, data and schedule);
+  in ``benchmarks/models/``; same architecture and data, and a shorter schedule: each
+  backbone's epoch count is in the output);
 * the fusion table: last layer, middle layer, best single layer chosen by an
   inner CV on the training folds only (honest), PPA, PMA, and the comparison
   backbone's last layer and PPA;

@@ -48,7 +48,10 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--base-lr", type=float, default=1.2e-3, help="per 256 samples")
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--precision", choices=["bfloat16", "float32"], default="bfloat16")
+    p.add_argument("--precision", choices=["auto", "bfloat16", "float32"], default="auto",
+                   help="bf16 autocast or plain float32; 'auto' takes bf16 where the device has bf16 "
+                   "instructions (recent GPUs, x86 CPUs with AVX-512 BF16 or AMX) and float32 elsewhere, "
+                   "where bf16 is emulated and many times slower; may change on --resume")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None)

@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ecgsoup.cache import EmbeddingStore, caching_enabled, context_key, record_keys
+from ecgsoup.hardware import warn_if_bf16_emulated
 from ecgsoup.layout import feature_names, resolve_layers
 from ecgsoup.models import (
     STMEMEncoder,
@@ -101,7 +102,10 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         encoder you pass stay float32).  LayerNorms keep float32 weights and
         normalise in float32 internally.  Faster on CPUs with bf16 matrix
         units and on recent GPUs; cosine similarity to float32 about 0.9999
-        per layer.  The output is float32 either way.
+        per layer.  The output is float32 either way.  On a CPU without bf16
+        instructions (x86 without AVX-512 BF16 or AMX) torch emulates it,
+        many times slower than float32: ``fit`` then warns
+        (:class:`ecgsoup.hardware.SlowPrecisionWarning`).
     window_stride : int, default=None
         Step between windows, in samples, for records longer than the
         model's window; ``None`` means half a window (the ECG-Soup code's
@@ -311,6 +315,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _fit(self, X, check_finite: bool = True) -> np.ndarray:
         self._validate_params()
         device = _check_device(self.device)
+        warn_if_bf16_emulated(self.precision, device, "LayerwiseEmbedder")
         X = self._validate_input(X, reset=True, check_finite=check_finite)
         encoder, fingerprint = _resolve_model(self.model, device, X.shape)
         config = encoder.config

@@ -39,7 +39,7 @@ sha256 {sha256}); loaded as float32. `LayerwiseEmbedder()` with no arguments use
   selection; fold 10 untouched. One random 10 s crop per record per epoch (records are 10 s).
 - Optimisation: AdamW (betas {betas}, weight decay {weight_decay}), base LR {base_lr:g} per 256
   samples (peak {peak_lr:.2e} at batch {batch_size}), {warmup} warm-up epochs then half-cosine to 0,
-  gradient clipping at {clip}, bf16 autocast on CPU, seed {seed}; {epochs_run} of {epochs} epochs
+  gradient clipping at {clip}, {precision}, seed {seed}; {epochs_run} of {epochs} epochs
   ({steps:,} steps) on 2 CPU cores ({threads} torch thread(s)) in about {hours:.1f} h.
 - Selected checkpoint: epoch {best_epoch} ({selection}). Train loss
   {final_train:.4f}; selected validation loss {best_val:.4f} (1.0 = predicting each masked patch's
@@ -54,7 +54,7 @@ Reproduce (same data layout, about {hours:.1f} h on 2 cores):
 .venv/bin/python scripts/export_model.py {run} ecgsoup/weights/{dirname}{export_options} --why "..."
 ```
 
-{measured}
+{measured}{notes}
 ## What it is good for, and its limits
 - It is a **small model pretrained on little data** (1,442 ECGs, against ~100k ECGs and a
   ViT-B for the paper's models). Its measured linear-probe scores, against its randomly
@@ -128,6 +128,22 @@ def _measured(sha256: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _reproduce_command(command: str, epoch: int, step: int, settings: dict) -> str:
+    """The run's command as one uninterrupted run that stops at the shipped snapshot.
+
+    Paths as seen from a checkout with the shared data beside it; no ``--resume`` (the run was
+    resumed across sessions; each resume continues the same schedule) and no ``--precision``
+    (the default takes bf16 where the CPU has it); ``--max-steps`` and ``--keep-epochs`` so that
+    it stops at, and keeps, the snapshot that ships.
+    """
+    command = re.sub(r"\S*/shared/data", "../shared/data", command)
+    command = re.sub(r" --resume\b", "", command)
+    command = re.sub(r" --precision \S+", "", command)
+    if epoch < settings["epochs"]:
+        command = re.sub(r" --keep-epochs( \d+)+", "", command) + f" --keep-epochs {epoch} --max-steps {step}"
+    return command
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -137,6 +153,7 @@ def main() -> None:
                         help="which saved encoder of RUN ships: best (lowest validation loss) or epoch-NNN")
     parser.add_argument("--selection", default="lowest validation loss",
                         help="how the encoder was chosen, for the card")
+    parser.add_argument("--notes", default="", help="a paragraph for the card's 'Training length' section")
     args = parser.parse_args()
 
     encoder = load_model(args.run / args.encoder)
@@ -163,7 +180,7 @@ def main() -> None:
         "train_loss": float(best["train_loss"]),
         "val_loss": float(best["val_loss"]),
         # Paths as seen from a checkout that has the shared data beside it.
-        "command": re.sub(r"\S*/shared/data", "../shared/data", meta.get("command") or ""),
+        "command": _reproduce_command(meta.get("command") or "", int(best["epoch"]), int(best["step"]), settings),
         "licence": "weights: same as ecgsoup; training data PTB-XL CC BY 4.0",
     }
     encoder.metadata = {}
@@ -174,6 +191,11 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(log)
     shipped = load_model(args.out)
+    history = meta.get("precision_history") or [[0, meta.get("settings", {}).get("precision", "bfloat16")]]
+    words = {"bfloat16": "bf16 autocast", "float32": "float32"}
+    precision = " then ".join(
+        f"{words.get(p, p)} from step {step:,}" if i else words.get(p, p) for i, (step, p) in enumerate(history)
+    ) + (" (resumed on a CPU without bf16 instructions)" if len(history) > 1 else "") + " on CPU"
     decoder = settings.get("decoder") or {}
     card = CARD.format(
         name=cfg.name, objective=objective, width=cfg.width, heads=cfg.heads, dim_head=cfg.dim_head,
@@ -187,7 +209,8 @@ def main() -> None:
         n_train=metadata["n_train"] or 0, n_val=metadata["n_val"] or 0, betas=tuple(settings["betas"]),
         weight_decay=settings["weight_decay"], base_lr=settings["base_lr"],
         peak_lr=settings["base_lr"] * settings["batch_size"] / 256, batch_size=settings["batch_size"],
-        warmup=settings["warmup_epochs"], clip=settings["clip_grad"], seed=settings["seed"],
+        warmup=settings["warmup_epochs"], clip=settings["clip_grad"], seed=settings["seed"], precision=precision,
+        notes=f"## Training length\n{args.notes}\n" if args.notes else "",
         epochs_run=len(log), epochs=settings["epochs"], steps=int(log[-1]["step"]),
         threads=settings.get("num_threads") or "default",
         hours=sum(float(r["seconds"]) for r in log) / 3600, best_epoch=best["epoch"],

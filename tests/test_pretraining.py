@@ -216,3 +216,38 @@ def test_resume_drops_log_rows_of_epochs_after_the_checkpoint(ptbxl_val, tmp_pat
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert rows[0] == first[0] and rows[1]["val_loss"] != "0.9"
+
+
+@pytest.mark.filterwarnings("ignore::ecgsoup.hardware.SlowPrecisionWarning")  # bf16 on purpose
+def test_resume_may_change_precision_and_records_it(ptbxl_val, tmp_path):
+    # bf16 is emulated (and many times slower) on CPUs without bf16 instructions, so a long
+    # run started on one machine can resume in float32 on another; the switch is recorded.
+    train, val = ptbxl_val[:24], ptbxl_val[24:32]
+    pretrain(train, val, tmp_path, _settings(precision="bfloat16", keep_epochs=(1, 2)), max_steps=3, progress=False)
+    with pytest.raises(ValueError, match="different settings"):
+        pretrain(train, val, tmp_path, _settings(precision="float32", seed=4), resume=True, progress=False)
+    pretrain(train, val, tmp_path, _settings(precision="float32", keep_epochs=(1, 2)), resume=True, progress=False)
+    assert load_model(tmp_path / "epoch-001").metadata["precision_history"] == [[0, "bfloat16"]]
+    assert load_model(tmp_path / "epoch-002").metadata["precision_history"] == [[0, "bfloat16"], [3, "float32"]]
+    assert json.loads((tmp_path / "settings.json").read_text())["precision"] == "float32"
+
+
+def test_auto_precision_follows_the_cpu(ptbxl_val, tmp_path, monkeypatch):
+    import ecgsoup.hardware as hardware
+
+    train, val = ptbxl_val[:8], ptbxl_val[8:10]
+    for native, expected in ((False, "float32"), (None, "float32"), (True, "bfloat16")):
+        monkeypatch.setattr(hardware, "cpu_has_bf16", lambda native=native: native)
+        out = tmp_path / str(native)
+        pretrain(train, val, out, _settings(precision="auto"), max_steps=1, progress=False)
+        assert json.loads((out / "settings.json").read_text())["precision"] == expected
+    with pytest.raises(ValueError, match="expected 'auto', 'bfloat16' or 'float32'"):
+        pretrain(train, val, tmp_path / "bad", _settings(precision="fp16"), progress=False)
+
+
+def test_pretrain_warns_when_bf16_is_emulated(ptbxl_val, tmp_path, monkeypatch):
+    import ecgsoup.hardware as hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    with pytest.warns(hardware.SlowPrecisionWarning, match="without bf16 instructions.*use precision='float32'"):
+        pretrain(ptbxl_val[:8], ptbxl_val[8:10], tmp_path, _settings(precision="bfloat16"), max_steps=1, progress=False)

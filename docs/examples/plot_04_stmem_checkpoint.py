@@ -106,3 +106,28 @@ from ecgsoup.models import save_model
 saved = save_model(encoder, path.parent / "my-stmem", dtype="float32")
 print(sorted(p.name for p in Path(saved).iterdir()))
 print(load_model(path.parent / "my-stmem").config.sampling_rate, "Hz")
+
+# %%
+# 4. A first look at its layers
+# -----------------------------
+# The layer analyses take your checkpoint's embeddings like any others. How alike are its
+# pooled layers on these records? For this model, neighbouring blocks are alike and the
+# similarity falls with the distance between them; layer 0 (the token embedding, before any
+# attention) is the least like the rest. Blocks that are nearly the same add little to a
+# fusion; distant ones are where PPA and PMA have something to combine.
+import matplotlib.pyplot as plt
+
+from ecgsoup.analysis import layer_cosine_similarity
+
+similarity = layer_cosine_similarity(from_file, n_layers=encoder.config.n_layers)
+fig, ax = plt.subplots(figsize=(5.5, 4.5))
+image = ax.imshow(similarity, vmin=0, vmax=1, cmap="viridis")
+ax.set_xticks(range(len(similarity)))
+ax.set_yticks(range(len(similarity)))
+ax.set_xlabel("layer (0 = token embedding)")
+ax.set_ylabel("layer")
+ax.set_title("Pooled layers of the loaded checkpoint,\ncosine similarity on 20 LUDB records", fontsize=10)
+fig.colorbar(image, ax=ax, label="cosine similarity (1 = same direction)")
+fig.tight_layout()
+print("layer 0 against layer 1:", round(float(similarity[0, 1]), 3),
+      "| layer 11 against layer 12:", round(float(similarity[11, 12]), 3))

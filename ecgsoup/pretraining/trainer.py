@@ -27,13 +27,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecgsoup.hardware import resolve_precision, warn_if_bf16_emulated
 from ecgsoup.models.config import EncoderConfig, get_config
 from ecgsoup.models.weights import new_encoder, save_model
 from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
@@ -71,8 +72,14 @@ class PretrainSettings:
         Learning rate per 256 samples; the peak rate is ``base_lr * batch_size / 256``.
     min_lr, weight_decay, betas, clip_grad : optimiser details (AdamW).
     mask_ratio : float
-    precision : {"bfloat16", "float32"}
-        bf16 autocast (CPU or CUDA) or plain fp32.
+    precision : {"auto", "bfloat16", "float32"}
+        bf16 autocast (CPU or CUDA) or plain fp32.  bf16 is fast only where the
+        hardware has bf16 instructions (recent GPUs; x86 CPUs with AVX-512 BF16
+        or AMX): elsewhere it is emulated, many times slower, and ``pretrain``
+        warns.  ``"auto"`` (the default) takes bf16 where the device has it and
+        float32 elsewhere; ``settings.json`` records the precision used.  May
+        change on ``--resume``; the switch is recorded as ``precision_history``
+        in every saved encoder's metadata.
     device : str
     seed : int
     checkpoint_every : int
@@ -96,7 +103,7 @@ class PretrainSettings:
     betas: tuple = (0.9, 0.95)
     clip_grad: float = 1.0
     mask_ratio: float = 0.75
-    precision: str = "bfloat16"
+    precision: str = "auto"
     device: str = "cpu"
     seed: int = 42
     checkpoint_every: int = 50
@@ -117,8 +124,8 @@ class PretrainSettings:
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r}; expected one of {sorted(OBJECTIVES)}.")
-        if self.precision not in ("bfloat16", "float32"):
-            raise ValueError(f"precision={self.precision!r}; expected 'bfloat16' or 'float32'.")
+        if self.precision not in ("auto", "bfloat16", "float32"):
+            raise ValueError(f"precision={self.precision!r}; expected 'auto', 'bfloat16' or 'float32'.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1.")
 
@@ -241,6 +248,8 @@ def pretrain(
     """
     settings = settings or PretrainSettings()
     settings.validate()
+    settings = replace(settings, precision=resolve_precision(settings.precision, settings.device))
+    warn_if_bf16_emulated(settings.precision, settings.device, "pretrain")
     config = settings.encoder_config()
     train = _check_data(train, config, "Training")
     val = _check_data(val, config, "Validation")
@@ -261,14 +270,15 @@ def pretrain(
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
     warmup_steps = settings.warmup_epochs * steps_per_epoch
-    state = {"step": 0, "best_val_loss": math.inf, "epoch_loss_sum": 0.0, "epoch_count": 0}
+    state = {"step": 0, "best_val_loss": math.inf, "epoch_loss_sum": 0.0, "epoch_count": 0,
+             "precision_history": [[0, settings.precision]]}  # fmt: skip
 
     checkpoint_path = out / CHECKPOINT_FILE
     if resume:
         if not checkpoint_path.exists():
             raise FileNotFoundError(f"--resume given but {checkpoint_path} does not exist.")
         saved = load_checkpoint(checkpoint_path, map_location=settings.device)
-        if saved["settings"] != _comparable(settings):
+        if _comparable(saved["settings"]) != _comparable(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with different settings; resume with the same "
                 f"settings or start a new --out directory.\nsaved: {saved['settings']}\nnow:   {_comparable(settings)}"
@@ -276,6 +286,10 @@ def pretrain(
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         state = saved["state"]
+        # Checkpoints written before precision could change on resume carry it in their settings.
+        history = state.setdefault("precision_history", [[0, saved["settings"].get("precision", settings.precision)]])
+        if history[-1][1] != settings.precision:
+            history.append([state["step"], settings.precision])
         _truncate_log(out / LOG_FILE, state["step"])
     else:
         (out / LOG_FILE).unlink(missing_ok=True)
@@ -339,11 +353,17 @@ def pretrain(
     }
 
 
-def _comparable(settings: PretrainSettings) -> dict:
-    """Settings that must not change across a resume (threads and device may)."""
-    keep = asdict(settings)
-    for volatile in ("num_threads", "device", "checkpoint_every", "keep_epochs"):
-        keep.pop(volatile)
+# May change across a resume: how the steps are computed, not which steps are taken.  The
+# precision is one of them because bf16 autocast is emulated, and many times slower than
+# float32, on CPUs without bf16 instructions; the switch is recorded in ``precision_history``.
+VOLATILE_SETTINGS = ("num_threads", "device", "checkpoint_every", "keep_epochs", "precision")
+
+
+def _comparable(settings: PretrainSettings | dict) -> dict:
+    """Settings that must not change across a resume (threads, device and precision may)."""
+    keep = dict(settings) if isinstance(settings, dict) else asdict(settings)
+    for volatile in VOLATILE_SETTINGS:
+        keep.pop(volatile, None)
     keep["betas"] = list(keep["betas"])
     return keep
 
@@ -360,6 +380,8 @@ def _end_epoch(model, optimiser, state, settings, val_windows, out, epoch, secon
         "train_loss": round(train_loss, 5),
         "val_loss": round(val_loss, 5),
         "settings": _comparable(settings),
+        # [[first step, precision], ...]: bf16 autocast or float32, as the steps were computed.
+        "precision_history": [list(entry) for entry in state["precision_history"]],
         **(metadata or {}),
     }
     if val_loss < state["best_val_loss"]:

@@ -1,0 +1,79 @@
+"""What the processor can do that changes which settings are fast.
+
+bfloat16 is fast on a CPU only when the CPU has bf16 instructions (x86: AVX-512 BF16 or
+AMX; Arm: the BF16 extension).  Elsewhere torch emulates it in software, and bf16 runs
+many times slower than float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import warnings
+from pathlib import Path
+
+__all__ = ["BF16_FLAGS", "SlowPrecisionWarning", "cpu_has_bf16", "resolve_precision", "warn_if_bf16_emulated"]
+
+# /proc/cpuinfo flags that mean native bf16 arithmetic.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+class SlowPrecisionWarning(UserWarning):
+    """bfloat16 asked for on a CPU that has to emulate it (slower than float32)."""
+
+
+def _cpuinfo_flags(text: str) -> set[str] | None:
+    """The CPU feature flags in a /proc/cpuinfo text (x86 ``flags``, Arm ``Features``)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+@functools.cache
+def cpu_has_bf16() -> bool | None:
+    """Whether this CPU computes bfloat16 natively: True, False, or None when it cannot tell.
+
+    Reads the feature flags of ``/proc/cpuinfo`` (Linux); on other systems, or
+    when the file has no flags line, the answer is None.
+    """
+    if platform.system() != "Linux":
+        return None
+    try:
+        flags = _cpuinfo_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+    return None if flags is None else bool(flags & BF16_FLAGS)
+
+
+def warn_if_bf16_emulated(precision: str, device: str, what: str) -> None:
+    """Warn once per call site when bfloat16 is asked for on a CPU without bf16 instructions."""
+    if precision != "bfloat16" or not str(device).startswith("cpu") or cpu_has_bf16() is not False:
+        return
+    warnings.warn(
+        f"{what}: precision='bfloat16' on a CPU without bf16 instructions (no AVX-512 BF16, AMX "
+        "or Arm BF16): torch emulates it, which is many times slower than float32 here; use "
+        "precision='float32'.",
+        SlowPrecisionWarning,
+        stacklevel=3,
+    )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"auto"`` made concrete: ``"bfloat16"`` where the device computes it natively, else ``"float32"``.
+
+    A CUDA device counts when torch says it supports bf16; a CPU when its
+    feature flags name bf16 instructions (unknown counts as no).  Other values
+    pass through unchanged.
+    """
+    if precision != "auto":
+        return precision
+    device = str(device)
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    if device.startswith("cpu"):
+        return "bfloat16" if cpu_has_bf16() else "float32"
+    return "float32"
