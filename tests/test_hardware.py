@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 import ecgsoup.hardware as hardware
-from ecgsoup import LayerwiseEmbedder, load_sample
+from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n"
 X86_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"
@@ -32,8 +32,6 @@ def test_resolve_precision(monkeypatch):
 
 def test_embedder_warns_only_when_bf16_is_emulated(monkeypatch):
     sample = load_sample()
-    from ecgsoup import ECGPreprocessor
-
     X = ECGPreprocessor(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names).fit_transform(sample.X[:1])
     monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
     with pytest.warns(hardware.SlowPrecisionWarning, match=r"LayerwiseEmbedder: precision='bfloat16' on a CPU without"):

@@ -4,6 +4,9 @@ import csv
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,10 @@ from ecgsoup.pretraining import (
     pretrain,
 )
 from ecgsoup.pretraining.trainer import load_checkpoint_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from export_model import _reproduce_command  # noqa: E402  (scripts/ is not a package)
 
 # A small architecture so that a few optimiser steps take well under a second.
 SMALL = get_config("ecgsoup-100hz-tiny").replace(name="test-small", width=64, heads=2, dim_head=32, mlp_dim=128, depth=2)
@@ -251,3 +258,42 @@ def test_pretrain_warns_when_bf16_is_emulated(ptbxl_val, tmp_path, monkeypatch):
     monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
     with pytest.warns(hardware.SlowPrecisionWarning, match="without bf16 instructions.*use precision='float32'"):
         pretrain(ptbxl_val[:8], ptbxl_val[8:10], tmp_path, _settings(precision="bfloat16"), max_steps=1, progress=False)
+
+
+# scripts/export_model.py: a pretraining run packaged as a shipped model with its card.
+
+
+def test_reproduce_command_is_one_uninterrupted_run_to_the_snapshot():
+    run = ("ecgsoup pretrain --data /work/shared/data/x.npz --epochs 400 --threads 1 "
+           "--keep-epochs 45 100 200 --out runs/r --quiet --precision float32 --resume")  # fmt: skip
+    assert _reproduce_command(run, 166, 3818, {"epochs": 400}) == (
+        "ecgsoup pretrain --data ../shared/data/x.npz --epochs 400 --threads 1 --out runs/r --quiet "
+        "--keep-epochs 166 --max-steps 3818"
+    )
+    # The last epoch of the schedule needs no stop.
+    assert _reproduce_command("ecgsoup pretrain --epochs 2 --resume", 2, 6, {"epochs": 2}) == "ecgsoup pretrain --epochs 2"
+
+
+@pytest.mark.filterwarnings("ignore::ecgsoup.hardware.SlowPrecisionWarning")  # bf16 on purpose
+def test_export_of_a_kept_snapshot_writes_weights_log_and_card(ptbxl_val, tmp_path):
+    data = ptbxl_val
+    settings = dict(epochs=3, batch_size=8, keep_epochs=(2,))
+    run = tmp_path / "run"
+    pretrain(data[:16], data[16:24], run, _settings(precision="bfloat16", **settings), max_steps=2,
+             progress=False, metadata={"command": "ecgsoup pretrain --epochs 3 --out run", "n_train": 16, "n_val": 8})
+    pretrain(data[:16], data[16:24], run, _settings(precision="float32", **settings), resume=True,
+             progress=False, metadata={"command": "ecgsoup pretrain --epochs 3 --out run --resume", "n_train": 16, "n_val": 8})
+    out = tmp_path / "model"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(run), str(out), "--encoder", "epoch-002",
+         "--selection", "a test", "--why", "it is a test", "--notes", "Stopped early on purpose."],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    model = load_model(out)
+    assert model.metadata["epoch"] == 2 and model.metadata["command"].endswith("--keep-epochs 2 --max-steps 4")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "bf16 autocast then float32 from step 2 (resumed on a CPU without bf16 instructions) on CPU" in card
+    assert "2 of 3 epochs" in card and "## Training length\nStopped early on purpose." in card
+    assert (out / "training_log.csv").read_text().count("\n") == 3  # header and epochs 1-2, not epoch 3
+    assert "--resume" not in card
