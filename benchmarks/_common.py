@@ -128,6 +128,27 @@ def summary(seconds: list[float]) -> dict:
     }
 
 
+# Instruction sets that decide which kernels torch runs (bfloat16 above all).
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_model() -> dict:
+    """The processor's model name and the instruction sets among ``_CPU_FLAGS`` (Linux)."""
+    name, flags = None, []
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and name is None:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    flags = [flag for flag in _CPU_FLAGS if flag in present]
+                    break
+    except OSError:
+        pass
+    return {"model": name or platform.processor() or platform.machine(), "flags": flags}
+
+
 def machine_info() -> dict:
     """Facts that timings depend on: CPU, threads, library versions, load."""
     import numpy
@@ -139,6 +160,7 @@ def machine_info() -> dict:
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
@@ -204,7 +226,8 @@ def write_results(name: str, payload: dict, markdown: str, *, timing: bool = Tru
     facts = [
         f"- command: `{payload['command']}`",
         f"- date: {payload['date']}",
-        f"- machine: {machine['platform']}, {machine['cpu_count']} CPUs, "
+        f"- machine: {machine['platform']}, {machine['cpu']['model']} "
+        f"({', '.join(machine['cpu']['flags']) or 'none of ' + ', '.join(_CPU_FLAGS)}), {machine['cpu_count']} CPUs, "
         f"torch {machine['torch']} ({machine['torch_threads']} threads), "
         f"scikit-learn {machine['scikit_learn']}, GPU: {machine['cuda'] or 'none'}",
     ]

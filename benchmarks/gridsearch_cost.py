@@ -38,6 +38,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +79,29 @@ def choose_model() -> tuple[str, str]:
 
 
 def count_windows():
-    """Patch the encoder to count windows forwarded; returns the counter list."""
-    seen = [0]
+    """Patch the embedder to count windows forwarded and time its forward passes.
+
+    Returns ``[windows, seconds]``: the windows through the backbone, and the
+    time spent in the embedder's forward pass (batching, normalisation and
+    the backbone), both accumulated over the process.
+    """
+    seen = [0, 0.0]
     original = STMEMEncoder.pooled_layers
+    forward = LayerwiseEmbedder._forward_records
 
     def counting(self, x):
         seen[0] += x.shape[0]
         return original(self, x)
 
+    def timing(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            seen[1] += time.perf_counter() - start
+
     STMEMEncoder.pooled_layers = counting
+    LayerwiseEmbedder._forward_records = timing
     return seen
 
 
@@ -132,6 +147,7 @@ def main(argv=None) -> dict:
     # Interleaved: each round times the pass, the downstream-only search and the
     # cached search once, so a change of load hits all three alike.
     embed_runs, downstream_runs, search_runs, search_windows, best = [], [], [], [], None
+    forward_runs = []  # the forward pass's time inside each search
     for run in range(args.repeats):
         seconds, _ = timed(one_pass)
         embed_runs.append(seconds)
@@ -147,14 +163,15 @@ def main(argv=None) -> dict:
                 ]
             )
             search = GridSearchCV(pipe, {"select__layers": LAYERS}, cv=cv)
-            before = windows[0]
+            before, before_s = windows
             seconds, _ = timed(search.fit, X, y)
         search_runs.append(seconds)
         search_windows.append(windows[0] - before)
+        forward_runs.append(windows[1] - before_s)
         best = (search.best_params_["select__layers"], float(search.best_score_))
         print(f"  round {run + 1}/{args.repeats}: pass {embed_runs[-1]:.2f} s, downstream "
-              f"{downstream_runs[-1]:.2f} s, grid search {seconds:.2f} s "
-              f"({search_windows[-1]} windows through the backbone)")
+              f"{downstream_runs[-1]:.2f} s, grid search {seconds:.2f} s, of which forward pass "
+              f"{forward_runs[-1]:.2f} s ({search_windows[-1]} windows through the backbone)")
     clear_memo()
 
     embed, grid, down = summary(embed_runs), summary(search_runs), summary(downstream_runs)
@@ -164,6 +181,18 @@ def main(argv=None) -> dict:
     # What the search costs beyond the two parts it cannot avoid.
     ratio_to_parts = grid["median_s"] / (embed["median_s"] + down["median_s"])
     fits = len(LAYERS) * FOLDS + 1  # + the refit on all records
+    # Paired, per round: the search minus its own forward pass and that round's
+    # downstream-only search.  Robust to the pass's speed drifting between the
+    # timings of one round (differences of medians are not), and conservative:
+    # the embedder's validation and output assembly around the forward pass
+    # count as overhead although one plain pass has them too.
+    paired = [search - forward - down_s
+              for search, forward, down_s in zip(search_runs, forward_runs, downstream_runs)]
+    paired_share = statistics.median(o / f for o, f in zip(paired, forward_runs))
+    paired_ratio = statistics.median(
+        search / (forward + down_s) for search, forward, down_s in zip(search_runs, forward_runs, downstream_runs)
+    )
+    forward = summary(forward_runs)
     result = {
         "model": model,
         "model_description": model_text,
@@ -175,14 +204,18 @@ def main(argv=None) -> dict:
         "gridsearch_cold_cache": grid,
         "downstream_only_search": down,
         "cache_overhead_s": overhead,
+        "forward_pass_inside_search": forward,
+        "paired_overhead_s": paired,
+        "paired_overhead_share_of_forward": paired_share,
+        "paired_ratio_to_forward_plus_downstream": paired_ratio,
         "blas_threads": args.blas_threads or "unchanged",
         "ratio_gridsearch_over_pass": ratio,
         "target_ratio": TARGET_RATIO,
-        "meets_target": bool(ratio_to_parts <= TARGET_RATIO),
+        "meets_target": bool(paired_ratio <= TARGET_RATIO),
         "ratio_gridsearch_over_pass_plus_downstream": ratio_to_parts,
         "overhead_share_of_pass": overhead_share,
         "target_overhead_share": TARGET_OVERHEAD_SHARE,
-        "meets_overhead_target": bool(overhead_share <= TARGET_OVERHEAD_SHARE),
+        "meets_overhead_target": bool(paired_share <= TARGET_OVERHEAD_SHARE),
         "backbone_windows_per_search": search_windows,
         "best_layer_and_cv_accuracy": list(best),
         "estimated_search_without_cache_s": fits * embed["median_s"],
@@ -199,11 +232,22 @@ numpy/scipy BLAS threads: {args.blas_threads or 'unchanged'} (see the script's d
 |---|---|---|
 | one embedding pass (no cache) | {embed['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in embed_runs)} |
 | grid search, cold cache | {grid['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in search_runs)} |
+| of which the forward pass (the 200 records, batching, normalisation, backbone) | {forward['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in forward_runs)} |
 | same search on precomputed embeddings (downstream only) | {down['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in downstream_runs)} |
-| cache overhead (search - pass - downstream, medians; below 0 = within run-to-run noise) | {overhead:.2f} | |
-| **ratio to one pass** | **{ratio:.3f}** | |
-| **ratio to one pass + the downstream fits** | **{ratio_to_parts:.3f}** (target <= {TARGET_RATIO}: {'met' if ratio_to_parts <= TARGET_RATIO else 'NOT met'}) | |
-| **overhead as a share of the pass** | **{100 * overhead_share:.1f} %** (target <= {100 * TARGET_OVERHEAD_SHARE:.0f} %: {'met' if overhead_share <= TARGET_OVERHEAD_SHARE else 'NOT met'}) | |
+| overhead per round: search - its forward pass - downstream | {statistics.median(paired):.2f} | {', '.join(f'{s:.2f}' for s in paired)} |
+
+| ratio | value | target |
+|---|---|---|
+| **search / (its forward pass + downstream), median of the rounds** | **{paired_ratio:.3f}** | <= {TARGET_RATIO}: {'met' if paired_ratio <= TARGET_RATIO else 'NOT met'} |
+| **overhead / its forward pass, median of the rounds** | **{100 * paired_share:.1f} %** | <= {100 * TARGET_OVERHEAD_SHARE:.0f} %: {'met' if paired_share <= TARGET_OVERHEAD_SHARE else 'NOT met'} |
+| search / one pass (medians) | {ratio:.3f} | |
+| search / (one pass + downstream), medians | {ratio_to_parts:.3f} | |
+| (search - one pass - downstream) / one pass, medians | {100 * overhead_share:.1f} % | |
+
+The targets are judged on the per-round (paired) figures: the speed of the
+pass drifts between timings a few seconds apart on this machine, by more than
+the overhead being measured, and a difference of medians from separate timings
+inherits that drift.
 
 Windows through the backbone per grid search: {', '.join(map(str, search_windows))}
 (one per record). Without the cache the search would forward every fold of every
@@ -211,8 +255,8 @@ candidate: about {fits} x {embed['median_s']:.1f} s = {fits * embed['median_s']:
 Best layer {best[0]}, CV accuracy {best[1]:.3f}.
 """
     json_path, md_path = write_results("gridsearch_cost", result, markdown)
-    print(f"ratio {ratio_to_parts:.3f} to pass + downstream (target <= {TARGET_RATIO}), overhead "
-          f"{100 * overhead_share:.1f} % of the pass (target <= 5 %); wrote {json_path} and {md_path}")
+    print(f"ratio {paired_ratio:.3f} to forward pass + downstream (target <= {TARGET_RATIO}), overhead "
+          f"{100 * paired_share:.1f} % of the forward pass (target <= 5 %); wrote {json_path} and {md_path}")
     return result
 
 

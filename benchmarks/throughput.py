@@ -415,9 +415,8 @@ def markdown(results: dict) -> str:
         f"Device: {results['device_name']}. Records: real LUDB (bundled sample, 100 Hz, "
         "12 leads, 10 s = one window each) through `ECGPreprocessor`. "
         "Every variant was timed in the same run, interleaved repeat by repeat; "
-        "numbers are medians over repeats. The machine was shared with other jobs "
-        "(see the load average under Run): absolute rates are low and noisy, ratios "
-        "within this run are what to read.",
+        "numbers are medians over repeats; the load and the other processes' CPU "
+        "share during the run are under Run.",
         "",
     ]
     for s in results["sizes"]:

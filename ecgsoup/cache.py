@@ -14,8 +14,15 @@ Two levels, looked up in this order:
    lookups of a grid search cost a dictionary lookup each, not a file read
    each (and a record's key is computed once: later copies of the same
    record are recognised by an exact byte comparison, see ``record_keys``);
-2. the ``joblib.Memory`` the user passed (a folder on disk), which survives
-   the process and is shared with joblib workers.
+2. the folder the user passed (``memory="cache/"`` or a ``joblib.Memory``
+   with a location): one ``.npy`` file per record under
+   ``<folder>/ecgsoup-embeddings/<context key>/``, which survives the process
+   and is shared with joblib workers and other processes.  Each file is
+   written to a temporary name and renamed into place, so a reader never
+   sees half a file, and two processes storing the same record write the
+   same bytes.  A file that cannot be read counts as a miss: the record is
+   embedded again and the file rewritten.  Any other ``Memory``-like object
+   (one with a ``cache`` method) is used through ``memory.cache``.
 
 Every key also holds a *context*: the model fingerprint (sha256 of its
 weights), the model configuration, the ecgsoup version and every setting
@@ -27,9 +34,13 @@ returning stale embeddings.  Settings that do not change the numbers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 
 import joblib
@@ -141,15 +152,24 @@ class _KeyMemo:
         self._lock = threading.Lock()
 
     def get(self, probe: bytes, data: bytes) -> str | None:
+        return self.get_many([probe], [data])[0]
+
+    def get_many(self, probes: list[bytes], datas: list[bytes]) -> list[str | None]:
+        """The stored key of each (probe, data) pair, ``None`` where unknown."""
+        found = []
+        items = self._items
         with self._lock:
-            entries = self._items.get(probe)
-            if entries is None:
-                return None
-            self._items.move_to_end(probe)
-            for stored, key in entries:
-                if stored == data:
-                    return key
-            return None
+            for probe, data in zip(probes, datas):
+                key = None
+                entries = items.get(probe)
+                if entries is not None:
+                    items.move_to_end(probe)
+                    for stored, stored_key in entries:
+                        if stored == data:
+                            key = stored_key
+                            break
+                found.append(key)
+        return found
 
     def put(self, probe: bytes, data: bytes, key: str) -> None:
         size = len(data) + len(probe)
@@ -187,57 +207,73 @@ def record_keys(X: np.ndarray) -> list[str]:
     X = np.ascontiguousarray(X, dtype=np.float32)
     shape = repr(X.shape[1:]).encode()
     flat = X.reshape(X.shape[0], int(np.prod(X.shape[1:], dtype=np.int64)))  # also for 0 records
-    step = max(1, flat.shape[1] // _PROBE_SAMPLES)
-    probes = np.ascontiguousarray(flat[:, ::step])
-    keys = []
-    for record, sample in zip(flat, probes):
-        data = record.tobytes()
-        probe = shape + sample.tobytes()
-        key = _KEYS.get(probe, data)
-        if key is None:
-            # sha256 runs on the CPU's SHA extensions: about twice blake2b's speed.
-            digest = hashlib.sha256(shape)
-            digest.update(data)
-            key = digest.hexdigest()
-            _KEYS.put(probe, data, key)
-        keys.append(key)
+    keys: list[str] = []
+    # In chunks: the byte copies of a chunk's records exist at once, never all of X's.
+    for first in range(0, flat.shape[0], _KEY_CHUNK):
+        keys.extend(_chunk_keys(shape, flat[first : first + _KEY_CHUNK]))
     return keys
 
 
-# joblib.Memory caches function results keyed on the arguments.  The
-# embeddings are computed in batches *outside* the cached function (a
+# Records whose bytes are copied out at once by record_keys: 16 (0.8 MB at 12 x 1,000
+# samples) stay in the processor cache until compared; 256 were measured 1.5x slower.
+_KEY_CHUNK = 16
+
+
+def _chunk_keys(shape: bytes, flat: np.ndarray) -> list[str]:
+    step = max(1, flat.shape[1] // _PROBE_SAMPLES)
+    sampled = np.ascontiguousarray(flat[:, ::step]).tobytes()
+    width = len(sampled) // flat.shape[0]
+    if width:
+        probes = [shape + sampled[i : i + width] for i in range(0, len(sampled), width)]
+    else:  # records of 0 samples
+        probes = [shape] * flat.shape[0]
+    datas = [record.tobytes() for record in flat]
+    keys = _KEYS.get_many(probes, datas)
+    for position, key in enumerate(keys):
+        if key is None:
+            # A record twice in this call is hashed once (the first put it in the memo).
+            key = keys[position] = _KEYS.get(probes[position], datas[position])
+        if key is None:
+            # sha256 runs on the CPU's SHA extensions: about twice blake2b's speed.
+            digest = hashlib.sha256(shape)
+            digest.update(datas[position])
+            key = keys[position] = digest.hexdigest()
+            _KEYS.put(probes[position], datas[position], key)
+    return keys
+
+
+# Where a folder-backed cache keeps its files, inside the user's folder.
+STORE_FOLDER = "ecgsoup-embeddings"
+
+
+def store_folder(memory) -> str | None:
+    """The folder of ``.npy`` files for a ``joblib.Memory`` on local disk, else ``None``.
+
+    ``memory="cache/"`` becomes such a ``Memory`` (``check_memory``), so this
+    is the usual case.  Other ``Memory``-like objects go through their
+    ``cache`` method instead.
+    """
+    if (
+        isinstance(memory, joblib.Memory)
+        and memory.location is not None
+        and getattr(memory, "backend", "local") == "local"
+    ):
+        return os.path.join(os.fspath(memory.location), STORE_FOLDER)
+    return None
+
+
+# Other Memory-like objects cache function results keyed on the arguments.
+# The embeddings are computed in batches *outside* the cached function (a
 # per-record call would forward one window at a time), so the function only
-# hands over the value computed just before it is called: joblib then writes
-# it under (record key, context key).  On a hit joblib reads the file and the
-# function is not called at all.
+# hands over the value computed just before it is called: the memory then
+# stores it under (record key, context key).  On a hit it reads the stored
+# value and the function is not called at all.
 _HANDOFF: dict = {}
 
 
 def _stored_embedding(record_key: str, context: str) -> np.ndarray:
-    """Return the embedding handed over for this key (stored by joblib)."""
+    """Return the embedding handed over for this key (stored by the memory object)."""
     return _HANDOFF.pop((record_key, context))
-
-
-# joblib.Memory(location).cache(f) builds a new wrapper (and checks the folder)
-# each time; a grid search builds ~120 stores, so the wrapper of a plain
-# joblib.Memory is kept per (location, settings).  Other Memory-like objects
-# are wrapped every time.
-_WRAPPERS: dict = {}
-_WRAPPERS_LOCK = threading.Lock()
-
-
-def _cached_function(memory):
-    if type(memory) is not joblib.Memory:
-        return memory.cache(_stored_embedding)
-    key = (str(memory.location), memory.backend, memory.mmap_mode, memory.compress,
-           getattr(memory, "_verbose", None))
-    with _WRAPPERS_LOCK:
-        wrapped = _WRAPPERS.get(key)
-        if wrapped is None:
-            wrapped = _WRAPPERS[key] = memory.cache(_stored_embedding)
-            if len(_WRAPPERS) > 16:
-                _WRAPPERS.pop(next(iter(_WRAPPERS)))
-        return wrapped
 
 
 def caching_enabled(memory) -> bool:
@@ -261,7 +297,9 @@ class EmbeddingStore:
     def __init__(self, memory, context: str):
         self.context = context
         self.enabled = caching_enabled(memory)
-        self._cached = _cached_function(memory) if self.enabled else None
+        folder = store_folder(memory) if self.enabled else None
+        self._folder = None if folder is None else os.path.join(folder, context)
+        self._cached = memory.cache(_stored_embedding) if self.enabled and folder is None else None
 
     def get_many(self, keys: list[str]) -> dict[int, np.ndarray]:
         """Embeddings found for ``keys``, as ``{position: array}``; misses are absent."""
@@ -270,27 +308,36 @@ class EmbeddingStore:
             return found
         for position, key in enumerate(keys):
             value = _MEMO.get((self.context, key))
-            if value is None and self._in_store(key):
-                try:
-                    value = self._read(key)
-                except KeyError:
-                    # The entry vanished or is unreadable and joblib tried to
-                    # recompute it: treat as a miss, it is recomputed below.
-                    value = None
+            if value is None:
+                value = self._read(key)
                 if value is not None:
                     _MEMO.put((self.context, key), value)
             if value is not None:
                 found[position] = value
         return found
 
-    def _in_store(self, key: str) -> bool:
-        # Memory-like objects other than joblib's may lack the check: then
-        # every record not in the memo counts as a miss (recomputed, correct).
-        check = getattr(self._cached, "check_call_in_cache", None)
-        return bool(check is not None and check(key, self.context))
-
-    def _read(self, key: str) -> np.ndarray:
-        value = np.array(self._cached(key, self.context), dtype=np.float32)  # copies memmaps
+    def _read(self, key: str) -> np.ndarray | None:
+        """The stored embedding of ``key``, or ``None`` (absent or unreadable: a miss)."""
+        if self._folder is not None:
+            try:
+                value = np.load(os.path.join(self._folder, key + ".npy"), allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                # Absent, truncated or not an array file: embedded again, then rewritten.
+                return None
+            if value.dtype != np.float32 or value.ndim != 2:
+                return None
+        else:
+            # Memory-like objects other than joblib's may lack the check: then
+            # every record not in the memo counts as a miss (recomputed, correct).
+            check = getattr(self._cached, "check_call_in_cache", None)
+            if check is None or not check(key, self.context):
+                return None
+            try:
+                value = np.array(self._cached(key, self.context), dtype=np.float32)  # copies memmaps
+            except KeyError:
+                # The entry vanished or is unreadable and the memory tried to
+                # recompute it: a miss, recomputed by the caller.
+                return None
         value.setflags(write=False)
         return value
 
@@ -298,13 +345,43 @@ class EmbeddingStore:
         """Store ``{record key: embedding}`` in the memo and on disk."""
         if not self.enabled:
             return
+        values = {}
         for key, value in items.items():
             value = np.array(value, dtype=np.float32)
             value.setflags(write=False)  # shared between callers: nobody may edit it
+            values[key] = value
+            _MEMO.put((self.context, key), value)
+        if self._folder is not None:
+            self._write_files(values)
+            return
+        for key, value in values.items():
             _HANDOFF[(key, self.context)] = value
             try:
                 self._cached(key, self.context)
             finally:
                 # Left over when another process stored the key first.
                 _HANDOFF.pop((key, self.context), None)
-            _MEMO.put((self.context, key), value)
+
+    def _write_files(self, values: dict[str, np.ndarray]) -> None:
+        """One ``<key>.npy`` per record, each written aside and renamed into place."""
+        try:
+            os.makedirs(self._folder, exist_ok=True)
+            for key, value in values.items():
+                handle, temporary = tempfile.mkstemp(dir=self._folder, prefix=f".{key[:16]}-", suffix=".tmp")
+                try:
+                    with os.fdopen(handle, "wb") as file:
+                        np.save(file, value, allow_pickle=False)
+                    os.replace(temporary, os.path.join(self._folder, key + ".npy"))
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
+                    raise
+        except OSError as error:
+            # The embeddings are correct and returned; only the disk copy is missing.
+            warnings.warn(
+                f"Could not write the embedding cache in {self._folder} ({error}); the embeddings "
+                "are computed but will be recomputed next time. Give memory= a writable folder "
+                "with free space, or memory=None to cache nothing.",
+                RuntimeWarning,
+                stacklevel=4,
+            )

@@ -252,6 +252,69 @@ def test_cache_misses_when_weights_file_changes(flat, tmp_path, count_forward):
     assert not np.allclose(refit.transform(flat[:2]), first) and sum(count_forward) == 4
 
 
+def _cache_files(folder):
+    return sorted((folder / "ecgsoup-embeddings").rglob("*"))
+
+
+def test_cache_folder_holds_one_npy_per_record_and_no_temporary_files(flat, tmp_path, count_forward):
+    folder = tmp_path / "cache"
+    E = LayerwiseEmbedder(model=TINY, memory=folder).fit_transform(flat[:3])
+    files = [f for f in _cache_files(folder) if f.is_file()]
+    assert len(files) == 3 and all(f.suffix == ".npy" for f in files)
+    stored = np.load(files[0])
+    assert stored.dtype == np.float32 and stored.shape == (N_LAYERS, DIM)
+    assert any(np.array_equal(stored.reshape(-1), row[: N_LAYERS * DIM]) for row in E)
+
+
+def test_unreadable_cache_file_is_a_miss_and_is_rewritten(flat, tmp_path, count_forward):
+    folder = tmp_path / "cache"
+    emb = LayerwiseEmbedder(model=TINY, memory=folder)
+    first = emb.fit_transform(flat[:2])
+    assert sum(count_forward) == 2
+    broken = [f for f in _cache_files(folder) if f.is_file()][0]
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated, as by a full disk or a killed job
+    clear_memo()
+    np.testing.assert_array_equal(clone(emb).fit_transform(flat[:2]), first)
+    assert sum(count_forward) == 3  # only the broken record again
+    clear_memo()
+    np.testing.assert_array_equal(clone(emb).fit_transform(flat[:2]), first)
+    assert sum(count_forward) == 3  # and it was rewritten
+
+
+def test_cache_that_cannot_be_written_warns_and_still_returns_the_embeddings(flat, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "ecgsoup-embeddings").write_text("a file where the cache folder would go")
+    plain = LayerwiseEmbedder(model=TINY).fit_transform(flat[:2])
+    clear_memo()
+    with pytest.warns(RuntimeWarning, match=r"Could not write the embedding cache in .*Give memory= a writable folder"):
+        E = LayerwiseEmbedder(model=TINY, memory=folder).fit_transform(flat[:2])
+    np.testing.assert_array_equal(E, plain)
+    assert (folder / "ecgsoup-embeddings").read_text().startswith("a file")  # left as it was
+    clear_memo()
+
+
+class _WrappedMemory:
+    """A Memory-like object that is not a joblib.Memory: only its cache method is used."""
+
+    def __init__(self, location):
+        import joblib
+
+        self._memory = joblib.Memory(location, verbose=0)
+
+    def cache(self, func):
+        return self._memory.cache(func)
+
+
+def test_memory_like_objects_cache_through_their_cache_method(flat, tmp_path, count_forward):
+    memory = _WrappedMemory(tmp_path / "joblib")
+    emb = LayerwiseEmbedder(model=TINY, memory=memory)
+    first = emb.fit_transform(flat[:3])
+    clear_memo()  # only the object's own store is left
+    np.testing.assert_array_equal(clone(emb).fit_transform(flat[:3]), first)
+    assert sum(count_forward) == 3
+
+
 # -- sklearn behaviour -------------------------------------------------------------------------
 def test_clone_and_pickle(flat, tmp_path):
     emb = LayerwiseEmbedder(model=TINY, layers=(1, 2), batch_size=3, memory=str(tmp_path))
