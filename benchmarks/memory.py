@@ -202,7 +202,7 @@ def markdown(small: dict, large: dict, summary_: dict) -> str:
         "(13 pooled layers + the final norm's weight and bias). The input is the "
         "caller's array. Everything else — runtime, model, one batch of activations — "
         "should not depend on n; per-record growth beyond the output comes from "
-        "temporaries proportional to n (see the explanation in docs/results/speed.md).",
+        "temporaries proportional to n, which the tracemalloc row counts exactly; the RSS rows also move with what the allocator keeps.",
     ]
     return "\n".join(lines)
 

@@ -210,13 +210,13 @@ class _PMABase(BaseEstimator):
             raise ValueError(f"device={self.device!r} but CUDA is not available; use device='cpu'.")
         return device
 
-    def _tensors(self, X: np.ndarray, device: torch.device):
-        """h_0, blocks h_1..h_L, and the carried norm rows, as float32 tensors."""
+    def _tensors(self, X: np.ndarray, device: torch.device, dtype=np.float32):
+        """h_0, blocks h_1..h_L, and the carried norm rows, as tensors of ``dtype``."""
         H, weight, bias = _split_rows(X, self.layout_)
 
         def as_tensor(a):
             # np.array copies: loky hands over read-only memmaps, which torch warns about.
-            return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32)).to(device)
+            return None if a is None else torch.from_numpy(np.array(a, dtype=dtype)).to(device)
 
         return as_tensor(H[:, 0]), as_tensor(H[:, 1:]), as_tensor(weight), as_tensor(bias)
 
@@ -404,12 +404,25 @@ class _PMABase(BaseEstimator):
         _check_same_model(self, X)
         return X
 
+    def _inference_network(self):
+        """A float64 copy of the trained network, for predictions.
+
+        float32 matrix kernels (oneDNN on CPUs with AMX, for one) choose their
+        blocking by the number of rows, so a sample's float32 output changes
+        in the 7th digit with the number of samples predicted alongside it.
+        In float64 that dependence is far below float32 precision: a sample
+        gets the same prediction alone or in any batch.  The network is
+        small, so the copy costs milliseconds.
+        """
+        return copy.deepcopy(self._network).double()
+
     def _logits(self, X) -> np.ndarray:
         X = self._validated(X)
-        device = next(self._network.parameters()).device
+        network = self._inference_network()
+        device = next(network.parameters()).device
         with torch.no_grad():
-            logits = self._network(*self._tensors(X, device))
-        return logits.cpu().numpy().astype(np.float64)
+            logits = network(*self._tensors(X, device, np.float64))
+        return logits.cpu().numpy()
 
     def gate_weights(self, X):
         """Per-sample gate weights over the blocks.
@@ -428,10 +441,11 @@ class _PMABase(BaseEstimator):
 
     def _gate_weights_of(self, X: np.ndarray) -> np.ndarray:
         """Gate weights of an already validated ``X``."""
-        device = next(self._network.parameters()).device
-        h0 = self._tensors(X, device)[0]
+        network = self._inference_network()
+        device = next(network.parameters()).device
+        h0 = self._tensors(X, device, np.float64)[0]
         with torch.no_grad():
-            return self._network.weights(h0).cpu().numpy().astype(np.float64)
+            return network.weights(h0).cpu().numpy()
 
 
 _PARAMETERS_DOC = """
