@@ -152,24 +152,15 @@ class _KeyMemo:
         self._lock = threading.Lock()
 
     def get(self, probe: bytes, data: bytes) -> str | None:
-        return self.get_many([probe], [data])[0]
-
-    def get_many(self, probes: list[bytes], datas: list[bytes]) -> list[str | None]:
-        """The stored key of each (probe, data) pair, ``None`` where unknown."""
-        found = []
-        items = self._items
         with self._lock:
-            for probe, data in zip(probes, datas):
-                key = None
-                entries = items.get(probe)
-                if entries is not None:
-                    items.move_to_end(probe)
-                    for stored, stored_key in entries:
-                        if stored == data:
-                            key = stored_key
-                            break
-                found.append(key)
-        return found
+            entries = self._items.get(probe)
+            if entries is None:
+                return None
+            self._items.move_to_end(probe)
+            for stored, key in entries:
+                if stored == data:
+                    return key
+            return None
 
     def put(self, probe: bytes, data: bytes, key: str) -> None:
         size = len(data) + len(probe)
@@ -207,38 +198,20 @@ def record_keys(X: np.ndarray) -> list[str]:
     X = np.ascontiguousarray(X, dtype=np.float32)
     shape = repr(X.shape[1:]).encode()
     flat = X.reshape(X.shape[0], int(np.prod(X.shape[1:], dtype=np.int64)))  # also for 0 records
-    keys: list[str] = []
-    # In chunks: the byte copies of a chunk's records exist at once, never all of X's.
-    for first in range(0, flat.shape[0], _KEY_CHUNK):
-        keys.extend(_chunk_keys(shape, flat[first : first + _KEY_CHUNK]))
-    return keys
-
-
-# Records whose bytes are copied out at once by record_keys: 16 (0.8 MB at 12 x 1,000
-# samples) stay in the processor cache until compared; 256 were measured 1.5x slower.
-_KEY_CHUNK = 16
-
-
-def _chunk_keys(shape: bytes, flat: np.ndarray) -> list[str]:
     step = max(1, flat.shape[1] // _PROBE_SAMPLES)
-    sampled = np.ascontiguousarray(flat[:, ::step]).tobytes()
-    width = len(sampled) // flat.shape[0]
-    if width:
-        probes = [shape + sampled[i : i + width] for i in range(0, len(sampled), width)]
-    else:  # records of 0 samples
-        probes = [shape] * flat.shape[0]
-    datas = [record.tobytes() for record in flat]
-    keys = _KEYS.get_many(probes, datas)
-    for position, key in enumerate(keys):
-        if key is None:
-            # A record twice in this call is hashed once (the first put it in the memo).
-            key = keys[position] = _KEYS.get(probes[position], datas[position])
+    probes = np.ascontiguousarray(flat[:, ::step])
+    keys = []
+    for record, sample in zip(flat, probes):
+        data = record.tobytes()
+        probe = shape + sample.tobytes()
+        key = _KEYS.get(probe, data)
         if key is None:
             # sha256 runs on the CPU's SHA extensions: about twice blake2b's speed.
             digest = hashlib.sha256(shape)
-            digest.update(datas[position])
-            key = keys[position] = digest.hexdigest()
-            _KEYS.put(probes[position], datas[position], key)
+            digest.update(data)
+            key = digest.hexdigest()
+            _KEYS.put(probe, data, key)
+        keys.append(key)
     return keys
 
 
