@@ -14,7 +14,7 @@ with none of the embedder's choices:
 - pooling (mean over patch tokens, separator tokens excluded) after the
   forward pass, from the hooked tensors.
 
-It reads the weights of an :class:`ecgsoup.models.STMEMEncoder` but none of
+It reads the weights of an :class:`ecgsoup.backbones.stmem.STMEMEncoder` but none of
 its forward code, so an error in the encoder's forward pass would show up as
 a mismatch, not be copied.
 """
@@ -82,7 +82,7 @@ class NaiveEncoder(nn.Module):
 
     Parameters
     ----------
-    encoder : ecgsoup.models.STMEMEncoder
+    encoder : ecgsoup.backbones.stmem.STMEMEncoder
         Supplies the weights (shared, not copied).
     """
 
@@ -116,7 +116,7 @@ def naive_embed(encoder, X: np.ndarray, window_stride: int | None = None) -> np.
 
     Parameters
     ----------
-    encoder : ecgsoup.models.STMEMEncoder
+    encoder : ecgsoup.backbones.stmem.STMEMEncoder
         The frozen encoder (float32, on CPU or GPU).
     X : ndarray of shape (n_records, n_leads, T)
         Model-ready ECG (leads in the model's order, ``T >= config.n_samples``).

@@ -90,7 +90,7 @@ def child(n: int, batch_size: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample
-    from ecgsoup.models import default_model_path
+    from ecgsoup.backbones.stmem import default_model_path
 
     ds = load_sample()
     base = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names).fit_transform(ds.X)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, RESULTS_DIR, shared_data_path  # noqa: E402
 
 from ecgsoup.benchmark import ptbxl  # noqa: E402
-from ecgsoup.models import load_model  # noqa: E402
+from ecgsoup.backbones.stmem import load_model  # noqa: E402
 
 OUT = RESULTS_DIR / "pretraining" / "scaling"
 FIGURE = REPO_ROOT / "docs" / "results" / "scaling.png"

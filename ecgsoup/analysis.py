@@ -3,8 +3,8 @@
 Two kinds of input are used:
 
 * **layer-wise embeddings** ``X_layers``: the 2-D output of
-  ``ecgsoup.LayerwiseEmbedder`` (``[h_0 | ... | h_L | norm_weight | norm_bias]``,
-  see :mod:`ecgsoup.layout`), or a 3-D array ``(n, L+1, D)`` such as
+  ``ecgsoup.LayerwiseEmbedder`` (``[h_0 | ... | h_L]``,
+  described by its ``layer_spec_``), or a 3-D array ``(n, L+1, D)`` such as
   ``encoder.pooled_layers(x)``.  Used by :func:`layer_cosine_similarity`,
   :func:`linear_cka` and :func:`gate_weight_distribution`.
 * **an encoder and model-ready signals** ``x``: ``(n, leads, T)`` windows of
@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ecgsoup.layout import infer_layout, split_layers
+from ecgsoup.layers import LayerSpec
 
 __all__ = [
     "layer_cosine_similarity",
@@ -51,7 +51,6 @@ __all__ = [
     "plot_gate_weights",
 ]
 
-_NORM_CHOICES = ("carried", None)
 
 
 # -- layer-wise embeddings ----------------------------------------------------------
@@ -62,13 +61,18 @@ def _check_positive_int(value, name: str, hint: str = "") -> int:
     return int(value)
 
 
-def _layer_blocks(X_layers, n_layers: int, norm, *, min_samples: int = 1) -> np.ndarray:
+def _layer_blocks(X_layers, n_layers: int, layer_spec, *, min_samples: int = 1) -> np.ndarray:
     """Validate ``X_layers`` and return the pooled layers as ``(n, n_layers, dim)`` float64."""
-    if norm not in _NORM_CHOICES:
-        raise ValueError(
-            f"norm={norm!r}; expected 'carried' (X ends with the final LayerNorm's weight "
-            "and bias blocks, LayerwiseEmbedder's default) or None (it does not)."
-        )
+    if layer_spec is not None:
+        if not isinstance(layer_spec, LayerSpec):
+            raise TypeError(f"layer_spec must be a LayerSpec (embedder.layer_spec_), got {type(layer_spec).__name__}.")
+        if len(set(layer_spec.widths)) != 1:
+            raise ValueError(
+                f"The layers of {layer_spec.model_name or 'this model'} differ in width "
+                f"({min(layer_spec.widths)}..{max(layer_spec.widths)}); this analysis compares "
+                "layers of one width. Pass the layers of one stage."
+            )
+        n_layers = len(layer_spec.layers)
     n_layers = _check_positive_int(n_layers, "n_layers", " (13 for a 12-block ST-MEM)")
     X = check_array(
         X_layers, allow_nd=True, dtype=np.float64, ensure_min_samples=min_samples,
@@ -86,22 +90,15 @@ def _layer_blocks(X_layers, n_layers: int, norm, *, min_samples: int = 1) -> np.
             f"X_layers has {X.ndim} dimensions; expected the 2-D output of LayerwiseEmbedder "
             "or a 3-D (records, layers, dim) array."
         )
-    layout = infer_layout(X.shape[1], n_layers, has_norm=norm == "carried")
-    H = split_layers(X, layout)[0]
-    if layout.has_norm:
-        # The norm blocks repeat one vector in every row; if they do not, the
-        # column count divided by accident and the layout guess is wrong.
-        tail = X[:, n_layers * layout.dim :]
-        if not np.allclose(tail, tail[:1]):
-            raise ValueError(
-                "The last two column blocks of X_layers differ between rows, so they are not "
-                "the LayerNorm blocks that LayerwiseEmbedder appends. Pass norm=None if the "
-                "embedder ran with include_norm=False, and check n_layers."
-            )
-    return np.ascontiguousarray(H)
+    if X.shape[1] % n_layers:
+        raise ValueError(
+            f"X_layers has {X.shape[1]} columns, which is not {n_layers} layer blocks of equal width. "
+            "Pass layer_spec=embedder.layer_spec_ (or stored.layer_spec), or the right n_layers."
+        )
+    return np.ascontiguousarray(X.reshape(X.shape[0], n_layers, -1))
 
 
-def layer_cosine_similarity(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
+def layer_cosine_similarity(X_layers, n_layers: int = 13, *, layer_spec=None) -> np.ndarray:
     """Cross-layer cosine similarity of pooled embeddings.
 
     ``S[l, m]`` is the mean over records of ``cos(h_l(x), h_m(x))``.  The
@@ -113,9 +110,9 @@ def layer_cosine_similarity(X_layers, n_layers: int = 13, *, norm="carried") -> 
         Output of ``LayerwiseEmbedder`` (all layers) or pooled layers.
     n_layers : int, default=13
         Number of layer blocks in ``X_layers`` (embedding + 12 blocks).
-    norm : {"carried", None}, default="carried"
-        Whether 2-D ``X_layers`` ends with the final-norm weight and bias
-        blocks (ignored here: the raw ``h_l`` are compared).
+    layer_spec : LayerSpec or None, default=None
+        What the columns are (``embedder.layer_spec_``); overrides
+        ``n_layers``.  The raw ``h_l`` are compared (no readout).
 
     Returns
     -------
@@ -129,7 +126,7 @@ def layer_cosine_similarity(X_layers, n_layers: int = 13, *, norm="carried") -> 
     >>> layer_cosine_similarity(H, n_layers=3).shape
     (3, 3)
     """
-    H = _layer_blocks(X_layers, n_layers, norm)
+    H = _layer_blocks(X_layers, n_layers, layer_spec)
     lengths = np.linalg.norm(H, axis=-1, keepdims=True)
     units = H / np.maximum(lengths, np.finfo(np.float64).tiny)
     similarity = np.einsum("nld,nmd->lm", units, units) / H.shape[0]
@@ -155,7 +152,7 @@ def _cka_by_features(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cross, np.sqrt(np.diag(cross))
 
 
-def linear_cka(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
+def linear_cka(X_layers, n_layers: int = 13, *, layer_spec=None) -> np.ndarray:
     """Linear centred kernel alignment between every pair of layers.
 
     For the record-by-feature matrices ``X_l`` (columns centred over records),
@@ -170,8 +167,8 @@ def linear_cka(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
         least 2 records (CKA compares variation across records).
     n_layers : int, default=13
         Number of layer blocks in ``X_layers``.
-    norm : {"carried", None}, default="carried"
-        Whether 2-D ``X_layers`` ends with the final-norm blocks (ignored here).
+    layer_spec : LayerSpec or None, default=None
+        What the columns are (``embedder.layer_spec_``); overrides ``n_layers``.
 
     Returns
     -------
@@ -192,7 +189,7 @@ def linear_cka(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
     >>> bool(np.allclose(np.diag(linear_cka(H, n_layers=3)), 1))
     True
     """
-    H = _layer_blocks(X_layers, n_layers, norm, min_samples=2)
+    H = _layer_blocks(X_layers, n_layers, layer_spec, min_samples=2)
     centred = np.transpose(H - H.mean(axis=0, keepdims=True), (1, 0, 2))  # (L, n, dim)
     n_records, dim = centred.shape[1], centred.shape[2]
     cross, scale = (_cka_by_gram if n_records <= dim else _cka_by_features)(centred)
@@ -217,7 +214,7 @@ def linear_cka(X_layers, n_layers: int = 13, *, norm="carried") -> np.ndarray:
 # -- encoder-based analyses -----------------------------------------------------------
 def _encoder_and_input(encoder, x, batch_size):
     """Resolve the encoder, validate ``x`` against its config, check ``batch_size``."""
-    from ecgsoup.models import load_model
+    from ecgsoup.backbones.stmem import load_model
 
     encoder = load_model(encoder)
     cfg = encoder.config
@@ -281,7 +278,7 @@ def token_cosine_similarity(encoder, x, batch_size: int = 16) -> np.ndarray:
     Parameters
     ----------
     encoder : STMEMEncoder, str or path
-        The encoder, or anything :func:`ecgsoup.models.load_model` accepts.
+        The encoder, or anything :func:`ecgsoup.backbones.stmem.load_model` accepts.
     x : array-like of shape (n_records, n_leads, n_samples) or (n_records, n_leads * n_samples)
         Model-ready windows: model lead order, model length, z-scored per lead.
     batch_size : int, default=16
@@ -294,7 +291,7 @@ def token_cosine_similarity(encoder, x, batch_size: int = 16) -> np.ndarray:
 
     Examples
     --------
-    >>> from ecgsoup.models import random_model
+    >>> from ecgsoup.backbones.stmem import random_model
     >>> x = np.random.default_rng(0).normal(size=(2, 12, 1000)).astype("float32")
     >>> token_cosine_similarity(random_model("ecgsoup-100hz-tiny"), x).shape
     (13, 13)
@@ -384,7 +381,7 @@ def attention_entropy(encoder, x, batch_size: int = 16, *, queries: str = "patch
     Parameters
     ----------
     encoder : STMEMEncoder, str or path
-        The encoder, or anything :func:`ecgsoup.models.load_model` accepts.
+        The encoder, or anything :func:`ecgsoup.backbones.stmem.load_model` accepts.
     x : array-like of shape (n_records, n_leads, n_samples) or (n_records, n_leads * n_samples)
         Model-ready windows: model lead order, model length, z-scored per lead.
     batch_size : int, default=16

@@ -57,7 +57,7 @@ from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
-from ecgsoup.models import load_config, load_model, random_model
+from ecgsoup.backbones._registry import load_backbone, random_twin
 from ecgsoup.pma import PMA, PMAClassifier
 from ecgsoup.preprocessing import ECGPreprocessor
 from ecgsoup.tasks import (
@@ -257,7 +257,7 @@ def _mlp_head(random_state: int, n_train: int):
     loop (AdamW, early stopping on a hold-out of the training records) is the
     one the PMA rows use.
     """
-    return PMAClassifier(head="mlp", n_layers=2, norm=None, max_iter=100, early_stopping=True,
+    return PMAClassifier(head="mlp", n_layers=2, max_iter=100, early_stopping=True,
                          validation_fraction=_hold_out(n_train), n_iter_no_change=10,
                          random_state=random_state)  # fmt: skip
 
@@ -532,16 +532,17 @@ def ptbxl(
     cache = out_dir / "cache" if out_dir is not None else None
     timings = {}
     start = time.perf_counter()
-    encoder = load_model(model)
+    encoder = load_backbone(model)
     X_emb, embedder = _embed(data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision,
                              device=device, verbose=verbose)  # fmt: skip
     X_rand = None
     if random_baseline:
-        random_encoder = random_model(load_config(encoder), seed=random_state)
-        X_rand, _ = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size,
+        random_encoder = random_twin(encoder, seed=random_state)
+        X_rand, embedder_rand = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size,
                            precision=precision, device=device, verbose=verbose)  # fmt: skip
     timings["embedding_s"] = time.perf_counter() - start
     n_layers = embedder.n_layers_
+    spec = embedder.layer_spec_
     position = np.full(len(data), -1)
     position[labelled] = np.arange(len(labelled))
     say(f"embedded {len(labelled)} records x {1 + random_baseline} models in {timings['embedding_s']:.0f} s")
@@ -553,15 +554,18 @@ def ptbxl(
         say(f"clinical features ({F.shape[1]} columns) in {time.perf_counter() - start:.0f} s")
     timings["features_s"] = time.perf_counter() - start
 
-    def layer(X, index):
-        return LayerSelector(layers=index, n_layers=n_layers).fit_transform(X)
+    def layer(X, index, spec):
+        return LayerSelector(layers=index, layer_spec=spec).fit_transform(X)
 
-    layers = {f"layer {i}": layer(X_emb, i) for i in range(n_layers)}
+    layers = {f"layer {i}": layer(X_emb, i, spec) for i in range(n_layers)}
     # The random twin's layer is chosen on validation among every fourth layer (0, 4, 8, 12 for
     # a 12-block model): its curve is flat and far below, and this keeps the run to minutes.
     random_layers = (None if X_rand is None else
-                     {f"layer {i}": layer(X_rand, i) for i in sorted({*range(0, n_layers, 4), n_layers - 1})})  # fmt: skip
-    ppa = PPA(n_layers=n_layers).fit_transform(X_emb)
+                     {f"layer {i}": layer(X_rand, i, embedder_rand.layer_spec_) for i in sorted({*range(0, n_layers, 4), n_layers - 1})})  # fmt: skip
+    # PPA and PMA average one representation space; a CNN's stages are several, and
+    # every layer, balanced on the training records, takes their place.
+    one_stream = len({(layer.width, layer.stream) for layer in spec.layers[1:]}) == 1
+    ppa = PPA(layer_spec=spec).fit_transform(X_emb) if one_stream else None
 
     task_rows, score_store, task_info, tasks_built = [], {}, [], {}
     start_probes = time.perf_counter()
@@ -578,7 +582,7 @@ def ptbxl(
         for probe in probes:
             t0 = time.perf_counter()
             cells, random_choice = _run_probe(probe, task, task.Y, pos, layers, random_layers, ppa, X_emb, F,
-                                              n_layers, Cs, random_state, random_choice)  # fmt: skip
+                                              spec, Cs, random_state, random_choice)  # fmt: skip
             for rep, (scores, chosen, value, kind) in cells.items():
                 score_store[(probe, task_name, rep)] = scores
                 task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
@@ -620,10 +624,10 @@ class _LogisticProbe:
         best = max(values, key=values.get)
         return self._fit_predict(Z, best, self.task.train, self.task.scored), f"C={best:g}", values[best]
 
-    def run_pma(self, X_emb, n_layers, seed):
+    def run_pma(self, X_emb, spec, seed):
         """PMA then the probe; the gate is refitted on the training records of every split."""
         def fused(tr):
-            return PMA(n_layers=n_layers, random_state=seed).fit(X_emb[self.pos[tr]], self.Y[tr]).transform(X_emb)
+            return PMA(layer_spec=spec, random_state=seed).fit(X_emb[self.pos[tr]], self.Y[tr]).transform(X_emb)
 
         per_split = [(tr, va, fused(tr)) for tr, va in self.task.inner]
         values = {}
@@ -654,9 +658,9 @@ class _MLPProbe:
         value = -min(model.validation_loss_curve_)
         return _scores(model, _as_mlp_input(Zs[self.pos[scored]])), "", value
 
-    def run_pma(self, X_emb, n_layers, seed):
+    def run_pma(self, X_emb, spec, seed):
         train, scored = self.task.train, self.task.scored
-        model = PMAClassifier(head="mlp", n_layers=n_layers, max_iter=100, early_stopping=True,
+        model = PMAClassifier(head="mlp", layer_spec=spec, max_iter=100, early_stopping=True,
                               validation_fraction=_hold_out(len(train)), random_state=seed)  # fmt: skip
         model.fit(X_emb[self.pos[train]], self.Y[train])
         return _scores(model, X_emb[self.pos[scored]]), "", -min(model.validation_loss_curve_)
@@ -665,7 +669,7 @@ class _MLPProbe:
 _PROBES = {"logistic": _LogisticProbe, "mlp": _MLPProbe}
 
 
-def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, n_layers, Cs, seed, random_choice):
+def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, spec, Cs, seed, random_choice):
     """Scores on the scored fold of every representation: ``{name: (S, choice, kind, value)}``."""
     from threadpoolctl import threadpool_limits
 
@@ -680,9 +684,15 @@ def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, n
         best_layer = max(values, key=values.get)
         S, choice, value, _ = cells[best_layer]
         cells["best layer (chosen on validation)"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "chosen")
-        cells["PPA"] = (*probe.run(ppa), "fusion")
-        cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, n_layers, seed), "fusion")
-        best_fusion = max(("PPA", "PMA (trained gate)"), key=lambda n: cells[n][2])
+        if ppa is not None:
+            cells["PPA"] = (*probe.run(ppa), "fusion")
+            cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, spec, seed), "fusion")
+            fusions = ("PPA", "PMA (trained gate)")
+        else:
+            balanced = LayerSelector(layers="all", balance=True, layer_spec=spec).fit(X_emb[pos[task.train]])
+            cells["all layers (balanced)"] = (*probe.run(balanced.transform(X_emb)), "fusion")
+            fusions = ("all layers (balanced)",)
+        best_fusion = max(fusions, key=lambda n: cells[n][2])
         S, choice, value, _ = cells[best_fusion]
         cells["best fusion (chosen on validation)"] = (S, ", ".join(filter(None, [best_fusion, choice])), value, "chosen")
         if random_layers is not None:

@@ -68,7 +68,7 @@ def _add_pretrain(sub) -> None:
 def _cmd_pretrain(args) -> int:
     import numpy as np
 
-    from ecgsoup.models import get_config, load_model, save_model
+    from ecgsoup.backbones.stmem import get_config, load_model, save_model
     from ecgsoup.pretraining import PretrainSettings, load_pretraining_arrays, pretrain
 
     try:
@@ -117,8 +117,10 @@ def _cmd_pretrain(args) -> int:
 
 def _add_model_options(p) -> None:
     p.add_argument("--model", default="default",
-                   help="'default' (bundled model), a model directory or ST-MEM .pth, or 'random' "
-                        "(an untrained ecgsoup-100hz-tiny, for tests and baselines)")  # fmt: skip
+                   help="'default' (bundled model), a registered name (see `ecgsoup models`), a model "
+                        "directory, '<family>:<path>' for an original file (hubert-ecg:, ecgfounder:, "
+                        "stmem:), optionally ending in @<contract>, or 'random' / 'random:<name>' "
+                        "(untrained, for tests and baselines)")  # fmt: skip
     from ecgsoup.store import DEFAULT_CHUNK_SIZE
 
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="forward-pass precision")
@@ -336,7 +338,7 @@ class _WarningSummary:
 
 
 def _load_embeddings(args):
-    """``(X, record_ids, attrs, n_failed)`` from a store, or by embedding the input."""
+    """``(X, record_ids, attrs, n_failed, layer_spec)`` from a store, or by embedding the input."""
     from ecgsoup.store import StoreError, is_store, open_store
 
     path = Path(args.input).expanduser()
@@ -352,7 +354,7 @@ def _load_embeddings(args):
         if stored.attrs["n_pending"]:
             print(f"ecgsoup evaluate: {path} has {stored.attrs['n_pending']} records not embedded yet; "
                   "using the embedded ones", file=sys.stderr)  # fmt: skip
-        return stored.X, stored.record_ids, stored.attrs, stored.attrs["n_failed"]
+        return stored.X, stored.record_ids, stored.attrs, stored.attrs["n_failed"], stored.layer_spec
     with _WarningSummary(args.command):
         if args.out:
             summary = _embed(args, path, Path(args.out) / "embeddings.npz", collapse=True)
@@ -365,7 +367,7 @@ def _load_embeddings(args):
                 stored = open_store(summary.store)
     if not stored.record_ids:
         raise CLIError(f"no record of {path} could be embedded ({summary.n_failed} failed).")
-    return stored.X, stored.record_ids, stored.attrs, summary.n_failed
+    return stored.X, stored.record_ids, stored.attrs, summary.n_failed, stored.layer_spec
 
 
 def _read_labels(args):
@@ -595,7 +597,7 @@ def _cmd_evaluate(args) -> int:
     if unknown:
         raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
     table, id_column = _read_labels(args)  # checked before any embedding work
-    X, record_ids, attrs, n_failed = _load_embeddings(args)
+    X, record_ids, attrs, n_failed, layer_spec = _load_embeddings(args)
     keys = [_normal_id(r) for r in record_ids]
     rows = [i for i, key in enumerate(keys) if key in table]
     if not rows:
@@ -623,7 +625,7 @@ def _cmd_evaluate(args) -> int:
     try:
         with _WarningSummary(args.command):
             result = layer_probe(X, y, cv=cv, n_repeats=args.repeats, fusions=fusions,
-                                 n_layers=attrs["n_layers"], random_state=args.seed)  # fmt: skip
+                                 layer_spec=layer_spec, random_state=args.seed)  # fmt: skip
     except ValueError as error:
         raise CLIError(f"the probe failed: {str(error).splitlines()[0]}") from None
     table = result[["mean", "std"]]
@@ -653,27 +655,34 @@ def _add_info(sub) -> None:
 
 
 def _model_info(spec, explicit: bool) -> dict:
-    from ecgsoup.models import WeightsError, get_config, load_model, model_fingerprint, random_model
+    import dataclasses
+
+    from ecgsoup.backbones import load_backbone
+    from ecgsoup.backbones.stmem import WeightsError, model_fingerprint
 
     name = {"random": "random:ecgsoup-100hz-tiny"}.get(spec, spec)
     try:
-        if name.startswith("random:"):
-            encoder = random_model(get_config(name.partition(":")[2]), seed=0)
-        else:
-            encoder = load_model(name)
+        encoder = load_backbone(name)
     except (WeightsError, ValueError, OSError) as error:
         if explicit:
             raise CLIError(f"--model {spec}: {error}") from None
         return {"source": spec, "available": False, "problem": str(error)}
     metadata = dict(getattr(encoder, "metadata", {}))
+    card = encoder.card
     return {
         "source": spec,
         "available": True,
-        "name": encoder.config.name,
+        "name": card.name if card else type(encoder).__name__,
+        "family": encoder.family,
         "sha256": model_fingerprint(encoder),
         "pretrained": bool(metadata.get("pretrained", True)),
         "parameters": int(sum(p.numel() for p in encoder.parameters())),
-        "config": encoder.config.to_dict(),
+        "license": card.license if card else "unstated",
+        "notice": card.notice if card else "",
+        "contract": encoder.contract.to_dict(),
+        "contract_text": encoder.contract.describe(),
+        "layers": [[layer.name, layer.width, layer.stream] for layer in encoder.layers],
+        "config": dataclasses.asdict(encoder.config),
         "metadata": {k: v for k, v in metadata.items() if k != "sha256"},
     }
 
@@ -707,7 +716,7 @@ def _hardware() -> dict:
 
 
 def _configs() -> dict:
-    from ecgsoup.models import get_config, list_configs
+    from ecgsoup.backbones.stmem import get_config, list_configs
 
     out = {}
     for name in list_configs():
@@ -743,13 +752,15 @@ def _cmd_info(args) -> int:
     model = info["model"]
     print(f"model: {model['source']}")
     if model["available"]:
-        c = model["config"]
-        print(f"  name: {model['name']}  (pretrained: {'yes' if model['pretrained'] else 'NO, random weights'})")
+        layers = model["layers"]
+        widths = sorted({w for _, w, _ in layers})
+        print(f"  name: {model['name']}  (family {model['family']}; pretrained: "
+              f"{'yes' if model['pretrained'] else 'NO, random weights'})")  # fmt: skip
         print(f"  sha256: {model['sha256']}")
-        print(f"  parameters: {model['parameters']:,}  width {c['width']}, depth {c['depth']}, heads {c['heads']}")
-        print(f"  input: {c['sampling_rate']:g} Hz, {c['n_samples']} samples, patch {c['patch_size']}, "
-              f"units {c['units']}, normalisation {c['normalisation']}, band-pass {c['bandpass']}")  # fmt: skip
-        print(f"  leads: {', '.join(c['lead_names'])}")
+        print(f"  licence: {model['license']}" + (f"  ({model['notice']})" if model["notice"] else ""))
+        print(f"  parameters: {model['parameters']:,}  layers {len(layers)} ({layers[0][0]} .. {layers[-1][0]}), "
+              f"width {'-'.join(map(str, (widths[0], widths[-1]))) if len(widths) > 1 else widths[0]}")  # fmt: skip
+        print(f"  input: {model['contract_text']}")
         for key, value in model["metadata"].items():
             print(f"  {key}: {value if not isinstance(value, (dict, list)) else json.dumps(value, default=str)}")
     else:
@@ -782,7 +793,7 @@ def _add_demo(sub) -> None:
 
 def _cmd_demo(args) -> int:
     from ecgsoup.demo import run_demo
-    from ecgsoup.models import WeightsError
+    from ecgsoup.backbones.stmem import WeightsError
 
     try:
         run_demo(args.out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
@@ -829,7 +840,7 @@ def _add_benchmark(sub) -> None:
 
 def _cmd_benchmark_ptbxl(args) -> int:
     from ecgsoup.benchmark import ptbxl
-    from ecgsoup.models import WeightsError
+    from ecgsoup.backbones.stmem import WeightsError
 
     if args.bootstrap < 100:
         raise CLIError(f"--bootstrap {args.bootstrap} is too few for a 95% interval; use at least 100.")
@@ -847,7 +858,60 @@ def _cmd_benchmark_ptbxl(args) -> int:
     return 0
 
 
-_REGISTRARS = (_add_benchmark, _add_demo, _add_embed, _add_evaluate, _add_info, _add_pretrain)
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="the backbones ecgsoup runs: families, layers, licences, where to get weights")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args) -> int:
+    from ecgsoup.backbones import list_backbones
+    from ecgsoup.backbones._registry import families, model_home
+
+    table = list_backbones()
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+        return EXIT_OK
+    print(f"{'name':<24} {'family':<11} {'layers':>6}  {'widths':<34} {'licence':<13} weights")
+    for row in table.itertuples():
+        present = "present" if row.present else f"absent: {row.download}"
+        print(f"{row.name:<24} {row.family:<11} {row.layers:>6}  {row.widths[:34]:<34} {row.license:<13} {present}")
+    print(f"\nRegistered weights are looked for in {model_home()}/<name>/ (set ECGSOUP_MODEL_HOME); "
+          "ecgsoup never downloads them.")  # fmt: skip
+    print("An original file also loads directly: --model <family>:<path>, families: "
+          + ", ".join(families()) + ". Choose a named contract with @<name>, e.g. hubert-ecg:<folder>@benchmark.")
+    for family, entry in families().items():
+        contracts = ", ".join(f"{n}{' (default)' if n == entry.default_contract else ''}" for n in entry.contracts)
+        print(f"  {family}: {entry.card.license}; contracts {contracts}")
+    return EXIT_OK
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="turn an original checkpoint into an ecgsoup model folder (safetensors)")
+    p.add_argument("family", help="the backbone family: see `ecgsoup models`")
+    p.add_argument("source", help="the original weights file or folder")
+    p.add_argument("--out", required=True, help="new folder for config.json + model.safetensors")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args) -> int:
+    from ecgsoup.backbones import load_backbone, save_backbone
+    from ecgsoup.backbones._registry import families
+
+    if args.family not in families():
+        raise CLIError(f"unknown family {args.family!r}; known: {', '.join(families())} (see `ecgsoup models`).")
+    out = Path(args.out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise CLIError(f"{out} is not empty; choose a new folder for the converted model.")
+    module = load_backbone(f"{args.family}:{args.source}")
+    save_backbone(module, out, metadata={"converted_from": Path(args.source).name})
+    print(f"wrote {out} ({module.family}, {len(module.layers)} layers, sha256 of the original "
+          f"{module.metadata['sha256'][:12]}); use it with --model {out}")  # fmt: skip
+    return EXIT_OK
+
+
+_REGISTRARS = (_add_benchmark, _add_convert, _add_demo, _add_embed, _add_evaluate, _add_info, _add_models,
+               _add_pretrain)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -892,7 +956,7 @@ def main(argv=None) -> int:
     if args.command is None:  # bare `ecgsoup`: the overview, not an error
         parser.print_help()
         return EXIT_OK
-    from ecgsoup.models import WeightsError
+    from ecgsoup.backbones.stmem import WeightsError
 
     try:
         return args.func(args)

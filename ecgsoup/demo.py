@@ -46,12 +46,14 @@ __all__ = ["run_demo"]
 
 def _describe_model(embedder: LayerwiseEmbedder) -> str:
     meta = getattr(embedder.model_, "metadata", {})
-    config = embedder.config_
+    spec, contract = embedder.layer_spec_, embedder.contract_
     state = "pretrained" if meta.get("pretrained") else "NOT pretrained (random weights)"
     objective = f", objective {meta['objective']}" if meta.get("objective") else ""
+    widths = sorted(set(spec.widths))
+    wide = f"{widths[0]} wide" if len(widths) == 1 else f"{widths[0]}-{widths[-1]} wide"
     return (
-        f"{config.name}: {config.depth} blocks x {config.width} wide, {config.sampling_rate:g} Hz, "
-        f"{config.n_samples} samples, {state}{objective}, sha256 {embedder.fingerprint_[:12]}"
+        f"{spec.model_name}: {len(spec.layers)} layers x {wide}, {contract.sampling_rate:g} Hz, "
+        f"{contract.window} samples, {state}{objective}, sha256 {embedder.fingerprint_[:12]}"
     )
 
 
@@ -154,15 +156,16 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
         "",
     ]
     from ecgsoup.features import ECGFeatures
-    from ecgsoup.models import load_config, random_model
+    from ecgsoup.backbones._registry import random_twin
 
     started = time.perf_counter()
-    random_layers = LayerwiseEmbedder(model=random_model(load_config(embedder.model_), seed=0)).fit_transform(X)
+    random_embedder = LayerwiseEmbedder(model=random_twin(embedder.model_, seed=0))
+    random_layers = random_embedder.fit_transform(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         features = ECGFeatures(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names,
                                units="normalized").fit_transform(sample.X)  # fmt: skip
-    ppa = PPA(n_layers=embedder.n_layers_).fit_transform(X_layers)
+    ppa = PPA(layer_spec=embedder.layer_spec_).fit_transform(X_layers)
     log(f"baselines: random-weights twin embedded, {features.shape[1]} clinical features computed "
         f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     results = {}
@@ -178,7 +181,7 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
             # ...and some test folds lack a rare class: it counts as AUC 0.5, said once in the summary.
             warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
             warnings.filterwarnings("ignore", category=UserWarning)
-            result = layer_probe(X_layers, y, cv=folds, random_state=random_state)
+            result = layer_probe(X_layers, y, cv=folds, layer_spec=embedder.layer_spec_, random_state=random_state)
             probe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                                   LogisticRegression(max_iter=2000))  # fmt: skip
 
@@ -186,13 +189,13 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
                 return cross_val_score(probe, Z, y, cv=folds, scoring=macro_auc_scorer)
 
             inner = GridSearchCV(
-                Pipeline([("select", LayerSelector(n_layers=embedder.n_layers_)), ("probe", clone(probe))]),
+                Pipeline([("select", LayerSelector(layer_spec=embedder.layer_spec_)), ("probe", clone(probe))]),
                 {"select__layers": list(range(1, embedder.n_layers_))},
                 cv=StratifiedKFold(3, shuffle=True, random_state=random_state), scoring=macro_auc_scorer,
             )
             extra = {
                 "layer chosen by inner CV": cross_val_score(inner, X_layers, y, cv=folds, scoring=macro_auc_scorer),
-                BASELINES[0]: _best_random(random_layers, y, folds),
+                BASELINES[0]: _best_random(random_layers, random_embedder.layer_spec_, y, folds),
                 BASELINES[1]: score(features),
                 "clinical features + PPA (hybrid)": cross_val_score(
                     _hybrid_probe(features.shape[1], ppa.shape[1]), np.hstack([features, ppa]), y, cv=folds,
@@ -236,9 +239,9 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
     return results
 
 
-def _best_random(random_layers, y, folds):
+def _best_random(random_layers, spec, y, folds):
     """Per-fold scores of the random twin's best layer (chosen on these folds, like 'best layer')."""
-    curve = layer_probe(random_layers, y, cv=folds, fusions=())
+    curve = layer_probe(random_layers, y, cv=folds, fusions=(), layer_spec=spec)
     best = curve["mean"].idxmax()
     return curve.loc[best, [c for c in curve.columns if c.startswith("fold_")]].to_numpy(dtype=float)
 

@@ -1,17 +1,19 @@
-"""Every layer of a frozen ST-MEM encoder as scikit-learn features.
+"""Every layer of a frozen ECG foundation model as scikit-learn features.
 
 :class:`LayerwiseEmbedder` runs the backbone once per record and returns the
-pooled output of *all* its layers, in the column layout of
-:mod:`ecgsoup.layout`.  Choosing layers, averaging them (PPA) or mixing them
-(PMA) happens in cheap downstream steps, so a grid search over those choices
-never runs the backbone again; with ``memory=`` the embeddings of each record
-are cached (see :mod:`ecgsoup.cache`), so even the folds of a cross-validation
-share one backbone pass.
+pooled output of *all* its layers side by side, described by a
+:class:`~ecgsoup.layers.LayerSpec`.  Choosing layers, averaging them (PPA) or
+mixing them (PMA) is its ``fusion`` parameter, applied after the cached
+embeddings, so a grid search over those choices never runs the backbone again;
+with ``memory=`` the embeddings of each record are cached (see
+:mod:`ecgsoup.cache`), so even the folds of a cross-validation share one
+backbone pass.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -23,24 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ecgsoup.cache import EmbeddingStore, caching_enabled, context_key, record_keys
 from ecgsoup.hardware import warn_if_bf16_emulated
-from ecgsoup.layout import feature_names, resolve_layers
-from ecgsoup.models import (
-    STMEMEncoder,
-    default_model_path,
+from ecgsoup.backbones import Backbone
+from ecgsoup.backbones._registry import load_backbone, parse_model
+from ecgsoup.backbones.stmem import (
     get_config,
-    list_configs,
-    load_model,
     model_fingerprint,
     random_model,
 )
-from ecgsoup.models.config import EncoderConfig
-from ecgsoup.signal import ZSCORE_EPS, zscore
+from ecgsoup.backbones.stmem.config import EncoderConfig
+from ecgsoup.layers import LayerSpec, resolve_layers
+from ecgsoup.recipes import apply_window_norm, window_transform
+from ecgsoup.signal import ZSCORE_EPS
 
 __all__ = ["LayerwiseEmbedder"]
 
@@ -49,45 +50,56 @@ RANDOM_SEED = 0
 _RANDOM_BASE_CONFIG = "ecgsoup-100hz-tiny"
 # Bumped whenever the numbers an embedder returns for the same model and
 # record change (windowing, pooling, normalisation); part of every cache key.
-_EMBEDDING_FORMAT = 1
+_EMBEDDING_FORMAT = 2
 _PAD_BELOW_TOKENS = 32
 
 
 class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
-    """Pooled embeddings of every layer of a frozen ST-MEM encoder.
+    """Pooled embeddings of every layer of a frozen ECG foundation model.
 
-    One forward pass per batch yields all layers ``h_0 .. h_L`` (layer 0 =
-    token embedding, 1..L = transformer blocks), each the mean over patch
-    tokens of all leads (SEP tokens excluded).  Rows are laid out as
-    ``[h_l for l in layers] + [norm weight, norm bias]`` (see
-    :mod:`ecgsoup.layout`); the two trailing blocks carry the encoder's final
-    LayerNorm so that :class:`~ecgsoup.fusion.LayerSelector`,
-    :class:`~ecgsoup.fusion.PPA` and PMA can apply it.
+    One forward pass per batch yields all layers ``h_0 .. h_L`` of the
+    backbone (for ST-MEM: the token embedding and the 12 blocks, each the mean
+    over patch tokens; for HuBERT-ECG: the embedding and every transformer
+    layer, each the mean over frames; for ECGFounder: the stem and the 7
+    stages, each globally averaged).  Rows are ``[h_l for l in layers]``; the
+    fitted ``layer_spec_`` says which columns belong to which layer, how wide
+    each is, and what the model applies after pooling (its readout).
 
-    ``fit`` learns nothing from the data: it loads the model and checks that
-    ``X`` has the shape the model needs.  Embedding before cross-validation
-    therefore leaks nothing.
+    With ``fusion=`` (a :class:`~ecgsoup.LayerSelector`, :class:`~ecgsoup.PPA`
+    or :class:`~ecgsoup.PMA`), the embedder applies it to the pooled layers
+    and returns the fused features: ``GridSearchCV(pipe, {"embed__fusion":
+    [...]})`` then compares layer choices and fusions while the backbone runs
+    once per record (with ``memory=``).
+
+    ``fit`` learns nothing from the data unless a fusion that learns (PMA) is
+    given: it loads the model and checks that ``X`` has the shape the model
+    needs.  Embedding before cross-validation therefore leaks nothing.
 
     Parameters
     ----------
-    model : str, path or STMEMEncoder, default="default"
-        ``"default"``: the bundled pretrained model.  A path: an ecgsoup model
-        directory (``config.json`` + ``model.safetensors``) or an original
-        ST-MEM ``.pth`` file (see :func:`ecgsoup.models.load_model`).  An
-        ``STMEMEncoder`` object is used as is (it is never modified).
-        ``"random:<config>"`` (e.g. ``"random:ecgsoup-100hz-tiny"``): an
-        **untrained**, randomly initialised encoder of that configuration
-        (seed 0), as a baseline or for tests.  ``"random"``: an untrained
-        tiny encoder shaped by the data: input that fits the
-        ``ecgsoup-100hz-tiny`` contract (12 leads, at least 1000 samples)
-        uses that configuration; any other input is read as in
-        "Data-shaped random model" below.  Weights are loaded in ``fit``.
-    layers : "all", int, list of int, slice or {"blocks", "last", "middle"}, default="all"
-        Layers to return (see :func:`ecgsoup.layout.resolve_layers`).  Keep
-        ``"all"`` and choose layers downstream: that is what lets a grid
-        search over layers reuse one backbone pass.
-    include_norm : bool, default=True
-        Append the final LayerNorm's weight and bias blocks to every row.
+    model : str, path or Backbone, default="default"
+        ``"default"``: the bundled pretrained model.  A registered name
+        (``"hubert-ecg-small"``, ``"ecgfounder-12lead"``; weights the user
+        downloaded into ``$ECGSOUP_MODEL_HOME/<name>/``), an ecgsoup model
+        directory, ``"<family>:<path>"`` for an original file or folder
+        (``"hubert-ecg:/models/hubert-ecg-small"``, ``"ecgfounder:12_lead_ECGFounder.pth"``),
+        or a plain path to an original ST-MEM ``.pth`` file.  Any of these
+        may end in ``@<contract>`` to choose a named input contract.
+        ``"random:<name>"`` (e.g. ``"random:ecgsoup-100hz-tiny"``,
+        ``"random:hubert-ecg-small"``): an **untrained**, randomly initialised
+        model of that architecture (seed 0), as a baseline or for tests.
+        ``"random"``: an untrained tiny ST-MEM shaped by the data (see
+        "Data-shaped random model" below).  A backbone module is used as is
+        (it is never modified).  ``ecgsoup.list_backbones()`` lists the names.
+        Weights are loaded in ``fit``, strictly, and their sha256 is recorded.
+    layers : "all", int, str, list, slice or {"blocks", "last", "middle"}, default="all"
+        Layers to return (indices or names).  Keep ``"all"`` and choose
+        layers with ``fusion``: that is what lets a grid search over layers
+        reuse one backbone pass.
+    fusion : LayerSelector, PPA, PMA or None, default=None
+        Applied to the pooled layers (a clone is fitted, with
+        ``layer_spec=layer_spec_``).  ``None``: the layers themselves are
+        returned.
     batch_size : int, default=16
         Windows per forward pass.  Memory grows with the batch, not with
         the number of records.  Does not change the result.  On a 2-core
@@ -122,16 +134,21 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    model_ : STMEMEncoder
-        The encoder, on ``device``, in eval mode.  Shared with other
+    model_ : Backbone
+        The backbone, on ``device``, in eval mode.  Shared with other
         embedders of the same process that load the same source: do not
         modify it.
-    config_ : EncoderConfig
-        Architecture and input contract of the model.
+    contract_ : InputContract
+        The input the model expects: sampling rate, window, lead names,
+        recipe and window normalisation.
+    layer_spec_ : LayerSpec
+        The returned layers: names, widths, streams, readout and model id.
+    fusion_ : estimator or None
+        The fitted clone of ``fusion``.
     n_layers_ : int
-        Layers the model emits (``depth + 1``).
-    dim_ : int
-        Width of one layer block.
+        Layers the model emits.
+    dim_ : int or None
+        Width of one layer when all layers have the same width.
     layers_ : tuple of int
         The returned layers as absolute indices.
     window_stride_ : int
@@ -139,7 +156,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     fingerprint_ : str
         sha256 identifying the weights: the weights file's hash for models
         loaded from disk; a hash of the configuration and tensors for random
-        models and encoder objects.
+        models and module objects.
     n_features_in_ : int
         Columns of the flat input, or leads of 3-D input.
     feature_names_in_ : ndarray of str
@@ -149,24 +166,25 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     --------
     ecgsoup.preprocessing.ECGPreprocessor : Turns recordings into the input
         this estimator expects.
-    ecgsoup.fusion.LayerSelector, ecgsoup.fusion.PPA : Cheap downstream steps.
+    ecgsoup.fusion.LayerSelector, ecgsoup.fusion.PPA, ecgsoup.pma.PMA : Fusions.
 
     Notes
     -----
     **Input.** The model-ready array of ``ECGPreprocessor``: flat and
     lead-major, ``(n_records, n_leads * T)`` (all samples of the first lead,
     then the second, ...), or 3-D ``(n_records, n_leads, T)``; leads in the
-    model's order (``config_.lead_names``), at its sampling rate, with
-    ``T >= config_.n_samples``.  Flat input's width is fixed at ``fit``;
+    model's order (``contract_.lead_names``), at its sampling rate, with
+    ``T >= contract_.window``.  Flat input's width is fixed at ``fit``;
     with 3-D input ``n_features_in_`` is the number of leads and ``T`` may
     differ between calls.
 
     **Windows.** A record longer than the model's window is cut into windows
-    of ``config_.n_samples`` every ``window_stride_`` samples, plus one window
-    flush with the record's end if the stride does not reach it.  Every
-    window is z-scored per lead over time (ddof 0, ``+1e-8``, as ECG-Soup does), and
-    a record's embedding is the mean of its windows' pooled embeddings, per
-    layer (the final LayerNorm, applied downstream, comes after the mean).
+    of ``contract_.window`` samples every ``window_stride_`` samples, plus
+    one window flush with the record's end if the stride does not reach it.
+    Every window is normalised as the contract says (ST-MEM: z-scored per
+    lead over time, ddof 0, ``+1e-8``, as ECG-Soup does), and a record's
+    embedding is the mean of its windows' pooled embeddings, per layer (the
+    readout, applied by the fusion, comes after the mean).
 
     **Data-shaped random model.** With ``model="random"``, input that does not
     fit the 12-lead, 1000-sample contract gets a randomly initialised tiny
@@ -176,25 +194,27 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     ``min(T, 1000)`` samples and the patch the largest divisor of it up to
     50.  This keeps the estimator testable on generic data (as
     ``parametrize_with_checks`` does); it has no medical meaning.
-    Named models, including ``"random:<config>"``, never change shape: input
+    Named models, including ``"random:<name>"``, never change shape: input
     that does not fit them raises an error.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from ecgsoup import LayerwiseEmbedder
+    >>> from ecgsoup import PPA, LayerwiseEmbedder
     >>> X = np.random.default_rng(0).normal(size=(2, 12 * 1000)).astype("float32")
     >>> emb = LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny").fit(X)
-    >>> emb.transform(X).shape                   # 13 layers + 2 norm blocks, 192 wide
-    (2, 2880)
+    >>> emb.transform(X).shape                   # 13 layers, 192 wide
+    (2, 2496)
     >>> emb.get_feature_names_out()[[0, -1]].tolist()
-    ['layer00_dim0000', 'norm_bias_dim0191']
+    ['layer00_dim0000', 'layer12_dim0191']
+    >>> LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny", fusion=PPA()).fit_transform(X).shape
+    (2, 192)
     """
 
     _parameter_constraints = {
-        "model": [str, os.PathLike, STMEMEncoder],
-        "layers": [Integral, "array-like", slice, StrOptions({"all", "blocks", "last", "middle"})],
-        "include_norm": ["boolean"],
+        "model": [str, os.PathLike, Backbone],
+        "layers": [Integral, str, "array-like", slice],
+        "fusion": [HasMethods(["fit", "transform"]), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
         "precision": [StrOptions({"float32", "bfloat16"})],
@@ -207,7 +227,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         self,
         model="default",
         layers="all",
-        include_norm=True,
+        fusion=None,
         batch_size=16,
         device="cpu",
         precision="float32",
@@ -217,7 +237,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     ):
         self.model = model
         self.layers = layers
-        self.include_norm = include_norm
+        self.fusion = fusion
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
@@ -227,42 +247,48 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
     # -- sklearn API ------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Load the model and check that ``X`` fits it; nothing is learned.
+        """Load the model and check that ``X`` fits it; fit the fusion, if any.
 
         Parameters
         ----------
         X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
             Model-ready ECG (see Notes of the class).
-        y : None
-            Ignored.
+        y : array-like or None
+            Passed to the fusion (PMA needs it); ignored otherwise.
 
         Returns
         -------
         self : LayerwiseEmbedder
         """
-        self._fit(X)
+        records = self._fit(X)
+        if self.fusion is not None:
+            self._fit_fusion(self._embed(records), y)
         return self
 
     def fit_transform(self, X, y=None):
-        """Fit, then return the embeddings of ``X`` (validated once).
+        """Fit, then return the embeddings (or fused features) of ``X`` (validated once).
 
         Parameters
         ----------
         X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
             Model-ready ECG.
-        y : None
-            Ignored.
+        y : array-like or None
+            Passed to the fusion (PMA needs it); ignored otherwise.
 
         Returns
         -------
-        E : ndarray of shape (n_records, (len(layers_) + 2 * include_norm) * dim_), float32
+        E : ndarray of shape (n_records, n_features), float32
+            ``layer_spec_.n_features`` columns, or the fusion's output.
         """
         # With a cache, only records not found in it are checked for NaN/inf
         # (in _pooled_records): a cached record was checked when it was embedded.
-        return self._embed(self._fit(X, check_finite=not self._caching()))
+        E = self._embed(self._fit(X, check_finite=not self._caching()))
+        if self.fusion is None:
+            return E
+        return self._fit_fusion(E, y, transform=True)
 
     def transform(self, X):
-        """Embed every record: the pooled output of each chosen layer.
+        """Embed every record: the pooled output of each chosen layer, or the fused features.
 
         Parameters
         ----------
@@ -271,14 +297,14 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        E : ndarray of shape (n_records, (len(layers_) + 2 * include_norm) * dim_), float32
-            Layout of :mod:`ecgsoup.layout`.
+        E : ndarray of shape (n_records, n_features), float32
         """
         check_is_fitted(self)
-        return self._embed(self._check_X(X, reset=False))
+        E = self._embed(self._check_X(X, reset=False))
+        return E if self.fusion_ is None else self.fusion_.transform(E)
 
     def get_feature_names_out(self, input_features=None):
-        """Column names: ``layer03_dim0127`` ..., then ``norm_weight_*``, ``norm_bias_*``.
+        """Column names: ``layer03_dim0127`` ... (or the fusion's, e.g. ``ppa_dim0000``).
 
         Parameters
         ----------
@@ -301,7 +327,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                     f"input_features has {len(input_features)} names but the embedder was "
                     f"fitted on {self.n_features_in_} features."
                 )
-        return feature_names(self.layers_, self.dim_, self.include_norm)
+        if self.fusion_ is not None:
+            return self.fusion_.get_feature_names_out()
+        return self.layer_spec_.feature_names()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -317,23 +345,47 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         device = _check_device(self.device)
         warn_if_bf16_emulated(self.precision, device, "LayerwiseEmbedder")
         X = self._validate_input(X, reset=True, check_finite=check_finite)
-        encoder, fingerprint = _resolve_model(self.model, device, X.shape)
-        config = encoder.config
-        self.model_ = encoder
-        self.config_ = config
-        self.n_layers_ = config.n_layers
-        self.dim_ = config.width
+        backbone, fingerprint = _resolve_model(self.model, device, X.shape)
+        contract = backbone.contract
+        self.model_ = backbone
+        self.contract_ = contract
+        self.config_ = backbone.config
+        layers = backbone.layers
+        self.n_layers_ = len(layers)
+        widths = {layer.width for layer in layers}
+        self.dim_ = widths.pop() if len(widths) == 1 else None
         self.fingerprint_ = fingerprint
-        self.layers_ = resolve_layers(self.layers, self.n_layers_)
-        stride = config.n_samples // 2 if self.window_stride is None else self.window_stride
-        if stride > config.n_samples:
+        self.layers_ = resolve_layers(self.layers, self.n_layers_, [layer.name for layer in layers])
+        name = backbone.card.name if backbone.card is not None else type(backbone).__name__
+        full = LayerSpec(fingerprint, layers, backbone.readout(), name)
+        self._full_spec = full
+        self.layer_spec_ = full.select(self.layers_)
+        self.fusion_ = None
+        window = contract.window
+        default_stride = contract.stride or window // 2
+        stride = default_stride if self.window_stride is None else self.window_stride
+        if stride > window:
             raise ValueError(
                 f"window_stride={stride} is longer than the model's window "
-                f"({config.n_samples} samples): samples between windows would be skipped. "
-                f"Use a stride of at most {config.n_samples}."
+                f"({window} samples): samples between windows would be skipped. "
+                f"Use a stride of at most {window}."
             )
         self.window_stride_ = max(int(stride), 1)
         return self._as_records(X)
+
+    def _fit_fusion(self, E, y, transform=False):
+        fusion = clone(self.fusion)
+        if "layer_spec" not in fusion.get_params():
+            raise TypeError(
+                f"fusion={type(fusion).__name__} takes no layer_spec; pass LayerSelector, PPA or PMA "
+                "(or put your own step after the embedder in a Pipeline)."
+            )
+        fusion.set_params(layer_spec=self.layer_spec_)
+        self.fusion_ = fusion
+        if transform:
+            return fusion.fit_transform(E, y) if y is not None else fusion.fit_transform(E)
+        fusion.fit(E, y) if y is not None else fusion.fit(E)
+        return None
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         checked = self._validate_input(X, reset=reset, check_finite=not self._caching())
@@ -370,14 +422,15 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
     def _as_records(self, X: np.ndarray) -> np.ndarray:
         """``(n, leads, T)`` float32 view/copy of validated ``X``, checked against the model."""
-        config = self.config_
-        n_leads, n_samples = config.n_leads, config.n_samples
+        contract = self.contract_
+        n_leads, n_samples = contract.n_leads, contract.window
+        name = self.layer_spec_.model_name
         hint = (
-            f"The model ({config.name}) expects {n_leads} leads in the order "
-            f"{', '.join(config.lead_names)}, at {config.sampling_rate:g} Hz, at least "
-            f"{n_samples} samples ({config.seconds:g} s) per lead, as the flat lead-major "
+            f"The model ({name}) expects {n_leads} leads in the order "
+            f"{', '.join(contract.lead_names)}, at {contract.sampling_rate:g} Hz, at least "
+            f"{n_samples} samples ({contract.seconds:g} s) per lead, as the flat lead-major "
             f"array (n_records, {n_leads} * T) or as (n_records, {n_leads}, T). "
-            "ecgsoup.ECGPreprocessor produces this from recordings."
+            "ecgsoup.ECGPreprocessor(model=...) produces this from recordings."
         )
         if X.ndim == 2:
             if X.shape[1] % n_leads:
@@ -394,31 +447,29 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
 
     # -- embedding --------------------------------------------------------------------
     def _embed(self, X: np.ndarray) -> np.ndarray:
-        """Pooled layers of every record (cached), then the chosen layout."""
-        n, n_layers, dim = X.shape[0], self.n_layers_, self.dim_
+        """Pooled layers of every record (cached), restricted to the chosen layers."""
+        n = X.shape[0]
+        full = self._full_spec
         layers = list(self.layers_)
-        E = np.empty((n, (len(layers) + 2 * self.include_norm) * dim), dtype=np.float32)
-        if layers == list(range(n_layers)):
+        if layers == list(range(self.n_layers_)):
             # Every layer, in order (the default): the pooled layers are written
-            # straight into the output through a view, so no (n, L+1, D) copy exists.
-            # (E is C-contiguous, so reshape is a view; the slice of it is too.)
-            self._pooled_records(X, out=E.reshape(n, -1, dim)[:, :n_layers])
-        else:
-            pooled = self._pooled_records(X)
-            for column, layer in enumerate(layers):  # one block at a time: no fancy-index copy
-                E[:, column * dim : (column + 1) * dim] = pooled[:, layer]
-            del pooled
-        if self.include_norm:
-            norm = self.model_.norm
-            E[:, len(layers) * dim :] = (
-                torch.cat([norm.weight, norm.bias]).detach().float().cpu().numpy()
-            )
+            # straight into the output, so no second (n, features) copy exists.
+            E = np.empty((n, full.n_features), dtype=np.float32)
+            self._pooled_records(X, out=E)
+            return E
+        pooled = self._pooled_records(X)
+        E = np.empty((n, self.layer_spec_.n_features), dtype=np.float32)
+        column = 0
+        for layer in layers:  # one block at a time: no fancy-index copy
+            block = full.block(pooled, layer)
+            E[:, column : column + block.shape[1]] = block
+            column += block.shape[1]
+        del pooled
         return E
 
     def _pooled_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Pooled layers ``(n, L+1, D)`` float32 of every record, written into ``out``."""
-        n = X.shape[0]
-        pooled = np.empty((n, self.n_layers_, self.dim_), dtype=np.float32) if out is None else out
+        """Pooled layers ``(n, features)`` float32 of every record, written into ``out``."""
+        pooled = out if out is not None else np.empty((X.shape[0], self._full_spec.n_features), np.float32)
         store = EmbeddingStore(self._memory(), self._cache_context())
         if not store.enabled:
             self._forward_records(X, out=pooled)
@@ -446,42 +497,51 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _cache_context(self) -> str:
         from ecgsoup import __version__  # read at call time: ecgsoup/__init__ imports this module
 
-        # Keyed on the configuration's full JSON: EncoderConfig's own hash leaves
-        # out ``extra``, which the context includes.
-        config = json.dumps(self.config_.to_dict(), sort_keys=True, default=str)
+        # Keyed on the family, the architecture's full JSON and the contract
+        # (recipe and window normalisation included): the same weights under
+        # another contract give other numbers.
+        backbone = self.model_
+        config = json.dumps(
+            {"family": backbone.family, "arch": _config_dict(backbone.config),
+             "contract": self.contract_.to_dict()},
+            sort_keys=True, default=str,
+        )
         return _context_of(
-            self.fingerprint_, config, self.config_.n_samples, __version__, self.precision,
+            self.fingerprint_, config, self.contract_.window, __version__, self.precision,
             self.window_stride_,
         )
 
     def _forward_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Mean pooled layers over each record's windows, ``(n, L+1, D)`` float32.
+        """Mean pooled layers over each record's windows, ``(n, features)`` float32.
 
         Written into ``out`` (allocated if ``None``), which is returned.
         """
-        window = self.config_.n_samples
+        contract = self.contract_
+        window = contract.window
         starts = _window_starts(X.shape[2], window, self.window_stride_)
         n_windows = len(starts)
         total = X.shape[0] * n_windows
-        shape = (X.shape[0], self.n_layers_, self.dim_)
+        shape = (X.shape[0], self._full_spec.n_features)
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         # One window per record (the usual 10 s case): each window's result is
         # the record's embedding and goes straight into `out`.  Otherwise the
         # windows are summed in float64 (in order, whatever the batch size) and
-        # divided in place; only that one extra (n, L+1, D) buffer exists.
+        # divided in place; only that one extra (n, features) buffer exists.
         sums = None if n_windows == 1 else np.zeros(shape, dtype=np.float64)
         device = torch.device(self.device)
         encoder = self._forward_model()
         dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
-        # With very short token sequences (toy shapes, not real ECG models) the
-        # matrix products are so small that BLAS picks its kernel by row count,
-        # and a record's numbers would depend on how many windows share its
-        # batch (~1e-6).  Padding every batch to `batch_size` windows keeps them
-        # identical at negligible cost there.  Real models (12 leads x 22
-        # tokens and more) are batch-size invariant without it.
-        tokens = self.config_.n_leads * (self.config_.n_patches + 2)
-        pad_batches = tokens <= _PAD_BELOW_TOKENS
+        transform = window_transform(contract.window_transform)
+        # With very short token sequences (toy ST-MEM shapes, not real ECG
+        # models) the matrix products are so small that BLAS picks its kernel
+        # by row count, and a record's numbers would depend on how many windows
+        # share its batch (~1e-6).  Padding every batch to `batch_size` windows
+        # keeps them identical at negligible cost there.  Real models (12 leads
+        # x 22 tokens and more) are batch-size invariant without it.
+        pad_batches = False
+        if isinstance(self.config_, EncoderConfig):
+            pad_batches = self.config_.n_leads * (self.config_.n_patches + 2) <= _PAD_BELOW_TOKENS
         from tqdm.auto import tqdm
 
         batches = range(0, total, self.batch_size)
@@ -492,13 +552,15 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                 records, offsets = index // n_windows, starts[index % n_windows]
                 # Fancy indexing copies, so the tensor never aliases a read-only memmap.
                 batch = np.stack([X[r, :, s : s + window] for r, s in zip(records, offsets)])
-                batch = zscore(batch, axis=-1)
+                batch = apply_window_norm(batch, contract.window_norm)
+                if transform is not None:
+                    batch = np.ascontiguousarray(transform(batch), dtype=np.float32)
                 if pad_batches and len(batch) < self.batch_size:
                     padding = np.zeros((self.batch_size - len(batch), *batch.shape[1:]), np.float32)
                     batch = np.concatenate([batch, padding])
                 with torch.inference_mode():
                     pooled = encoder.pooled_layers(torch.from_numpy(batch).to(device, dtype))
-                pooled = pooled[: len(index)].float().cpu().numpy()
+                pooled = pooled[: len(index)].reshape(len(index), -1).float().cpu().numpy()
                 if sums is None:
                     out[first : first + len(index)] = pooled  # window index = record index
                 else:
@@ -509,11 +571,17 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             out[...] = sums
         return out
 
-    def _forward_model(self) -> STMEMEncoder:
-        """The encoder the forward pass runs: ``model_``, or its cached bfloat16 copy."""
+    def _forward_model(self) -> Backbone:
+        """The module the forward pass runs: ``model_``, or its cached bfloat16 copy."""
         if self.precision != "bfloat16":
             return self.model_
         return _bfloat16_copy(self.model_, self.fingerprint_)
+
+
+def _config_dict(config) -> dict:
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    return dataclasses.asdict(config)
 
 
 @functools.lru_cache(maxsize=64)
@@ -608,9 +676,9 @@ _MODEL_CACHE_SIZE = 8
 _MODEL_LOCK = threading.Lock()
 
 
-def _resolve_model(model, device: torch.device, shape) -> tuple[STMEMEncoder, str]:
-    """The encoder for the ``model`` parameter on ``device``, and its fingerprint."""
-    if isinstance(model, STMEMEncoder):
+def _resolve_model(model, device: torch.device, shape) -> tuple[Backbone, str]:
+    """The backbone for the ``model`` parameter on ``device``, and its fingerprint."""
+    if isinstance(model, Backbone):
         encoder = model
         if encoder.training or _device_of(encoder) != device:
             encoder = copy.deepcopy(encoder)  # never modify the user's parameter
@@ -619,10 +687,10 @@ def _resolve_model(model, device: torch.device, shape) -> tuple[STMEMEncoder, st
         return encoder, _tensor_fingerprint(encoder)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(
-            f"model must be a str, a path or an STMEMEncoder, got {type(model).__name__}."
+            f"model must be a name, a path, '<family>:<path>' or a Backbone module, got {type(model).__name__}."
         )
     name = os.fspath(model)
-    if name == RANDOM_MODEL or name.startswith(RANDOM_MODEL + ":"):
+    if name == RANDOM_MODEL:
         config = _random_config(name, shape)
         key = ("random", repr(sorted(config.to_dict().items())), RANDOM_SEED, str(device))
 
@@ -631,23 +699,29 @@ def _resolve_model(model, device: torch.device, shape) -> tuple[STMEMEncoder, st
             return encoder.to(device), model_fingerprint(encoder)
 
         return _cached_model(key, load)
-    path = default_model_path() if name == "default" else Path(name).expanduser()
-    if name != "default" and not path.exists() and name in list_configs():
-        raise ValueError(
-            f"model={name!r} is a configuration name, not weights. Pass "
-            f"model='random:{name}' for an untrained encoder of that shape, or a path "
-            "to pretrained weights."
-        )
-    key = ("path", str(path.resolve()), _files_signature(path), str(device))
+    ref = parse_model(name)  # raises a clear error for anything unknown
+    if ref.kind == "random":
+        key = ("random", name, RANDOM_SEED, str(device))
+
+        def load():
+            try:
+                encoder = load_backbone(name)
+            except ValueError as exc:
+                raise ValueError(f"model={name!r}: {exc}") from None
+            return encoder.to(device), model_fingerprint(encoder)
+
+        return _cached_model(key, load)
+    path = ref.path
+    key = ("path", name, str(path.resolve()), _files_signature(path), str(device))
 
     def load():
-        encoder = load_model(model if name != "default" else "default")  # raises WeightsError
+        encoder = load_backbone(name)  # raises WeightsError
         return encoder.to(device).eval(), model_fingerprint(encoder)
 
     return _cached_model(key, load)
 
 
-def _cached_model(key, load) -> tuple[STMEMEncoder, str]:
+def _cached_model(key, load) -> tuple[Backbone, str]:
     with _MODEL_LOCK:
         if key in _MODEL_CACHE:
             _MODEL_CACHE.move_to_end(key)
@@ -660,7 +734,7 @@ def _cached_model(key, load) -> tuple[STMEMEncoder, str]:
     return value
 
 
-def _bfloat16_copy(encoder: STMEMEncoder, fingerprint: str) -> STMEMEncoder:
+def _bfloat16_copy(encoder: Backbone, fingerprint: str) -> Backbone:
     """A bfloat16 copy of ``encoder`` (cached per weights and device; ``encoder`` untouched).
 
     Cheaper than autocast, which casts every weight again on every call.
@@ -668,7 +742,7 @@ def _bfloat16_copy(encoder: STMEMEncoder, fingerprint: str) -> STMEMEncoder:
     encoder objects), so an encoder edited in place and refitted gets a new copy.
     """
     device = _device_of(encoder)
-    config = repr(sorted(encoder.config.to_dict().items()))
+    config = repr(sorted(_config_dict(encoder.config).items()))
     key = ("bfloat16", fingerprint, config, str(device))
 
     def load():
@@ -711,11 +785,11 @@ def _files_signature(path: Path) -> tuple:
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
-def _device_of(encoder: STMEMEncoder) -> torch.device:
+def _device_of(encoder: Backbone) -> torch.device:
     return next(encoder.parameters()).device
 
 
-def _tensor_fingerprint(encoder: STMEMEncoder) -> str:
+def _tensor_fingerprint(encoder: Backbone) -> str:
     # model_fingerprint trusts metadata["sha256"]; hide it to hash the tensors.
     probe = copy.copy(encoder)
     probe.metadata = {}

@@ -177,12 +177,26 @@ def _splits(cv, X, y, y_kind, n_repeats, random_state, groups):
     return list(splitter)  # an iterable of (train, test) pairs
 
 
-def _fusion_steps(fusions, n_layers, norm, random_state):
+def _one_stream(spec) -> bool:
+    blocks = spec.layers[1:] or spec.layers
+    return len({(layer.width, layer.stream) for layer in blocks}) == 1
+
+
+def _fusion_steps(fusions, spec, n_layers, random_state):
     if isinstance(fusions, dict):
         return dict(fusions)
+    if spec is not None and not _one_stream(spec):
+        # PPA and PMA average one representation space; a CNN's stages are several.
+        warnings.warn(
+            f"The layers of {spec.model_name or 'this model'} have different widths or streams, so "
+            "PPA and PMA do not apply; the 'all_balanced' row (every layer, each standardised and "
+            "given the same total variance) takes their place.",
+            UserWarning, stacklevel=3,
+        )
+        return {"all_balanced": LayerSelector(layers="all", balance=True, layer_spec=spec)}
     known = {
-        "ppa": lambda: PPA(n_layers=n_layers, norm=norm),
-        "pma": lambda: PMA(n_layers=n_layers, norm=norm, random_state=random_state),
+        "ppa": lambda: PPA(layer_spec=spec, n_layers=n_layers),
+        "pma": lambda: PMA(layer_spec=spec, n_layers=n_layers, random_state=random_state),
     }
     steps = {}
     for name in fusions:
@@ -204,8 +218,8 @@ def layer_probe(
     n_repeats=1,
     scoring=None,
     fusions=("ppa", "pma"),
+    layer_spec=None,
     n_layers=13,
-    norm="carried",
     groups=None,
     random_state=None,
     n_jobs=None,
@@ -213,14 +227,14 @@ def layer_probe(
     """Cross-validated probe of every layer and of the fusion methods.
 
     Each representation is the first step of ``Pipeline([(step), (estimator)])``:
-    ``LayerSelector(layers=l)`` for ``l = 0..n_layers-1``, then each fusion
+    ``LayerSelector(layers=l)`` for every layer, then each fusion
     (``PPA``, ``PMA`` — PMA's gate is trained on the training folds only).
     All rows use the same folds, so their scores are paired.
 
     Parameters
     ----------
     X_layers : array-like of shape (n_samples, n_features)
-        Layer-wise embeddings (``ecgsoup.layout``), e.g. from ``LayerwiseEmbedder``.
+        Layer-wise embeddings, e.g. from ``LayerwiseEmbedder`` or a store.
     y : array-like of shape (n_samples,) or (n_samples, n_labels)
         Binary, multiclass or multi-label (indicator) targets.
     estimator : classifier, default=None
@@ -236,10 +250,14 @@ def layer_probe(
     fusions : sequence of {"ppa", "pma"} or dict, default=("ppa", "pma")
         Fusion rows to add; a dict ``{name: transformer}`` sets them up
         yourself (e.g. ``{"pma": PMA(max_iter=50)}``).  Empty for layers only.
+    layer_spec : LayerSpec or None, default=None
+        What the columns of ``X_layers`` are (``embedder.layer_spec_``,
+        ``stored.layer_spec``): layers, widths and the model's readout.
+        ``None``: ``n_layers`` equal blocks of raw numbers, no readout.
+        For a model whose layers differ in width (a CNN), PPA and PMA do
+        not apply and an ``all_balanced`` row takes their place.
     n_layers : int, default=13
-        Number of layer blocks in ``X_layers``.
-    norm : {"carried"} or None, default="carried"
-        Whether ``X_layers`` carries the final-norm blocks (see ``LayerSelector``).
+        Number of equal blocks in ``X_layers`` when ``layer_spec`` is None.
     groups : array-like of shape (n_samples,), default=None
         Group labels passed to a group-aware ``cv`` splitter.
     random_state : int, RandomState instance or None, default=None
@@ -269,11 +287,12 @@ def layer_probe(
     if not folds:
         raise ValueError("cv produced no train/test splits.")
 
+    count = n_layers if layer_spec is None else len(layer_spec.layers)
     steps = {
-        f"layer_{layer:02d}": LayerSelector(layers=layer, n_layers=n_layers, norm=norm)
-        for layer in range(n_layers)
+        f"layer_{layer:02d}": LayerSelector(layers=layer, layer_spec=layer_spec, n_layers=n_layers)
+        for layer in range(count)
     }
-    steps.update(_fusion_steps(fusions, n_layers, norm, random_state))
+    steps.update(_fusion_steps(fusions, layer_spec, n_layers, random_state))
     rows = {}
     for name, step in steps.items():
         pipeline = Pipeline([("represent", clone(step)), ("probe", clone(probe))])

@@ -1,22 +1,23 @@
 """Parameter-free ways of turning layer-wise embeddings into one feature vector.
 
-Both estimators here read the 2-D layout of :mod:`ecgsoup.layout`::
+Both estimators read the columns of :class:`~ecgsoup.LayerwiseEmbedder`'s
+output through a :class:`~ecgsoup.layers.LayerSpec` (layer names, widths,
+streams, the model's readout and id) and never run the backbone, so a grid
+search over their parameters costs milliseconds.
 
-    [ h_0 | h_1 | ... | h_L | norm_weight | norm_bias ]      each block `dim` wide
+The usual way is to let the embedder apply them::
 
-and never run the backbone, so a grid search over their parameters costs
-milliseconds: ``GridSearchCV(Pipeline([("select", LayerSelector()), ("clf",
-LogisticRegression())]), {"select__layers": range(1, 13)})`` embeds once.
+    LayerwiseEmbedder(fusion=PPA())             # or LayerSelector(layers=6), PMA(...)
 
-``norm="carried"`` applies the backbone's pretrained final LayerNorm, whose
-weight and bias travel in the two trailing blocks (``z = LN_enc(h_l)``, with
-``LN_enc`` that final LayerNorm and ``h_l`` the pooled output of layer ``l``).
-Each row is normalised with *its own* trailing blocks.  Rows written by
-``LayerwiseEmbedder`` all carry the same values, so this equals the model's
-norm; reading them per row (instead of from the first row of the batch) keeps
-``transform`` independent of which other rows share the batch.
-``norm=None`` is for input without the trailing blocks; it returns the raw
-pooled vectors, with no LayerNorm at all.
+so that ``GridSearchCV`` searches ``{"embed__fusion": [...]}`` while the
+backbone still runs once per record (with ``memory=``).  On their own, they
+take the specification explicitly (``PPA(layer_spec=embedder.layer_spec_)``
+or ``stored.layer_spec``); with ``layer_spec=None`` the input is read as
+``n_layers`` equal blocks of raw numbers with no readout.
+
+The readout is what the original model applies after pooling: ST-MEM's
+pretrained final LayerNorm (``z = LN_enc(h_l)``), or nothing for models whose
+layers are already normalised (HuBERT-ECG) and for CNNs.
 
 The learned fusion (PMA, a per-record gate over the layers) is in :mod:`ecgsoup.pma`.
 """
@@ -27,10 +28,10 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ecgsoup.layout import Layout, feature_names, infer_layout, layer_norm, resolve_layers
+from ecgsoup.layers import LayerSpec, resolve_layers
 
 __all__ = ["LayerSelector", "PPA"]
 
@@ -38,80 +39,62 @@ _LAYER_NAMES = {"all", "blocks", "last", "middle"}
 
 
 # -- helpers shared with ecgsoup.pma -----------------------------------------------------
-def _layout_for(n_features: int, n_layers: int, norm) -> Layout:
-    """Layout of an ``n_features``-wide input, or a ValueError saying how to fix it."""
-    has_norm = norm == "carried"
-    blocks = n_layers + 2 * has_norm
-    if n_features < blocks or n_features % blocks:
-        norm_text = " plus the 2 carried norm blocks (norm='carried')" if has_norm else ""
-        hint = (
-            " If the embedder ran with include_norm=False, use norm=None."
-            if has_norm
-            else " If the input carries the final-norm blocks, use norm='carried'."
-        )
+def _spec_for(estimator, X) -> LayerSpec:
+    """The layer specification of ``X``: the given one, or ``n_layers`` equal raw blocks."""
+    spec = estimator.layer_spec
+    n_features = X.shape[1]
+    name = type(estimator).__name__
+    if spec is None:
+        n_layers = estimator.n_layers
+        if n_features < n_layers or n_features % n_layers:
+            raise ValueError(
+                f"{name}: X has {n_features} feature(s), which is not {n_layers} layer blocks of equal "
+                "width. Put this step inside the embedder (LayerwiseEmbedder(fusion=...)), pass "
+                "layer_spec=embedder.layer_spec_ (or stored.layer_spec), or set n_layers to the number "
+                "of equal blocks in X."
+            )
+        return LayerSpec.equal_blocks(n_layers, n_features // n_layers)
+    if not isinstance(spec, LayerSpec):
+        raise TypeError(f"{name}: layer_spec must be a LayerSpec (embedder.layer_spec_), got {type(spec).__name__}.")
+    if n_features != spec.n_features:
         raise ValueError(
-            f"X has {n_features} feature(s), which is not {n_layers} layer blocks{norm_text} "
-            f"of equal width ({blocks} blocks in all). Feed the layer-wise output of "
-            "LayerwiseEmbedder and set n_layers to the number of layers it emits (13 for a "
-            f"12-block ST-MEM).{hint}"
+            f"{name}: X has {n_features} columns but layer_spec describes {spec.n_features} "
+            f"({len(spec.layers)} layers of {spec.model_name or 'the model'}). Feed that model's "
+            "layer-wise embeddings, with the layers it was specified for."
         )
-    return infer_layout(n_features, n_layers, has_norm)
+    _check_column_tags(estimator, spec)
+    return spec
 
 
-def _split_rows(X: np.ndarray, layout: Layout):
-    """``(H, weight, bias)``: ``H`` is ``(n, n_layers, dim)``, norm rows ``(n, dim)`` or None."""
-    n, dim, n_layers = X.shape[0], layout.dim, layout.n_layers
-    H = X[:, : n_layers * dim].reshape(n, n_layers, dim)
-    if not layout.has_norm:
-        return H, None, None
-    start = n_layers * dim
-    return H, X[:, start : start + dim], X[:, start + dim : start + 2 * dim]
-
-
-def _carried_norm(X: np.ndarray, layout: Layout, name: str):
-    """The final-norm rows of ``X`` (``(2, dim)``), checked to be the same on every row.
-
-    ``LayerwiseEmbedder`` repeats its encoder's final LayerNorm weight and bias
-    on every row.  Rows that differ there are not its output: preprocessed
-    signals fed straight to a fusion step (the embedder forgotten), or
-    embeddings of several models stacked together.
-    """
-    if not layout.has_norm or not len(X):
-        return None
-    _, weight, bias = _split_rows(X, layout)
-    carried = np.stack([weight[0], bias[0]]).astype(np.float64)
-    scale = 1e-5 * (1.0 + np.abs(carried).max())
-    if np.abs(weight - weight[0]).max() > scale or np.abs(bias - bias[0]).max() > scale:
-        raise ValueError(
-            f"{name}: the last two blocks of X, where LayerwiseEmbedder carries the encoder's final "
-            "LayerNorm, differ between rows, so X is not layer-wise embeddings of one model. Put "
-            "LayerwiseEmbedder before this step (preprocessed signals must be embedded first), or "
-            "pass norm=None for embeddings without the norm blocks."
-        )
-    return carried
-
-
-def _check_same_model(estimator, X: np.ndarray) -> None:
-    """Refuse embeddings whose carried final norm differs from the one seen in ``fit``."""
-    fitted = getattr(estimator, "carried_norm_", None)
-    if fitted is None:
+def _check_column_tags(estimator, spec: LayerSpec) -> None:
+    """Refuse a frame whose columns name another model than ``spec`` (``<tag>:layer03_dim0000``)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None or not spec.model_id:
         return
-    carried = _carried_norm(X, estimator.layout_, type(estimator).__name__)
-    if carried is not None and not np.allclose(carried, fitted, rtol=1e-5, atol=1e-6):
+    tags = {str(n).split(":", 1)[0] for n in names if ":" in str(n)}
+    if tags and tags != {spec.tag}:
         raise ValueError(
-            f"{type(estimator).__name__}: X comes from another model than the embeddings seen in fit "
-            f"(its final-LayerNorm parameters differ, although both are {estimator.dim_} wide). "
-            "Embed with the model used in fit, or fit this step again on the new model's embeddings."
+            f"{type(estimator).__name__}: the columns of X come from model {', '.join(sorted(tags))}, "
+            f"but layer_spec describes model {spec.tag} ({spec.model_name}). Use the specification "
+            "of the model that produced X."
         )
 
 
-def _final_norm(Z: np.ndarray, weight, bias) -> np.ndarray:
-    """LN_enc per row: ``Z`` is ``(n, dim)`` or ``(n, k, dim)``; no-op when no norm is carried."""
-    if weight is None:
-        return Z
-    if Z.ndim == 3:
-        weight, bias = weight[:, None, :], bias[:, None, :]
-    return layer_norm(Z, weight, bias)
+def _same_stream(estimator, spec: LayerSpec, positions) -> None:
+    """PPA and PMA average layers; refuse layers of different widths or representation spaces."""
+    chosen = [spec.layers[p] for p in positions]
+    widths = {layer.width for layer in chosen}
+    streams = {layer.stream for layer in chosen}
+    if len(widths) > 1 or len(streams) > 1:
+        name = type(estimator).__name__
+        width_text = "…".join(map(str, (min(widths), max(widths)))) if len(widths) > 1 else str(widths.pop())
+        raise ValueError(
+            f"{name} averages layers that live in one representation space (one residual stream). "
+            f"The chosen layers of {spec.model_name or 'this model'} ({chosen[0].name} … {chosen[-1].name}) "
+            f"are {width_text} wide, in {len(streams)} different bases; an average of them has no "
+            f"meaning. Use LayerSelector(layers='all', balance=True) to use every layer, or "
+            f"{name}(layers=[...]) with layers of one stream."
+        )
 
 
 def _check_input_features(estimator, input_features) -> None:
@@ -133,22 +116,26 @@ def _fusion_names(prefix: str, dim: int) -> np.ndarray:
     return np.asarray([f"{prefix}_dim{d:04d}" for d in range(dim)], dtype=object)
 
 
-class _LayerwiseTransformer(TransformerMixin, BaseEstimator):
-    """Input validation and layout handling common to the fusion transformers."""
+_SPEC_CONSTRAINT = [HasMethods(["feature_names", "select"]), None]
 
-    def _fit_layout(self, X, y=None):
+
+class _LayerwiseTransformer(TransformerMixin, BaseEstimator):
+    """Input validation and the layer specification common to the fusion transformers."""
+
+    def _fit_spec(self, X):
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.layout_ = _layout_for(X.shape[1], self.n_layers, self.norm)
-        self.dim_ = self.layout_.dim
-        self.carried_norm_ = _carried_norm(X, self.layout_, type(self).__name__)
+        self.layer_spec_ = _spec_for(self, X)
         return X
 
     def _transform_input(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        _check_same_model(self, X)
         return X
+
+    def _resolve(self, layers):
+        spec = self.layer_spec_
+        return resolve_layers(layers, len(spec.layers), [layer.name for layer in spec.layers])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -158,40 +145,46 @@ class _LayerwiseTransformer(TransformerMixin, BaseEstimator):
 
 
 class LayerSelector(_LayerwiseTransformer):
-    """Pick one or more layers from layer-wise embeddings (optionally final-normed).
+    """Pick one or more layers from layer-wise embeddings (by default through the model's readout).
 
     The cheap step that makes layer choice a hyperparameter: the backbone runs
-    once, and ``GridSearchCV`` searches ``{"select__layers": [1, ..., 12]}``
-    over the stored embeddings.  Selecting layer ``l`` with ``norm="carried"``
-    gives ``z = LN_enc(h_l)``; the default ``layers="last"`` is the
-    ST-MEM baseline.
+    once, and ``GridSearchCV`` searches ``{"embed__fusion": [LayerSelector(layers=l)
+    for l in range(1, 13)]}`` over the cached embeddings.  Selecting layer
+    ``l`` gives ``z = readout(h_l)`` (for ST-MEM, its final LayerNorm); the
+    default ``layers="last"`` is the usual last-layer baseline.  Layers of
+    different widths (CNN stages) are concatenated; ``balance=True`` gives
+    each of them the same total variance.
 
     Parameters
     ----------
-    layers : int, list of int, slice or {"last", "middle", "all", "blocks"}, default="last"
-        Layers to keep (0 = token embedding, 1..L = transformer blocks).
-        Negative ints count from the end; see :func:`ecgsoup.layout.resolve_layers`.
-        Several layers are concatenated in the given order, each normalised
-        on its own.
+    layers : int, str, list, slice or {"last", "middle", "all", "blocks"}, default="last"
+        Layers to keep: indices (0 = the pre-block representation, negative
+        from the end) or names (``"layer06"``, ``"stage5"``).  Several
+        layers are concatenated in the given order.
+    apply_readout : bool, default=True
+        Pass each selected layer through the model's readout.  The readout
+        is only defined for layers of the model's final width; for layers of
+        another width (a CNN's earlier stages) it is skipped.
+    balance : bool, default=False
+        Standardise every selected layer (training statistics) and scale it
+        to a total variance of 1, so that wide layers do not drown narrow
+        ones in a penalised model.
+    layer_spec : LayerSpec or None, default=None
+        What the columns of X are (``embedder.layer_spec_``,
+        ``stored.layer_spec``).  Set by :class:`~ecgsoup.LayerwiseEmbedder`
+        when this step is its ``fusion``.  ``None``: X is ``n_layers`` equal
+        blocks of raw numbers and no readout is applied.
     n_layers : int, default=13
-        Number of layer blocks in the input (L + 1; 13 for a 12-block ST-MEM).
-    norm : {"carried"} or None, default="carried"
-        ``"carried"``: the input ends with the final LayerNorm's weight and
-        bias blocks, and each selected layer is passed through that norm.
-        ``None``: the input has no norm blocks; raw pooled vectors are returned.
+        Number of equal blocks in X when ``layer_spec`` is None.
 
     Attributes
     ----------
     layers_ : tuple of int
-        The selected layers as absolute indices.
-    layout_ : ecgsoup.layout.Layout
-        Layout read from the input width.
-    carried_norm_ : ndarray of shape (2, dim) or None
-        The final LayerNorm's weight and bias carried by the training input
-        (``None`` with ``norm=None``).  Later input must carry the same: it
-        identifies the model the embeddings came from.
-    dim_ : int
-        Width of one layer block.
+        The selected layers, as positions in the input.
+    layer_spec_ : LayerSpec
+        The specification used (given, or equal raw blocks).
+    mean_, scale_ : list of ndarray
+        Per-layer standardisation and block factor (only with ``balance=True``).
     n_features_in_ : int
         Number of input columns.
     feature_names_in_ : ndarray of str
@@ -199,7 +192,7 @@ class LayerSelector(_LayerwiseTransformer):
 
     See Also
     --------
-    PPA : Mean of all block outputs, then the final norm.
+    PPA : Mean of the block outputs, then the readout.
     ecgsoup.pma.PMA : Learned per-sample mixture of layers.
 
     Examples
@@ -208,30 +201,32 @@ class LayerSelector(_LayerwiseTransformer):
     >>> ds = load_sample()                      # 200 real LUDB recordings, 100 Hz
     >>> prep = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names)
     >>> X = prep.fit_transform(ds.X[:4])
-    >>> H = LayerwiseEmbedder().fit_transform(X)    # 13 layers + 2 norm blocks, 192 wide
-    >>> LayerSelector(layers=[6, -1]).fit_transform(H).shape
+    >>> LayerwiseEmbedder(fusion=LayerSelector(layers=[6, -1])).fit_transform(X).shape
     (4, 384)
     """
 
     _parameter_constraints = {
-        "layers": [Integral, "array-like", slice, StrOptions(_LAYER_NAMES)],
+        "layers": [Integral, str, "array-like", slice],
+        "apply_readout": ["boolean"],
+        "balance": ["boolean"],
+        "layer_spec": _SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "norm": [StrOptions({"carried"}), None],
     }
 
-    def __init__(self, layers="last", n_layers=13, norm="carried"):
+    def __init__(self, layers="last", apply_readout=True, balance=False, layer_spec=None, n_layers=13):
         self.layers = layers
+        self.apply_readout = apply_readout
+        self.balance = balance
+        self.layer_spec = layer_spec
         self.n_layers = n_layers
-        self.norm = norm
 
     def fit(self, X, y=None):
-        """Read the layout of ``X`` and resolve the layer choice.
+        """Resolve the layer choice (and learn the balancing statistics).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Layer-wise embeddings, ``(n_layers + 2) * dim`` columns with
-            ``norm="carried"``, ``n_layers * dim`` with ``norm=None``.
+            Layer-wise embeddings described by ``layer_spec``.
         y : None
             Ignored.
 
@@ -239,49 +234,84 @@ class LayerSelector(_LayerwiseTransformer):
         -------
         self : LayerSelector
         """
-        self._fit_layout(X)
-        self.layers_ = resolve_layers(self.layers, self.n_layers)
+        X = self._fit_spec(X)
+        self.layers_ = self._resolve(self.layers)
+        if self.balance:
+            self.mean_, self.scale_ = [], []
+            for p in self.layers_:
+                Z = self._readout(self.layer_spec_.block(X, p), p).astype(np.float64)
+                std = Z.std(axis=0) if len(Z) > 1 else np.ones(Z.shape[1])
+                std = np.where(std > 0, std, 1.0)
+                total = float(((Z - Z.mean(axis=0)) / std).var(axis=0).sum()) if len(Z) > 1 else 1.0
+                self.mean_.append(Z.mean(axis=0))
+                self.scale_.append(std * np.sqrt(total if total > 0 else 1.0))
         return self
 
+    def _readout(self, Z, position):
+        spec = self.layer_spec_
+        readout = spec.readout
+        if not self.apply_readout or readout.kind == "identity":
+            return Z
+        if readout.weight is not None and Z.shape[1] != len(readout.weight):
+            return Z  # the readout belongs to the final width only
+        return readout(Z)
+
     def transform(self, X):
-        """Return the selected layers, concatenated, shape ``(n_samples, len(layers_) * dim_)``."""
+        """Return the selected layers, concatenated.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, sum of the selected widths)
+        """
         X = self._transform_input(X)
-        H, weight, bias = _split_rows(X, self.layout_)
-        Z = _final_norm(H[:, list(self.layers_)], weight, bias)
-        return Z.reshape(X.shape[0], -1)
+        spec = self.layer_spec_
+        parts = []
+        for i, p in enumerate(self.layers_):
+            Z = self._readout(spec.block(X, p), p)
+            if self.balance:
+                Z = ((Z - self.mean_[i]) / self.scale_[i]).astype(X.dtype, copy=False)
+            parts.append(Z)
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else np.ascontiguousarray(parts[0])
 
     def get_feature_names_out(self, input_features=None):
         """Names like ``layer06_dim0003`` for each output column."""
         check_is_fitted(self)
         _check_input_features(self, input_features)
-        return feature_names(self.layers_, self.dim_, include_norm=False)
+        return self.layer_spec_.feature_names(self.layers_)
 
 
 class PPA(_LayerwiseTransformer):
     """Post-pretraining Pooling-based Aggregation (PPA), as defined by ECG-Soup.
 
-    ``z = LN_enc((1 / L) * sum_{l=1..L} h_l)``: the uniform mean of the block
-    outputs (layer 0, the token embedding, is excluded), then the backbone's
-    final LayerNorm carried in the input.  No parameters are learned.
+    ``z = readout((1 / L) * sum_{l=1..L} h_l)``: the uniform mean of the block
+    outputs (layer 0, the pre-block representation, is excluded), then the
+    model's readout (for ST-MEM its final LayerNorm, ``LN_enc``).  No
+    parameters are learned.  Only layers of one representation space (one
+    residual stream, one width) can be averaged; for a CNN whose stages
+    differ, PPA refuses and names the alternative.
 
     Parameters
     ----------
+    layers : str, list or slice, default="blocks"
+        Layers to average (``"blocks"``: 1..L).
+    layer_spec : LayerSpec or None, default=None
+        What the columns of X are; set by the embedder when PPA is its
+        ``fusion``.  ``None``: ``n_layers`` equal raw blocks, no readout.
     n_layers : int, default=13
-        Number of layer blocks in the input (L + 1); at least 2 (h_0 and one block).
-    norm : {"carried"} or None, default="carried"
-        ``"carried"`` applies the final LayerNorm stored in the trailing
-        blocks; ``None`` (input without those blocks) returns the plain mean.
+        Number of equal blocks in X when ``layer_spec`` is None; at least 2.
 
     Attributes
     ----------
-    layout_ : ecgsoup.layout.Layout
-        Layout read from the input width.
-    carried_norm_ : ndarray of shape (2, dim) or None
-        The final LayerNorm's weight and bias carried by the training input
-        (``None`` with ``norm=None``).  Later input must carry the same: it
-        identifies the model the embeddings came from.
+    layers_ : tuple of int
+        The averaged layers, as positions in the input.
+    layer_spec_ : LayerSpec
+        The specification used.
     dim_ : int
-        Width of one layer block, and of the output.
+        Width of the output.
     n_features_in_ : int
         Number of input columns.
     feature_names_in_ : ndarray of str
@@ -297,26 +327,28 @@ class PPA(_LayerwiseTransformer):
     >>> from ecgsoup import PPA, ECGPreprocessor, LayerwiseEmbedder, load_sample
     >>> ds = load_sample()
     >>> X = ECGPreprocessor(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names).fit_transform(ds.X[:4])
-    >>> PPA().fit_transform(LayerwiseEmbedder().fit_transform(X)).shape
+    >>> LayerwiseEmbedder(fusion=PPA()).fit_transform(X).shape
     (4, 192)
     """
 
     _parameter_constraints = {
+        "layers": [str, "array-like", slice],
+        "layer_spec": _SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 2, None, closed="left")],
-        "norm": [StrOptions({"carried"}), None],
     }
 
-    def __init__(self, n_layers=13, norm="carried"):
+    def __init__(self, layers="blocks", layer_spec=None, n_layers=13):
+        self.layers = layers
+        self.layer_spec = layer_spec
         self.n_layers = n_layers
-        self.norm = norm
 
     def fit(self, X, y=None):
-        """Read the layout of ``X``.
+        """Resolve and check the averaged layers.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Layer-wise embeddings (see :class:`LayerSelector`).
+            Layer-wise embeddings described by ``layer_spec``.
         y : None
             Ignored.
 
@@ -324,14 +356,21 @@ class PPA(_LayerwiseTransformer):
         -------
         self : PPA
         """
-        self._fit_layout(X)
+        self._fit_spec(X)
+        self.layers_ = self._resolve(self.layers)
+        _same_stream(self, self.layer_spec_, self.layers_)
+        self.dim_ = self.layer_spec_.layers[self.layers_[0]].width
         return self
 
     def transform(self, X):
-        """Return ``LN_enc(mean of h_1..h_L)``, shape ``(n_samples, dim_)``."""
+        """Return ``readout(mean of the chosen layers)``, shape ``(n_samples, dim_)``."""
         X = self._transform_input(X)
-        H, weight, bias = _split_rows(X, self.layout_)
-        return _final_norm(H[:, 1:].mean(axis=1), weight, bias)
+        spec = self.layer_spec_
+        mean = spec.block(X, self.layers_[0]).astype(X.dtype, copy=True)
+        for p in self.layers_[1:]:
+            mean += spec.block(X, p)
+        mean /= np.asarray(len(self.layers_), dtype=X.dtype)
+        return spec.readout(mean)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``ppa_dim0000``, ``ppa_dim0001``, ..."""

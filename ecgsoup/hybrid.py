@@ -23,97 +23,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ecgsoup.blocks import BlockScaler
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.features import ECGFeatures
 from ecgsoup.fusion import LayerSelector
 from ecgsoup.preprocessing import ECGPreprocessor
 
 __all__ = ["BlockScaler", "balanced_columns", "embedding_block", "hybrid_features"]
-
-
-class BlockScaler(TransformerMixin, BaseEstimator):
-    """Scale a block of columns to a given total variance, as one unit.
-
-    ``fit`` learns ``scale_ = sqrt(sum of the column variances / total)``;
-    ``transform`` divides every column by it.  After standardisation the sum
-    of variances equals the block's width, so this is the classic
-    ``1 / sqrt(width)`` block weight; after a PCA it accounts for the
-    variance the kept components actually carry.  The relative scale of the
-    columns inside the block is untouched.
-
-    Parameters
-    ----------
-    total_variance : float, default=1.0
-        Sum of the column variances after scaling (on the training data).
-
-    Attributes
-    ----------
-    scale_ : float
-        Divisor applied to every column (1 when the block has no variance).
-    n_features_in_ : int
-        Number of columns.
-    feature_names_in_ : ndarray of str
-        Column names of a DataFrame input.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ecgsoup.hybrid import BlockScaler
-    >>> X = np.random.default_rng(0).normal(size=(100, 16))
-    >>> round(float(BlockScaler().fit_transform(X).var(axis=0).sum()), 6)
-    1.0
-    """
-
-    _parameter_constraints = {"total_variance": [Interval(Real, 0, None, closed="neither")]}
-
-    def __init__(self, total_variance=1.0):
-        self.total_variance = total_variance
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-    def fit(self, X, y=None):
-        """Learn the block's scale.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : BlockScaler
-        """
-        self._validate_params()
-        X = validate_data(self, X, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-        variance = float(np.nansum(np.nanvar(X, axis=0))) if len(X) > 1 else 0.0
-        self.scale_ = float(np.sqrt(variance / self.total_variance)) if variance > 0 else 1.0
-        return self
-
-    def transform(self, X):
-        """Divide every column by ``scale_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        X_out : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-        return X / np.asarray(self.scale_, dtype=X.dtype)
-
-    def get_feature_names_out(self, input_features=None):
-        """The input column names, unchanged."""
-        from sklearn.utils.validation import _check_feature_names_in
-
-        check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)
 
 
 def embedding_block(sampling_rate, lead_names, *, model="default", layers="last", memory=None, device="cpu"):
@@ -137,14 +53,14 @@ def embedding_block(sampling_rate, lead_names, *, model="default", layers="last"
     Returns
     -------
     pipeline : sklearn.pipeline.Pipeline
-        Steps ``prep``, ``embed``, ``select``.  Inside :func:`hybrid_features` it is
-        the step ``encoder`` of the block ``embedding`` (parameters
-        ``embedding__encoder__select__layers``, ...).
+        Steps ``prep`` and ``embed`` (whose ``fusion`` is the layer choice).
+        Inside :func:`hybrid_features` it is the step ``encoder`` of the block
+        ``embedding`` (parameters ``embedding__encoder__embed__fusion__layers``, ...).
     """
     return Pipeline([
         ("prep", ECGPreprocessor(sampling_rate=sampling_rate, lead_names=lead_names, model=model)),
-        ("embed", LayerwiseEmbedder(model=model, memory=memory, device=device)),
-        ("select", LayerSelector(layers=layers)),
+        ("embed", LayerwiseEmbedder(model=model, memory=memory, device=device,
+                                    fusion=LayerSelector(layers=layers))),
     ])  # fmt: skip
 
 

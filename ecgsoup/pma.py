@@ -14,8 +14,9 @@ Two faces of the same trained network:
   with a head on ``y``) and whose ``transform`` emits the fused vector ``z``,
   for any downstream sklearn classifier.
 
-Both read the layer-wise layout of :mod:`ecgsoup.layout`; the final LayerNorm
-travels in the input (``norm="carried"``), so nothing is wired by hand.  Torch
+Both read layer-wise embeddings through a :class:`~ecgsoup.layers.LayerSpec`
+(set for them when they are the embedder's ``fusion``), whose readout is
+applied to the fused vector.  Torch
 is an implementation detail: inputs and outputs are numpy / pandas.
 
 Design choices (where the ECG-Soup definition leaves room):
@@ -63,16 +64,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.nn import functional as F
 
-from ecgsoup.fusion import (
-    _carried_norm,
-    _check_input_features,
-    _check_same_model,
-    _final_norm,
-    _fusion_names,
-    _layout_for,
-    _split_rows,
-)
-from ecgsoup.layout import LAYER_NORM_EPS
+from ecgsoup.fusion import _SPEC_CONSTRAINT, _check_input_features, _fusion_names, _same_stream, _spec_for
+from ecgsoup.layers import resolve_layers
 
 __all__ = ["PMA", "PMAClassifier", "MIN_VALIDATION_SAMPLES"]
 
@@ -89,12 +82,15 @@ def _gate_widths(dim: int) -> tuple[int, int]:
 class _GateHeadNet(nn.Module):
     """Gate on h_0, softmax over blocks 1..L, final norm, standardisation, head."""
 
-    def __init__(self, dim: int, n_blocks: int, n_outputs: int, head: str, hidden: int):
+    def __init__(self, dim: int, n_blocks: int, n_outputs: int, head: str, hidden: int,
+                 gate_dim: int | None = None, eps: float = 1e-5):
         super().__init__()
-        width1, width2 = _gate_widths(dim)
+        self.eps = eps
+        gate_dim = gate_dim or dim
+        width1, width2 = _gate_widths(gate_dim)
         self.gate = nn.Sequential(
-            nn.LayerNorm(dim),
-            nn.Linear(dim, width1),
+            nn.LayerNorm(gate_dim),
+            nn.Linear(gate_dim, width1),
             nn.GELU(),
             nn.Dropout(0.1),
             nn.Linear(width1, width2),
@@ -114,10 +110,10 @@ class _GateHeadNet(nn.Module):
                 nn.Dropout(0.5),
                 nn.Linear(hidden, n_outputs),
             )
-        for name in ("h0_mean", "z_mean"):
-            self.register_buffer(name, torch.zeros(dim))
-        for name in ("h0_scale", "z_scale"):
-            self.register_buffer(name, torch.ones(dim))
+        self.register_buffer("h0_mean", torch.zeros(gate_dim))
+        self.register_buffer("z_mean", torch.zeros(dim))
+        self.register_buffer("h0_scale", torch.ones(gate_dim))
+        self.register_buffer("z_scale", torch.ones(dim))
 
     def weights(self, h0):
         return torch.softmax(self.gate((h0 - self.h0_mean) / self.h0_scale), dim=-1)
@@ -126,7 +122,7 @@ class _GateHeadNet(nn.Module):
         w = self.weights(h0)
         z = (w.unsqueeze(-1) * blocks).sum(dim=1)
         if norm_weight is not None:
-            z = F.layer_norm(z, z.shape[-1:], eps=LAYER_NORM_EPS) * norm_weight + norm_bias
+            z = F.layer_norm(z, z.shape[-1:], eps=self.eps) * norm_weight + norm_bias
         return z, w
 
     def forward(self, h0, blocks, norm_weight, norm_bias):
@@ -148,8 +144,9 @@ class _PMABase(BaseEstimator):
         "head": [StrOptions({"linear", "mlp"})],
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "train_gate": ["boolean"],
+        "layers": [str, "array-like", slice],
+        "layer_spec": _SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 2, None, closed="left")],
-        "norm": [StrOptions({"carried"}), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -168,8 +165,9 @@ class _PMABase(BaseEstimator):
         head="linear",
         hidden=256,
         train_gate=True,
+        layers="blocks",
+        layer_spec=None,
         n_layers=13,
-        norm="carried",
         max_iter=200,
         learning_rate_init=1e-3,
         weight_decay=0.05,
@@ -185,8 +183,9 @@ class _PMABase(BaseEstimator):
         self.head = head
         self.hidden = hidden
         self.train_gate = train_gate
+        self.layers = layers
+        self.layer_spec = layer_spec
         self.n_layers = n_layers
-        self.norm = norm
         self.max_iter = max_iter
         self.learning_rate_init = learning_rate_init
         self.weight_decay = weight_decay
@@ -211,14 +210,22 @@ class _PMABase(BaseEstimator):
         return device
 
     def _tensors(self, X: np.ndarray, device: torch.device, dtype=np.float32):
-        """h_0, blocks h_1..h_L, and the carried norm rows, as tensors of ``dtype``."""
-        H, weight, bias = _split_rows(X, self.layout_)
+        """h_0, the mixed layers, and the readout's LayerNorm parameters, as tensors of ``dtype``."""
+        spec = self.layer_spec_
+        readout = spec.readout
+        weight = bias = None
+        if readout.kind == "layernorm":
+            weight, bias = readout.weight, readout.bias
 
         def as_tensor(a):
             # np.array copies: loky hands over read-only memmaps, which torch warns about.
             return None if a is None else torch.from_numpy(np.array(a, dtype=dtype)).to(device)
 
-        return as_tensor(H[:, 0]), as_tensor(H[:, 1:]), as_tensor(weight), as_tensor(bias)
+        h0 = as_tensor(spec.block(X, 0))
+        blocks = as_tensor(spec.stack(X, self.layers_))
+        if readout.kind == "layernorm" and weight is None:  # a LayerNorm without affine parameters
+            weight, bias = np.ones(blocks.shape[-1]), np.zeros(blocks.shape[-1])
+        return h0, blocks, as_tensor(weight), as_tensor(bias)
 
     def _encode_targets(self, y):
         """Targets as a float/long tensor-ready array, plus the loss kind."""
@@ -258,9 +265,10 @@ class _PMABase(BaseEstimator):
         self._validate_params()
         X, y = validate_data(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
         check_classification_targets(y)
-        self.layout_ = _layout_for(X.shape[1], self.n_layers, self.norm)
-        self.dim_ = self.layout_.dim
-        self.carried_norm_ = _carried_norm(X, self.layout_, type(self).__name__)
+        self.layer_spec_ = spec = _spec_for(self, X)
+        self.layers_ = resolve_layers(self.layers, len(spec.layers), [layer.name for layer in spec.layers])
+        _same_stream(self, spec, self.layers_)
+        self.dim_ = spec.layers[self.layers_[0]].width
         targets, self._task, n_outputs = self._encode_targets(y)
         device = self._torch_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -272,7 +280,8 @@ class _PMABase(BaseEstimator):
         # torch RNG, so fitting never changes the caller's global torch stream.
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            net = _GateHeadNet(self.dim_, self.n_layers - 1, n_outputs, self.head, self.hidden)
+            net = _GateHeadNet(self.dim_, len(self.layers_), n_outputs, self.head, self.hidden,
+                               gate_dim=spec.layers[0].width, eps=spec.readout.eps)
             net.to(device)
             with torch.no_grad():
                 net.h0_mean.copy_(h0.mean(dim=0))
@@ -290,7 +299,7 @@ class _PMABase(BaseEstimator):
             moved = sum(float((p - q).norm() ** 2) for p, q in zip(net.head.parameters(), head_before)) ** 0.5
             size = sum(float(q.norm() ** 2) for q in head_before) ** 0.5
         self._warn_if_untrained(weights, moved / max(size, 1e-12))
-        index = pd.Index([f"layer{layer:02d}" for layer in range(1, self.n_layers)], name="layer")
+        index = pd.Index([spec.layers[p].name for p in self.layers_], name="layer")
         self.gate_weights_ = pd.DataFrame(
             {"mean": weights.mean(axis=0), "std": weights.std(axis=0)}, index=index
         )
@@ -400,9 +409,7 @@ class _PMABase(BaseEstimator):
     # -- inference ------------------------------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        _check_same_model(self, X)
-        return X
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def _inference_network(self):
         """A float64 copy of the trained network, for predictions.
@@ -430,12 +437,12 @@ class _PMABase(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Layer-wise embeddings with the layout seen in ``fit``.
+            Layer-wise embeddings of the model seen in ``fit``.
 
         Returns
         -------
-        weights : ndarray of shape (n_samples, n_layers - 1)
-            Column ``j`` is the weight of layer ``j + 1``; rows sum to 1.
+        weights : ndarray of shape (n_samples, len(layers_))
+            Column ``j`` is the weight of layer ``layers_[j]``; rows sum to 1.
         """
         return self._gate_weights_of(self._validated(X))
 
@@ -460,12 +467,16 @@ _PARAMETERS_DOC = """
     train_gate : bool, default=True
         Train the gate with the head.  ``False`` keeps the gate at its random
         initialisation, which only reproduces the authors' linear-probing code.
+    layers : str, list or slice, default="blocks"
+        Layers the gate mixes (``"blocks"``: 1..L); they must share one
+        representation space.  The gate reads layer 0 whatever its width.
+    layer_spec : LayerSpec or None, default=None
+        What the columns of X are; set by :class:`~ecgsoup.LayerwiseEmbedder`
+        when PMA is its ``fusion``.  Its readout (ST-MEM's final LayerNorm)
+        is applied to the fused vector.  ``None``: ``n_layers`` equal raw
+        blocks and no readout.
     n_layers : int, default=13
-        Number of layer blocks in the input (L + 1, 13 for a 12-block ST-MEM); at least 2.
-    norm : {"carried"} or None, default="carried"
-        ``"carried"``: the input ends with the final LayerNorm's weight and
-        bias, applied to the fused vector.  ``None``: no norm blocks in the
-        input, and no LayerNorm on the fused vector.
+        Number of equal blocks in X when ``layer_spec`` is None; at least 2.
     max_iter : int, default=200
         Maximum number of passes over the training data (epochs), as in
         sklearn's ``MLPClassifier``.
@@ -509,14 +520,12 @@ _ATTRIBUTES_DOC = """
         Mean training loss per epoch.
     validation_loss_curve_ : list of float
         Held-out loss per epoch (empty without early stopping).
-    layout_ : ecgsoup.layout.Layout
-        Layout read from the input width.
-    carried_norm_ : ndarray of shape (2, dim) or None
-        The final LayerNorm's weight and bias carried by the training input
-        (``None`` with ``norm=None``).  Later input must carry the same: it
-        identifies the model the embeddings came from.
+    layers_ : tuple of int
+        The mixed layers, as positions in the input.
+    layer_spec_ : LayerSpec
+        The specification used.
     dim_ : int
-        Width of one layer block.
+        Width of the mixed layers and of the fused vector.
     n_features_in_ : int
         Number of input columns.
     feature_names_in_ : ndarray of str
@@ -563,7 +572,7 @@ class PMAClassifier(ClassifierMixin, _PMABase):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Layer-wise embeddings (``ecgsoup.layout``).
+            Layer-wise embeddings (described by ``layer_spec``).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a 0/1 indicator matrix for multi-label targets.
 
@@ -644,7 +653,7 @@ class PMA(TransformerMixin, _PMABase):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Layer-wise embeddings (``ecgsoup.layout``).
+            Layer-wise embeddings (described by ``layer_spec``).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a 0/1 indicator matrix; the gate is trained to
             predict them.
@@ -660,9 +669,9 @@ class PMA(TransformerMixin, _PMABase):
         """Fused vector per sample, ``(n_samples, dim_)``, in the input's dtype."""
         X = self._validated(X)
         weights = self._gate_weights_of(X)
-        H, norm_w, norm_b = _split_rows(X, self.layout_)
-        fused = np.einsum("nl,nld->nd", weights.astype(X.dtype), H[:, 1:])
-        return _final_norm(fused, norm_w, norm_b)
+        blocks = self.layer_spec_.stack(X, self.layers_)
+        fused = np.einsum("nl,nld->nd", weights.astype(X.dtype), blocks)
+        return self.layer_spec_.readout(fused)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``pma_dim0000``, ``pma_dim0001``, ..."""

@@ -1,6 +1,6 @@
 """``ECGPreprocessor``: bring ECG arrays into the model's input contract.
 
-The model's config (:func:`ecgsoup.models.load_config`) says which leads it
+The model's config (:func:`ecgsoup.backbones.stmem.load_config`) says which leads it
 expects, in which order, at which sampling rate and over how many samples.
 The preprocessor matches the data's leads to those **by name**, resamples,
 optionally band-passes, checks or fixes the length, and emits the flat,
@@ -20,9 +20,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
-from ecgsoup.models import EncoderConfig, STMEMEncoder, load_config
-from ecgsoup.signal import bandpass as _bandpass
-from ecgsoup.signal import as_time_major, lead_indices, resample, resampled_length
+from ecgsoup.backbones import Backbone, InputContract, resolve_contract
+from ecgsoup.backbones.stmem import EncoderConfig
+from ecgsoup.recipes import record_recipe, resample_recipe
+from ecgsoup.signal import as_time_major, lead_indices, resampled_length
 
 __all__ = ["ECGPreprocessor"]
 
@@ -52,12 +53,16 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
     lead_map : dict, default=None
         ``{model lead: data lead}`` for leads stored under other names, e.g.
         ``{"II": "ECG2"}``.
-    model : str, path, EncoderConfig or STMEMEncoder, default="default"
-        Whose input contract to meet: ``"default"`` (the bundled model), a
-        model directory, a configuration name such as ``"ecgsoup-100hz-tiny"``,
-        a config or an encoder.  Only the config is read (no weights).
+    model : str, path, InputContract, EncoderConfig or Backbone, default="default"
+        Whose input contract to meet: any ``model=`` value the embedder
+        accepts (``"default"``, a registered name, a model directory,
+        ``"<family>:<path>"``, ``"random:<name>"``, optionally ending in
+        ``@<contract>``), an ST-MEM configuration name such as
+        ``"ecgsoup-100hz-tiny"``, a contract or a backbone.  Only
+        configuration is read where possible (no weights).  The contract's
+        recipe (resampling, filters, record-wide scaling) is applied here.
     bandpass : "model", (float, float) or None, default="model"
-        ``"model"`` applies the config's band-pass (none for the ``ecgsoup-100hz``
+        ``"model"`` applies the contract's band-pass (none for the ``ecgsoup-100hz``
         models, 0.67-40 Hz for ``st-mem-250hz``); a ``(low, high)`` tuple in Hz
         applies that one; ``None`` applies none.  Zero-phase Butterworth,
         applied at the model's sampling rate.
@@ -70,8 +75,8 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    config_ : EncoderConfig
-        The model's input contract.
+    contract_ : InputContract
+        The model's input contract (rate, window, leads, recipe).
     lead_indices_ : ndarray of int
         Column of the input holding each model lead, in model order.
     n_samples_in_ : int
@@ -109,7 +114,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         "sampling_rate": [Interval(Real, 0, None, closed="neither"), None],
         "lead_names": ["array-like", None],
         "lead_map": [dict, None],
-        "model": [str, os.PathLike, EncoderConfig, STMEMEncoder],
+        "model": [str, os.PathLike, EncoderConfig, Backbone, InputContract],
         "bandpass": [StrOptions({"model"}), tuple, list, None],
         "length": [StrOptions({"full", "crop"})],
         "pad": [StrOptions({"error", "zeros", "edge"})],
@@ -160,7 +165,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
             )
         return tuple(names)
 
-    def _lead_indices(self, data_leads, config) -> np.ndarray:
+    def _lead_indices(self, data_leads, config: InputContract) -> np.ndarray:
         lead_map = dict(self.lead_map or {})
         model_leads = set(config.lead_names)
         bad_keys = [k for k in lead_map if (canonical_lead_name(k) or k) not in model_leads]
@@ -175,8 +180,13 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         lead_map = {canonical_lead_name(k) or k: v for k, v in lead_map.items()}
         return lead_indices(data_leads, config.lead_names, lead_map)
 
-    def _resolve_bandpass(self, config):
+    def _resolve_bandpass(self, config: InputContract):
         band = config.bandpass if isinstance(self.bandpass, str) else self.bandpass
+        if config.recipe != "resample@1" and not isinstance(self.bandpass, str):
+            raise ValueError(
+                f"bandpass={self.bandpass!r}: the model's recipe {config.recipe} defines its own "
+                "filters; leave bandpass='model'."
+            )
         if band is None:
             return None
         if len(band) != 2:
@@ -229,8 +239,8 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
                 "or drop them first: ecgsoup does not fill gaps silently."
             )
 
-    def _output_length(self, n_resampled, config) -> int:
-        window = config.n_samples
+    def _output_length(self, n_resampled, config: InputContract) -> int:
+        window = config.window
         if n_resampled < window and self.pad == "error":
             raise ValueError(
                 f"Records are {n_resampled} samples long at {config.sampling_rate:g} Hz "
@@ -260,7 +270,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         if self.sampling_rate is None:
             raise ValueError(_RATE_HELP)
         data_leads = self._data_leads()
-        config = load_config(self.model)
+        config = self.model if isinstance(self.model, InputContract) else resolve_contract(self.model)
         indices = self._lead_indices(data_leads, config)
         band = self._resolve_bandpass(config)
         X = validate_data(
@@ -270,7 +280,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         self._check_finite(X3, data_leads)
         n_resampled = resampled_length(X3.shape[1], float(self.sampling_rate), config.sampling_rate)
         n_out = self._output_length(n_resampled, config)
-        self.config_ = config
+        self.contract_ = config
         self.lead_indices_ = indices
         self.n_samples_in_ = int(X3.shape[1])
         self.n_samples_out_ = int(n_out)
@@ -304,11 +314,12 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         data_leads = self._data_leads()
         X3 = self._as_3d(X, len(data_leads))
         self._check_finite(X3, data_leads)
-        config = self.config_
+        config = self.contract_
         x = X3[:, :, self.lead_indices_]
-        x = resample(x, float(self.sampling_rate), config.sampling_rate, axis=1)
-        if self.bandpass_ is not None:
-            x = _bandpass(x, config.sampling_rate, *self.bandpass_, axis=1)
+        if config.recipe == "resample@1":
+            x = resample_recipe(x, float(self.sampling_rate), config, bandpass=self.bandpass_ or False)
+        else:
+            x = record_recipe(config.recipe)(x, float(self.sampling_rate), config)
         x = self._fit_length(x)
         # (n, T, leads) -> (n, leads, T) -> flat, lead-major as the embedder expects.
         flat = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(len(x), -1)
@@ -349,4 +360,4 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
                 )
         width = max(4, len(str(self.n_samples_out_ - 1)))
         times = range(self.n_samples_out_)
-        return np.asarray([f"{lead}_t{t:0{width}d}" for lead in self.config_.lead_names for t in times], dtype=object)
+        return np.asarray([f"{lead}_t{t:0{width}d}" for lead in self.contract_.lead_names for t in times], dtype=object)

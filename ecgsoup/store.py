@@ -6,19 +6,18 @@ model's contract with :class:`~ecgsoup.preprocessing.ECGPreprocessor` (using
 the record's *own* sampling rate and lead names), and embeds all layers with
 :class:`~ecgsoup.embedding.LayerwiseEmbedder`.  Records longer than the model
 window are windowed and averaged by the embedder.  :func:`open_store` reads the
-result back as the 2-D array of :mod:`ecgsoup.layout`, ready for
-``LayerSelector``, ``PPA``, ``PMA`` or any scikit-learn estimator.
+result back as a 2-D array with its :class:`~ecgsoup.layers.LayerSpec`, ready
+for ``LayerSelector``, ``PPA``, ``PMA`` or any scikit-learn estimator.
 
 Store layout (zarr v3 group, or the same names as arrays in one ``.npz``)::
 
-    embeddings   float32 (n_records, n_layers, dim)   pooled h_0 .. h_L per record
+    embeddings   float32 (n_records, n_features)      pooled h_0 .. h_L per record, side by side
     record_id    int64 or str (n_records,)            in input order
     status       int8 (n_records,)                    0 pending, 1 done, 2 failed
     error        str (n_records,)                     why a record failed ("" otherwise)
-    norm_weight  float32 (dim,)                       the encoder's final LayerNorm
-    norm_bias    float32 (dim,)
-    attrs        format, model config (the preprocessing contract), model sha256,
-                 ecgsoup version, precision, window stride, input settings
+    attrs        format, the layer specification (layer names, widths, streams,
+                 readout, model sha256), model family, contract and card, ecgsoup
+                 version, precision, window stride, input settings
 
 **Resumable.** The list of records is fixed when the store is created; every
 run computes only the records whose status is not "done" (failed ones are
@@ -47,6 +46,8 @@ in ``error``, and listed by :func:`open_store` in ``errors``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import contextlib
 import itertools
@@ -84,7 +85,7 @@ __all__ = [
 ]
 
 STORE_FORMAT = "ecgsoup-embeddings"
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2
 PENDING, DONE, FAILED = 0, 1, 2
 #: Records per block: the unit of work, of writing and of resumption.  A block is marked done
 #: only once its embeddings are on disk, so a killed run loses at most the block in flight.
@@ -101,9 +102,13 @@ _RANDOM_ALIAS = {"random": "random:ecgsoup-100hz-tiny"}
 _RESUME_KEYS = ("ecgsoup_version", "model_sha256", "precision", "window_stride", "lead_map", "pad",
                 "sampling_rate_override", "ptbxl_rate")  # fmt: skip
 # What every store holds, checked as one unit when a store is opened.
-_REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error", "norm_weight", "norm_bias")
-_REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "dim",
-                   "precision", "window_stride", "pad")  # fmt: skip
+_REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error")
+_REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "n_features",
+                   "layer_spec", "precision", "window_stride", "pad")  # fmt: skip
+# Stores of format version 1 held the final LayerNorm as two arrays and 3-D embeddings.
+_REQUIRED_V1 = (("embeddings", "record_id", "status", "error", "norm_weight", "norm_bias"),
+                ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "dim",
+                 "precision", "window_stride", "pad"))  # fmt: skip
 # An .npz store is rewritten whole; do it at most this often (and always at the end).
 _NPZ_FLUSH_SECONDS = 10.0
 
@@ -148,11 +153,10 @@ class StoredEmbeddings(NamedTuple):
 
     Attributes
     ----------
-    X : ndarray of shape (n_done, (n_layers + 2) * dim), float32
-        Embedded records only, in the column layout of :mod:`ecgsoup.layout`
-        (``[h_0 | ... | h_L | norm_weight | norm_bias]``): feed it to
-        ``LayerSelector(n_layers=attrs["n_layers"])``, ``PPA``, ``PMA`` or
-        :func:`ecgsoup.evaluate.layer_probe` directly.
+    X : ndarray of shape (n_done, n_features), float32
+        Embedded records only, ``[h_0 | ... | h_L]`` as ``layer_spec``
+        describes: feed it to ``PPA(layer_spec=stored.layer_spec)``,
+        ``LayerSelector``, ``PMA`` or :func:`ecgsoup.evaluate.layer_probe`.
     record_ids : list
         Identifier of each row of ``X``.
     attrs : dict
@@ -161,27 +165,34 @@ class StoredEmbeddings(NamedTuple):
         counts ``n_records``, ``n_done``, ``n_failed``, ``n_pending``.
     errors : pandas.DataFrame
         ``record_id``, ``message`` of every record that failed.
+    layer_spec : LayerSpec
+        What the columns of ``X`` are: layer names and widths, the model's
+        readout, and its sha256 as model id.
     """
 
     X: np.ndarray
     record_ids: list
     attrs: dict
     errors: pd.DataFrame
+    layer_spec: object = None
 
     def __repr__(self) -> str:
         a = self.attrs
         model = a.get("model_name") or (a.get("config") or {}).get("name") or "?"
         return (
             f"StoredEmbeddings({a.get('n_done', len(self.record_ids))} of {a.get('n_records', '?')} records "
-            f"embedded, {a.get('n_failed', len(self.errors))} failed; {a.get('n_layers', '?')} layers x "
-            f"{a.get('dim', '?')}; model {model}, sha256 {str(a.get('model_sha256', '?'))[:12]})"
+            f"embedded, {a.get('n_failed', len(self.errors))} failed; {a.get('n_layers', '?')} layers, "
+            f"{a.get('n_features', '?')} columns; model {model}, sha256 {str(a.get('model_sha256', '?'))[:12]})"
         )
 
     def feature_names(self) -> np.ndarray:
-        """Column names of ``X`` (``layer03_dim0127``, ``norm_weight_dim0127`` ...)."""
-        from ecgsoup.layout import feature_names
+        """Column names of ``X``, tagged with the model: ``13fb9067:layer03_dim0127``.
 
-        return feature_names(range(self.attrs["n_layers"]), self.attrs["dim"], include_norm=True)
+        The tag (the first 8 hex digits of the weights' sha256) lets a fusion
+        fitted on one model's frame refuse another model's.
+        """
+        tag = self.layer_spec.tag
+        return np.asarray([f"{tag}:{name}" for name in self.layer_spec.feature_names()], dtype=object)
 
     def to_frame(self) -> pd.DataFrame:
         """``X`` as a DataFrame indexed by ``record_id``, with :meth:`feature_names` columns."""
@@ -233,9 +244,9 @@ def open_store(path) -> StoredEmbeddings:
     Examples
     --------
     >>> from ecgsoup.store import open_store                    # doctest: +SKIP
-    >>> X, ids, attrs, errors = open_store("ptbxl.zarr")       # doctest: +SKIP
+    >>> stored = open_store("ptbxl.zarr")                      # doctest: +SKIP
     >>> from ecgsoup.fusion import PPA                          # doctest: +SKIP
-    >>> PPA(n_layers=attrs["n_layers"]).fit_transform(X).shape  # doctest: +SKIP
+    >>> PPA(layer_spec=stored.layer_spec).fit_transform(stored.X).shape  # doctest: +SKIP
     (21799, 192)
     """
     path = Path(path).expanduser()
@@ -246,12 +257,8 @@ def open_store(path) -> StoredEmbeddings:
     record_ids = backend.record_ids()
     done = np.flatnonzero(status == DONE)
     embeddings = backend.read_rows("embeddings", done)
-    weight, bias = backend.read("norm_weight"), backend.read("norm_bias")
-    n, n_layers, dim = embeddings.shape
-    X = np.concatenate(
-        [embeddings.reshape(n, n_layers * dim), np.broadcast_to(weight, (n, dim)), np.broadcast_to(bias, (n, dim))],
-        axis=1,
-    ).astype(np.float32, copy=False)
+    spec = _layer_spec_of(backend)
+    X = np.ascontiguousarray(embeddings.reshape(len(done), -1), dtype=np.float32)
     failed = np.flatnonzero(status == FAILED)
     messages = backend.read("error")
     errors = pd.DataFrame(
@@ -272,7 +279,21 @@ def open_store(path) -> StoredEmbeddings:
             "input and --out to finish; only the missing records are computed.",
             stacklevel=2,
         )
-    return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors)
+    return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors, spec)
+
+
+def _layer_spec_of(backend):
+    """The store's layer specification (rebuilt from the norm arrays of version-1 stores)."""
+    from ecgsoup.layers import LayerInfo, LayerSpec, Readout
+
+    attrs = backend.attrs
+    if attrs.get("format_version") == 1:
+        n_layers, dim = int(attrs["n_layers"]), int(attrs["dim"])
+        readout = Readout("layernorm", np.asarray(backend.read("norm_weight"), np.float32),
+                          np.asarray(backend.read("norm_bias"), np.float32), 1e-5)  # fmt: skip
+        layers = tuple(LayerInfo(f"layer{i:02d}", dim) for i in range(n_layers))
+        return LayerSpec(str(attrs["model_sha256"]), layers, readout, str(attrs.get("model_name", "")))
+    return LayerSpec.from_dict(attrs["layer_spec"])
 
 
 # --- store backends -------------------------------------------------------------------
@@ -317,15 +338,19 @@ def _open_backend(path: Path, mode: str, kind: str | None = None):
 def _check_complete(path: Path, backend) -> None:
     """The attributes and arrays of a store, checked together: all there, and of one shape."""
     attrs = backend.attrs
-    problems = [f"attribute {key!r} is missing" for key in _REQUIRED_ATTRS if key not in attrs]
+    arrays, required = _REQUIRED_V1 if attrs.get("format_version") == 1 else (_REQUIRED_ARRAYS, _REQUIRED_ATTRS)
+    problems = [f"attribute {key!r} is missing" for key in required if key not in attrs]
     present = backend.names()
-    problems += [f"array {name!r} is missing" for name in _REQUIRED_ARRAYS if name not in present]
+    problems += [f"array {name!r} is missing" for name in arrays if name not in present]
     if not problems:
         n = backend.shape("record_id")[0]
         for name in ("status", "error", "embeddings"):
             if backend.shape(name)[0] != n:
                 problems.append(f"{name!r} has {backend.shape(name)[0]} rows for {n} records")
-        expected = (n, attrs["n_layers"], attrs["dim"])
+        if attrs.get("format_version") == 1:
+            expected = (n, attrs["n_layers"], attrs["dim"])
+        else:
+            expected = (n, attrs["n_features"])
         if tuple(backend.shape("embeddings")) != expected:
             problems.append(f"'embeddings' has shape {tuple(backend.shape('embeddings'))}, not {expected}")
     if problems:
@@ -369,24 +394,24 @@ class _ZarrStore:
     def shape(self, name) -> tuple:
         return tuple(self.group[name].shape)
 
-    def create(self, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
+    def create(self, record_ids, n_features, chunk, attrs) -> None:
         """Build the whole store in a temporary sibling folder, then rename it into place."""
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.creating-", dir=self.path.parent))
         try:
-            self._build(tmp, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias)
+            self._build(tmp, record_ids, n_features, chunk, attrs)
             os.rename(tmp, self.path)  # atomic: the store appears complete, or not at all
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         self.group = self.zarr.open_group(str(self.path), mode="r+")
 
-    def _build(self, where, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
+    def _build(self, where, record_ids, n_features, chunk, attrs) -> None:
         from zarr.dtype import VariableLengthUTF8
 
         zarr, n = self.zarr, len(record_ids)
         group = zarr.open_group(str(where), mode="w")
         chunk = max(1, min(chunk, n))
-        group.create_array("embeddings", shape=(n, n_layers, dim), chunks=(chunk, n_layers, dim),
+        group.create_array("embeddings", shape=(n, n_features), chunks=(chunk, n_features),
                            dtype="float32", fill_value=0.0)  # fmt: skip
         group.create_array("status", shape=(n,), chunks=(chunk,), dtype="int8", fill_value=PENDING)
         group.create_array("error", shape=(n,), chunks=(chunk,), dtype=VariableLengthUTF8(), fill_value="")
@@ -397,8 +422,6 @@ class _ZarrStore:
             array = group.create_array("record_id", shape=(n,), chunks=(max(1, min(n, 65536)),),
                                        dtype=VariableLengthUTF8(), fill_value="")  # fmt: skip
             array[:] = ids.astype(object)
-        group.create_array("norm_weight", data=np.asarray(norm_weight, np.float32))
-        group.create_array("norm_bias", data=np.asarray(norm_bias, np.float32))
         group.attrs.update(attrs)  # one write of zarr.json: every attribute together
 
     def read(self, name) -> np.ndarray:
@@ -461,15 +484,13 @@ class _NpzStore:
     def shape(self, name) -> tuple:
         return tuple(self.arrays[name].shape)
 
-    def create(self, record_ids, n_layers, dim, chunk, attrs, norm_weight, norm_bias) -> None:
+    def create(self, record_ids, n_features, chunk, attrs) -> None:
         n = len(record_ids)
         self.arrays = {
-            "embeddings": np.zeros((n, n_layers, dim), np.float32),
+            "embeddings": np.zeros((n, n_features), np.float32),
             "record_id": _ids_array(record_ids),
             "status": np.full(n, PENDING, np.int8),
             "error": np.full(n, "", dtype=object),
-            "norm_weight": np.asarray(norm_weight, np.float32),
-            "norm_bias": np.asarray(norm_bias, np.float32),
         }
         self._attrs = dict(attrs)
         self.flush()
@@ -532,26 +553,27 @@ def _ids_list(array) -> list:
 
 def _normalise_model(model):
     """A model argument every process resolves the same way (absolute paths, random alias)."""
-    from ecgsoup.models import STMEMEncoder
+    from ecgsoup.backbones import Backbone
+    from ecgsoup.backbones._registry import families
 
-    if isinstance(model, STMEMEncoder):
+    if isinstance(model, Backbone):
         return model
     name = os.fspath(model)
     name = _RANDOM_ALIAS.get(name, name)
     if name == "default" or name.startswith("random:"):
         return name
+    family, sep, rest = name.partition(":")
+    if sep and family in families():
+        path = Path(rest).expanduser()
+        return f"{family}:{path.resolve()}" if path.exists() else name
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 
 
-def _model_config(model):
-    from ecgsoup.models import STMEMEncoder, get_config, load_config
+def _model_contract(model):
+    from ecgsoup.backbones import resolve_contract
 
-    if isinstance(model, STMEMEncoder):
-        return model.config
-    if model.startswith("random:"):
-        return get_config(model.partition(":")[2])
-    return load_config(model)
+    return resolve_contract(model)
 
 
 _EMBEDDERS: OrderedDict = OrderedDict()
@@ -565,10 +587,10 @@ def _fitted_embedder(model, settings: dict, fingerprint: str | None = None):
     (the sha256 the client saw) is checked, so a worker that finds other
     weights at the same path fails loudly instead of mixing models in a store.
     """
+    from ecgsoup.backbones import Backbone
     from ecgsoup.embedding import LayerwiseEmbedder
-    from ecgsoup.models import STMEMEncoder
 
-    if isinstance(model, STMEMEncoder):
+    if isinstance(model, Backbone):
         # An object has no path to key on: only its (client-computed) fingerprint identifies it.
         key = None if fingerprint is None else ("encoder", fingerprint, tuple(sorted(settings.items())))
     else:
@@ -577,10 +599,10 @@ def _fitted_embedder(model, settings: dict, fingerprint: str | None = None):
         cached = _EMBEDDERS.get(key) if key is not None else None
     if cached is not None and fingerprint in (None, cached.fingerprint_):
         return cached
-    config = _model_config(model)
-    embedder = LayerwiseEmbedder(model=model, include_norm=True, **settings)
+    contract = _model_contract(model)
+    embedder = LayerwiseEmbedder(model=model, **settings)
     # Fitting only loads the model and checks the shape: one zero window suffices.
-    embedder.fit(np.zeros((1, config.n_leads, config.n_samples), np.float32))
+    embedder.fit(np.zeros((1, contract.n_leads, contract.window), np.float32))
     if fingerprint is not None and embedder.fingerprint_ != fingerprint:
         raise StoreError(
             f"The model {model!r} loaded here has sha256 {embedder.fingerprint_[:12]}…, but the store "
@@ -599,7 +621,8 @@ def _fitted_embedder(model, settings: dict, fingerprint: str | None = None):
 
 def _files_signature(model: str) -> tuple:
     """(name, size, mtime) of a model path's files, so rewritten weights are reloaded."""
-    path = Path(model)
+    family, sep, rest = model.partition(":")
+    path = Path(rest if sep and len(family) > 1 else model)
     if not path.exists():
         return ()
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
@@ -609,7 +632,7 @@ def _files_signature(model: str) -> tuple:
 # --- one block --------------------------------------------------------------------------
 
 
-def _prepare(record, config, lead_map, pad) -> np.ndarray:
+def _prepare(record, contract, lead_map, pad) -> np.ndarray:
     """One record -> model-ready ``(n_leads, T)`` float32 (its own rate and leads)."""
     from ecgsoup.leads import canonical_lead_name
     from ecgsoup.preprocessing import ECGPreprocessor
@@ -620,9 +643,9 @@ def _prepare(record, config, lead_map, pad) -> np.ndarray:
     if not keep:
         raise ValueError(f"no standard ECG lead among {list(record.lead_names)}; map them with lead_map.")
     names = [record.lead_names[i] for i in keep]
-    prep = ECGPreprocessor(sampling_rate=record.fs, lead_names=names, lead_map=lead_map, model=config, pad=pad)
+    prep = ECGPreprocessor(sampling_rate=record.fs, lead_names=names, lead_map=lead_map, model=contract, pad=pad)
     flat = prep.fit_transform(record.signal[None, :, keep])
-    return flat.reshape(config.n_leads, -1)
+    return flat.reshape(contract.n_leads, -1)
 
 
 def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad):
@@ -634,7 +657,7 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     -------
     positions : ndarray of int
         Store rows of the block, as given.
-    pooled : ndarray of shape (len(positions), n_layers, dim), float32
+    pooled : ndarray of shape (len(positions), n_features), float32
         Zeros for failed records.
     status : ndarray of int8
     errors : list of str
@@ -643,15 +666,15 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     from ecgsoup.io import RecordError
 
     embedder = _fitted_embedder(model, settings, fingerprint)
-    config = embedder.config_
+    contract = embedder.contract_
     n = len(positions)
-    pooled = np.zeros((n, config.n_layers, config.width), np.float32)
+    pooled = np.zeros((n, embedder.layer_spec_.n_features), np.float32)
     status = np.full(n, FAILED, np.int8)
     errors = [""] * n
     ready: dict[int, list] = {}
     for i, (item, record_id) in enumerate(zip(items, record_ids)):
         try:
-            x = _prepare(spec.read(item, record_id), config, lead_map, pad)
+            x = _prepare(spec.read(item, record_id), contract, lead_map, pad)
         except (RecordError, ValueError, OSError) as exc:
             errors[i] = _single_record_message(exc)
             continue
@@ -660,7 +683,7 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     for length in sorted(ready):
         rows = [i for i, _ in ready[length]]
         out = embedder.transform(np.stack([x for _, x in ready[length]]))
-        pooled[rows] = out[:, : config.n_layers * config.width].reshape(len(rows), config.n_layers, config.width)
+        pooled[rows] = out
         status[rows] = DONE
     return np.asarray(positions), pooled, status, errors
 
@@ -851,7 +874,9 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     settings = dict(batch_size=int(batch_size), device=str(device), precision=precision,
                     window_stride=window_stride)  # fmt: skip
     embedder = _fitted_embedder(model, settings)
-    config = embedder.config_
+    spec = embedder.layer_spec_
+    backbone = embedder.model_
+    card = backbone.card
     attrs = {
         "format": STORE_FORMAT,
         "format_version": STORE_FORMAT_VERSION,
@@ -860,10 +885,14 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "source": str(Path(source).expanduser().resolve()),
         "source_kind": listing.source.kind,
         "ptbxl_rate": listing.source.ptbxl_rate,
-        "model": model if isinstance(model, str) else f"<STMEMEncoder {config.name}>",
-        "model_name": config.name,
+        "model": model if isinstance(model, str) else f"<{type(backbone).__name__} {spec.model_name}>",
+        "model_name": spec.model_name,
         "model_sha256": embedder.fingerprint_,
-        "model_config": _jsonable(config.to_dict()),
+        "model_family": backbone.family,
+        "model_config": _jsonable(dataclasses.asdict(backbone.config)),
+        "model_contract": _jsonable(embedder.contract_.to_dict()),
+        "model_card": _jsonable(card.to_dict()) if card is not None else None,
+        "layer_spec": _jsonable(spec.to_dict()),
         "model_metadata": _jsonable(getattr(embedder.model_, "metadata", {})),
         "pretrained": bool(getattr(embedder.model_, "metadata", {}).get("pretrained", True)),
         "precision": precision,
@@ -871,9 +900,9 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "lead_map": dict(lead_map or {}),
         "pad": pad,
         "sampling_rate_override": sampling_rate,
-        "n_layers": int(config.n_layers),
-        "dim": int(config.width),
-        "layout": "embeddings (n, n_layers, dim); open_store() gives [h_0 | ... | h_L | norm_weight | norm_bias]",
+        "n_layers": len(spec.layers),
+        "n_features": int(spec.n_features),
+        "layout": "embeddings (n, n_features): [h_0 | ... | h_L], widths in layer_spec",
     }
     if overwrite and store.exists():
         _remove_store(store)
@@ -881,10 +910,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     if store.exists():
         _check_resume(store, backend, attrs, listing.record_ids)
     else:
-        norm = embedder.transform(np.zeros((1, config.n_leads, config.n_samples), np.float32))[0]
-        start = config.n_layers * config.width
-        backend.create(listing.record_ids, config.n_layers, config.width, chunk_size, attrs,
-                       norm[start : start + config.width], norm[start + config.width :])  # fmt: skip
+        backend.create(listing.record_ids, spec.n_features, chunk_size, attrs)
     status = np.asarray(backend.read("status"))
     block_rows = _blocks(status, chunk_size, limit)
     n_todo = int(sum(len(rows) for rows in block_rows))
@@ -971,7 +997,7 @@ def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, 
     """
     from dask.distributed import as_completed
 
-    from ecgsoup.models import STMEMEncoder
+    from ecgsoup.backbones.stmem import STMEMEncoder
 
     if not tasks:
         return
@@ -1021,6 +1047,11 @@ def _blocks(status: np.ndarray, chunk_size: int, limit) -> list[np.ndarray]:
 
 def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
     old = backend.attrs
+    if old.get("format_version") != STORE_FORMAT_VERSION:
+        raise StoreError(
+            f"{store} was written by an older ecgsoup (store format {old.get('format_version')}); it can be "
+            "read with open_store but not resumed. Write to another path, or pass overwrite=True (--overwrite)."
+        )
     different = [
         f"{key}: store has {old.get(key)!r}, this run {attrs[key]!r}"
         for key in _RESUME_KEYS

@@ -19,7 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ecgsoup.models import load_model, save_model
+from ecgsoup.backbones.stmem import load_model, save_model
 
 CARD = """# Model card: {name} ({objective})
 

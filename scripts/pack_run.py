@@ -27,7 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ecgsoup.models import load_model, save_model
+from ecgsoup.backbones.stmem import load_model, save_model
 from ecgsoup.pretraining import compact_checkpoint
 
 

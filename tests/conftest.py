@@ -67,7 +67,7 @@ def ludb(shared_data):
 @pytest.fixture(scope="session")
 def tiny_model():
     """A randomly initialised ecgsoup-100hz-tiny encoder (never pretrained)."""
-    from ecgsoup.models import random_model
+    from ecgsoup.backbones.stmem import random_model
 
     return random_model("ecgsoup-100hz-tiny", seed=0)
 
@@ -82,17 +82,17 @@ def one_torch_thread():
 
 
 def _layerwise_embeddings(ludb, model, cache_dir):
-    """``[h_0 | ... | h_12 | norm_weight | norm_bias]`` of every LUDB record (ecgsoup.layout).
+    """``[h_0 | ... | h_12]`` of every LUDB record, as LayerwiseEmbedder lays them out.
 
     A stand-in for LayerwiseEmbedder built from the encoder alone, so that the
     fusion tests do not depend on the embedder: 500 -> 100 Hz, model lead
-    order, per-lead z-score, pooled layers, plus the final-norm parameters.
+    order, per-lead z-score, pooled layers.
     Cached on disk by model fingerprint (the tiny model is slow on a busy CPU).
     """
-    from ecgsoup.models import model_fingerprint
+    from ecgsoup.backbones.stmem import model_fingerprint
     from ecgsoup.signal import lead_indices, resample, zscore
 
-    path = cache_dir / f"ludb_layers_{model_fingerprint(model)[:16]}.npy"
+    path = cache_dir / f"ludb_layers_v2_{model_fingerprint(model)[:16]}.npy"
     if path.exists():
         return np.load(path)
     cfg = model.config
@@ -105,8 +105,7 @@ def _layerwise_embeddings(ludb, model, cache_dir):
                 for chunk in np.array_split(x, 8)
             ]
         ).numpy()
-        norm = torch.cat([model.norm.weight, model.norm.bias]).numpy()
-    X = np.hstack([pooled.reshape(len(x), -1), np.tile(norm, (len(x), 1))]).astype(np.float32)
+    X = pooled.reshape(len(x), -1).astype(np.float32)
     np.save(path, X)
     return X
 
@@ -115,6 +114,15 @@ def _layerwise_embeddings(ludb, model, cache_dir):
 def X_layers(ludb, tiny_model, pytestconfig):
     """Layer-wise embeddings of the 200 LUDB records from the tiny random model."""
     return _layerwise_embeddings(ludb, tiny_model, pytestconfig.cache.mkdir("ecgsoup_ludb_layers"))
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_model):
+    """The layer specification of the tiny model's embeddings (what ``layer_spec_`` holds)."""
+    from ecgsoup.backbones.stmem import model_fingerprint
+    from ecgsoup.layers import LayerSpec
+
+    return LayerSpec(model_fingerprint(tiny_model), tiny_model.layers, tiny_model.readout(), "tiny")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ PTBXL_IDS = ("00841", "02132", "14039")
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     """A randomly initialised 2-block ecgsoup-100hz-tiny encoder saved as a model directory."""
-    from ecgsoup.models import get_config, random_model, save_model
+    from ecgsoup.backbones.stmem import get_config, random_model, save_model
 
     config = get_config("ecgsoup-100hz-tiny").replace(name="test-100hz-2blocks", depth=2)
     return save_model(random_model(config, seed=1), tmp_path_factory.mktemp("model") / "two-blocks")

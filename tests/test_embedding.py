@@ -13,7 +13,7 @@ from ecgsoup import LayerwiseEmbedder
 from ecgsoup.cache import clear_memo
 from ecgsoup.embedding import _check_finite, _window_starts
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
-from ecgsoup.models import STMEMEncoder, WeightsError, random_model, save_model
+from ecgsoup.backbones.stmem import STMEMEncoder, WeightsError, random_model, save_model
 from ecgsoup.signal import lead_indices, resample, zscore
 
 N_LAYERS, DIM = 13, 192

@@ -20,7 +20,7 @@ from ecgsoup.store import embed_to_store
 
 @pytest.fixture(scope="module")
 def ptbxl_store(shared_data, tmp_path_factory):
-    from ecgsoup.models import get_config, random_model
+    from ecgsoup.backbones.stmem import get_config, random_model
 
     config = get_config("ecgsoup-100hz-tiny").replace(name="test-100hz-2blocks", depth=2)
     store = tmp_path_factory.mktemp("store") / "ptbxl.npz"

@@ -25,34 +25,45 @@ def _torch_norm(model, h):
         return model.norm(torch.from_numpy(np.ascontiguousarray(h))).numpy()
 
 
+# -- the layer specification ------------------------------------------------------------------
+def test_layout_of_the_helper_input(X_layers, tiny_spec, tiny_model):
+    # [h_0 | ... | h_12] and nothing else: no model constants travel in the rows
+    assert X_layers.shape == (200, N_LAYERS * DIM) == (200, tiny_spec.n_features)
+    assert tiny_spec.widths == (DIM,) * N_LAYERS and tiny_spec.offsets[-1] == X_layers.shape[1]
+    assert [layer.name for layer in tiny_spec.layers][:2] == ["layer00", "layer01"]
+    # the readout is the model's final LayerNorm
+    readout = tiny_spec.readout
+    assert readout.kind == "layernorm" and readout.eps == tiny_model.norm.eps
+    np.testing.assert_array_equal(readout.weight, tiny_model.norm.weight.detach().numpy())
+    np.testing.assert_array_equal(readout.bias, tiny_model.norm.bias.detach().numpy())
+    np.testing.assert_array_equal(tiny_spec.block(X_layers, 3), X_layers[:, 3 * DIM : 4 * DIM])
+
+
 # -- LayerSelector -------------------------------------------------------------------------
-def test_layout_of_the_helper_input(X_layers, tiny_model):
-    assert X_layers.shape == (200, (N_LAYERS + 2) * DIM)
-    # the trailing blocks are the model's final norm in every row
-    np.testing.assert_array_equal(X_layers[:, -DIM:], np.tile(tiny_model.norm.bias.detach().numpy(), (200, 1)))
-
-
-def test_selected_layer_equals_the_models_final_norm(X_layers, tiny_model):
-    H = X_layers[:, : N_LAYERS * DIM].reshape(200, N_LAYERS, DIM)
-    selector = LayerSelector(layers=6).fit(X_layers)
+def test_selected_layer_equals_the_models_final_norm(X_layers, tiny_model, tiny_spec):
+    H = X_layers.reshape(200, N_LAYERS, DIM)
+    selector = LayerSelector(layers=6, layer_spec=tiny_spec).fit(X_layers)
     np.testing.assert_allclose(selector.transform(X_layers), _torch_norm(tiny_model, H[:, 6]), atol=2e-5)
-    assert selector.layers_ == (6,)
+    assert selector.layers_ == (6,) and selector.layer_spec_ is tiny_spec
     # default = last layer = ST-MEM baseline (spec 3.2)
-    last = LayerSelector().fit_transform(X_layers)
+    last = LayerSelector(layer_spec=tiny_spec).fit_transform(X_layers)
     np.testing.assert_allclose(last, _torch_norm(tiny_model, H[:, 12]), atol=2e-5)
-    assert LayerSelector().fit_transform(X_layers).dtype == np.float32
+    assert last.dtype == np.float32
+    # apply_readout=False: the pooled layer as it is
+    raw = LayerSelector(layers=6, apply_readout=False, layer_spec=tiny_spec).fit_transform(X_layers)
+    np.testing.assert_array_equal(raw, H[:, 6])
 
 
 @pytest.mark.parametrize(
     "layers, expected",
     [(-1, (12,)), ([3, 1], (3, 1)), (slice(10, None), (10, 11, 12)), ("middle", (6,)),
-     ("blocks", tuple(range(1, 13))), ("all", tuple(range(13)))],
+     ("blocks", tuple(range(1, 13))), ("all", tuple(range(13))), ("layer07", (7,)), (["layer02", 9], (2, 9))],
 )  # fmt: skip
-def test_layer_choices_concatenate_normed_blocks(X_layers, tiny_model, layers, expected):
-    selector = LayerSelector(layers=layers).fit(X_layers)
+def test_layer_choices_concatenate_normed_blocks(X_layers, tiny_model, tiny_spec, layers, expected):
+    selector = LayerSelector(layers=layers, layer_spec=tiny_spec).fit(X_layers)
     out = selector.transform(X_layers[:20])
     assert selector.layers_ == expected and out.shape == (20, len(expected) * DIM)
-    H = X_layers[:20, : N_LAYERS * DIM].reshape(20, N_LAYERS, DIM)
+    H = X_layers[:20].reshape(20, N_LAYERS, DIM)
     for position, layer in enumerate(expected):
         block = out[:, position * DIM : (position + 1) * DIM]
         np.testing.assert_allclose(block, _torch_norm(tiny_model, H[:, layer]), atol=2e-5)
@@ -60,48 +71,144 @@ def test_layer_choices_concatenate_normed_blocks(X_layers, tiny_model, layers, e
     assert names[0] == f"layer{expected[0]:02d}_dim0000" and names[-1] == f"layer{expected[-1]:02d}_dim0191"
 
 
-def test_norm_none_returns_raw_blocks_and_mismatch_errors_say_how_to_fix(X_layers):
-    raw = X_layers[:, : N_LAYERS * DIM]  # what an embedder with include_norm=False writes
-    out = LayerSelector(layers=[2, 5], norm=None).fit_transform(raw)
-    np.testing.assert_array_equal(out, np.hstack([raw[:, 2 * DIM : 3 * DIM], raw[:, 5 * DIM : 6 * DIM]]))
-    with pytest.raises(ValueError, match="2496 feature.*use norm=None"):
-        LayerSelector().fit(raw)
+def test_without_spec_returns_raw_blocks_and_mismatch_errors_say_how_to_fix(X_layers, tiny_spec):
+    # layer_spec=None: n_layers equal blocks of raw numbers, no readout
+    out = LayerSelector(layers=[2, 5]).fit_transform(X_layers)
+    np.testing.assert_array_equal(out, np.hstack([X_layers[:, 2 * DIM : 3 * DIM], X_layers[:, 5 * DIM : 6 * DIM]]))
+    four = LayerSelector(layers=-1, n_layers=4).fit_transform(X_layers[:, : 4 * DIM])
+    np.testing.assert_array_equal(four, X_layers[:, 3 * DIM : 4 * DIM])
+    with pytest.raises(ValueError, match=r"2495 feature.*not 13 layer blocks.*LayerwiseEmbedder\(fusion=\.\.\.\)"):
+        LayerSelector().fit(X_layers[:, :-1])
+    with pytest.raises(ValueError, match="2304 columns but layer_spec describes 2496 .*13 layers of tiny"):
+        LayerSelector(layer_spec=tiny_spec).fit(X_layers[:, : 12 * DIM])
+    with pytest.raises(TypeError, match="layer_spec must be a LayerSpec|layer_spec"):
+        LayerSelector(layer_spec="tiny").fit(X_layers)
     with pytest.raises(ValueError, match="Layer 13 does not exist"):
-        LayerSelector(layers=13).fit(X_layers)
+        LayerSelector(layers=13, layer_spec=tiny_spec).fit(X_layers)
+    with pytest.raises(ValueError, match="layer12"):
+        LayerSelector(layers="layer13", layer_spec=tiny_spec).fit(X_layers)
     with pytest.raises(ValueError, match="n_layers"):
         LayerSelector(n_layers=0).fit(X_layers)
-    selector = LayerSelector().fit(X_layers)
+    selector = LayerSelector(layer_spec=tiny_spec).fit(X_layers)
     with pytest.raises(ValueError, match="features"):
-        selector.transform(raw)
+        selector.transform(X_layers[:, : 12 * DIM])
 
 
-def test_rows_are_normalised_independently_of_the_batch(X_layers):
-    selector = LayerSelector(layers=4).fit(X_layers)
+def test_rows_are_normalised_independently_of_the_batch(X_layers, tiny_spec):
+    selector = LayerSelector(layers=4, layer_spec=tiny_spec).fit(X_layers)
     np.testing.assert_array_equal(selector.transform(X_layers[5:9]), selector.transform(X_layers)[5:9])
 
 
-def test_set_output_pandas_names_columns(X_layers):
+def test_balance_gives_every_layer_total_variance_one(X_layers, tiny_model, tiny_spec):
+    selector = LayerSelector(layers="all", balance=True, layer_spec=tiny_spec).fit(X_layers)
+    out = selector.transform(X_layers).astype(np.float64)
+    assert out.shape == (200, N_LAYERS * DIM) and out.dtype == np.float64
+    blocks = out.reshape(200, N_LAYERS, DIM)
+    np.testing.assert_allclose(blocks.var(axis=0).sum(axis=-1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(blocks.mean(axis=0), 0.0, atol=1e-5)
+    # each block is the standardised readout of its layer, scaled as one unit
+    H = X_layers.reshape(200, N_LAYERS, DIM)
+    for layer in (0, 6, 12):
+        Z = _torch_norm(tiny_model, H[:, layer]).astype(np.float64)
+        Z = (Z - Z.mean(axis=0)) / np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+        expected = Z / np.sqrt(Z.var(axis=0).sum())
+        np.testing.assert_allclose(blocks[:, layer], expected, atol=1e-3)
+    # the statistics are the training set's: new rows are scaled with them, row by row
+    np.testing.assert_array_equal(selector.transform(X_layers[10:15]), selector.transform(X_layers)[10:15])
+    fitted_on_half = LayerSelector(layers="all", balance=True, layer_spec=tiny_spec).fit(X_layers[:100])
+    other_half = fitted_on_half.transform(X_layers[100:]).reshape(100, N_LAYERS, DIM)
+    assert not np.allclose(other_half.var(axis=0).sum(axis=-1), 1.0, rtol=1e-3)
+    # without balance the layers keep their own, unequal totals
+    plain = LayerSelector(layers="all", layer_spec=tiny_spec).fit_transform(X_layers).reshape(200, N_LAYERS, DIM)
+    assert np.ptp(plain.var(axis=0).sum(axis=-1)) > 0.5
+
+
+def test_set_output_pandas_names_columns(X_layers, tiny_spec):
     frame = pd.DataFrame(X_layers[:10])
     frame.columns = [f"c{i}" for i in range(frame.shape[1])]
-    out = LayerSelector(layers=[1, 12]).set_output(transform="pandas").fit_transform(frame)
+    out = LayerSelector(layers=[1, 12], layer_spec=tiny_spec).set_output(transform="pandas").fit_transform(frame)
     assert isinstance(out, pd.DataFrame) and out.shape == (10, 2 * DIM)
     assert list(out.columns[:2]) == ["layer01_dim0000", "layer01_dim0001"]
-    ppa = PPA().set_output(transform="pandas").fit_transform(frame)
+    ppa = PPA(layer_spec=tiny_spec).set_output(transform="pandas").fit_transform(frame)
     assert ppa.columns[0] == "ppa_dim0000" and ppa.shape == (10, DIM)
 
 
 # -- PPA -----------------------------------------------------------------------------------
-def test_ppa_is_the_normed_mean_of_blocks(X_layers, tiny_model):
-    H = X_layers[:, : N_LAYERS * DIM].reshape(200, N_LAYERS, DIM)
-    out = PPA().fit_transform(X_layers)
+def test_ppa_is_the_normed_mean_of_blocks(X_layers, tiny_model, tiny_spec):
+    H = X_layers.reshape(200, N_LAYERS, DIM)
+    ppa = PPA(layer_spec=tiny_spec).fit(X_layers)
+    out = ppa.transform(X_layers)
     expected = _torch_norm(tiny_model, H[:, 1:].mean(axis=1))  # layer 0 excluded (spec 3.3)
     np.testing.assert_allclose(out, expected, atol=2e-5)
+    assert ppa.layers_ == tuple(range(1, 13)) and ppa.dim_ == DIM and out.dtype == np.float32
     assert not np.allclose(out, _torch_norm(tiny_model, H.mean(axis=1)), atol=1e-3)
+    # layer_spec=None: the plain mean, no readout
+    np.testing.assert_allclose(PPA().fit_transform(X_layers), H[:, 1:].mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(
-        PPA(norm=None).fit_transform(X_layers[:, : N_LAYERS * DIM]), H[:, 1:].mean(axis=1), rtol=1e-6
+        PPA(layers=[2, 4], layer_spec=tiny_spec).fit_transform(X_layers),
+        _torch_norm(tiny_model, (H[:, 2] + H[:, 4]) / 2),
+        atol=2e-5,
     )
     with pytest.raises(ValueError, match="n_layers"):
         PPA(n_layers=1).fit(X_layers)
+
+
+def _cnn_like_spec(tiny_spec):
+    """A hand-made specification of the same columns read as a CNN: 2 stages of 96, then 12 of 192."""
+    layers = (LayerInfo("stem", 96, "stem"), LayerInfo("stage1", 96, "stage1")) + tuple(
+        LayerInfo(f"stage{i}", DIM, f"stage{i}") for i in range(2, 14)
+    )
+    return LayerSpec("c" * 64, layers, tiny_spec.readout, "toy-cnn")
+
+
+def test_ppa_and_pma_refuse_layers_of_different_widths_and_name_the_alternative(X_layers, labels, tiny_spec):
+    y = (labels["rhythm_primary"] != "Sinus rhythm").to_numpy().astype(int)
+    spec = _cnn_like_spec(tiny_spec)
+    assert spec.n_features == X_layers.shape[1] and spec.widths[:3] == (96, 96, DIM)
+    message = r"stage1 … stage13\) are 96…192 wide.*LayerSelector\(layers='all', balance=True\)"
+    with pytest.raises(ValueError, match=message):
+        PPA(layer_spec=spec).fit(X_layers)
+    for step in (PMA(layer_spec=spec, max_iter=1), PMAClassifier(layer_spec=spec, max_iter=1)):
+        with pytest.raises(ValueError, match=message):
+            step.fit(X_layers, y)
+    # layers of one width but of different representation spaces cannot be averaged either
+    with pytest.raises(ValueError, match=r"192 wide, in 2 different bases.*LayerSelector\(layers='all', balance=True\)"):
+        PPA(layers=[2, 3], layer_spec=spec).fit(X_layers)
+    # the named alternative works on the same input; every stage weighs the same
+    balanced = LayerSelector(layers="all", balance=True, layer_spec=spec).fit(X_layers)
+    out = balanced.transform(X_layers).astype(np.float64)
+    assert out.shape == X_layers.shape
+    totals = [out[:, a:b].var(axis=0).sum() for a, b in zip(spec.offsets[:-1], spec.offsets[1:])]
+    np.testing.assert_allclose(totals, 1.0, rtol=1e-4)
+    assert balanced.get_feature_names_out()[[0, 96, 192]].tolist() == ["stem_dim0000", "stage1_dim0000", "stage2_dim0000"]
+    # the readout (192 wide) is applied to the 192-wide stages only
+    selected = LayerSelector(layers=["stem", "stage2"], layer_spec=spec).fit_transform(X_layers)
+    np.testing.assert_array_equal(selected[:, :96], X_layers[:, :96])
+    np.testing.assert_allclose(selected[:, 96:], spec.readout(X_layers[:, 192 : 2 * DIM]), atol=1e-6)
+
+
+def test_fusions_apply_the_readout_of_their_spec(X_layers, labels, tiny_spec):
+    """A readout with its own weight and bias (a pretrained model's) is applied by every fusion."""
+    rng = np.random.default_rng(0)
+    readout = Readout("layernorm", rng.uniform(0.5, 1.5, DIM).astype(np.float32),
+                      rng.normal(0, 0.2, DIM).astype(np.float32), 1e-6)  # fmt: skip
+    spec = LayerSpec(tiny_spec.model_id, tiny_spec.layers, readout, "pretrained-like")
+    H = X_layers[:50].reshape(50, N_LAYERS, DIM).astype(np.float32)
+
+    def layer_norm(z):
+        return torch.nn.functional.layer_norm(
+            torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), (DIM,),
+            torch.from_numpy(readout.weight), torch.from_numpy(readout.bias), readout.eps,
+        ).numpy()  # fmt: skip
+
+    np.testing.assert_allclose(
+        LayerSelector(layers=5, layer_spec=spec).fit_transform(X_layers[:50]), layer_norm(H[:, 5]), atol=2e-5
+    )
+    np.testing.assert_allclose(PPA(layer_spec=spec).fit_transform(X_layers[:50]), layer_norm(H[:, 1:].mean(axis=1)), atol=2e-5)
+    y = (labels["rhythm_primary"] != "Sinus rhythm").to_numpy().astype(int)
+    pma = PMA(layer_spec=spec, max_iter=2, random_state=0).fit(X_layers, y)
+    mixed = np.einsum("nl,nld->nd", pma.gate_weights(X_layers[:50]), H[:, 1:])
+    np.testing.assert_allclose(pma.transform(X_layers[:50]), layer_norm(mixed), atol=1e-4)
 
 
 # -- pipelines on LUDB labels -----------------------------------------------------------

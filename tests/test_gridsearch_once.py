@@ -19,7 +19,7 @@ from ecgsoup import LayerwiseEmbedder
 from ecgsoup.cache import clear_memo
 from ecgsoup.fusion import LayerSelector
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
-from ecgsoup.models import STMEMEncoder
+from ecgsoup.backbones.stmem import STMEMEncoder
 from ecgsoup.signal import lead_indices, resample, zscore
 
 N_PER_CLASS = 20

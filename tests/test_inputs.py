@@ -184,7 +184,7 @@ def test_one_single_lead_recording_is_refused_but_flat_input_is_not(shared_data)
 
 
 def _one_lead_config():
-    from ecgsoup.models import EncoderConfig
+    from ecgsoup.backbones.stmem import EncoderConfig
 
     return EncoderConfig(name="one-lead", sampling_rate=50.0, n_samples=500, patch_size=50, lead_names=("II",),
                          width=8, depth=1, heads=1, mlp_dim=8)  # fmt: skip

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgsoup.models import (
+from ecgsoup.backbones.stmem import (
     WeightsError,
     get_config,
     load_config,

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from ecgsoup import ECGPreprocessor
 from ecgsoup.io import from_array, read_ptbxl, read_wfdb
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER, STANDARD_LEAD_ORDER
-from ecgsoup.models import EncoderConfig, get_config
+from ecgsoup.backbones.stmem import EncoderConfig, get_config
 from ecgsoup.signal import resample
 
 MODEL = "ecgsoup-100hz-tiny"  # the default model's contract: 100 Hz, 1000 samples, ECG-Soup lead order
@@ -175,7 +175,7 @@ def test_default_model_contract_is_ecgsoup_100hz(ptbxl):
 
 
 def test_model_directory_contract_is_read_from_config_json(ptbxl, tmp_path):
-    from ecgsoup.models import load_config, random_model, save_model
+    from ecgsoup.backbones.stmem import load_config, random_model, save_model
 
     directory = save_model(random_model("st-mem-250hz-tiny"), tmp_path / "model")
     assert load_config(directory) == get_config("st-mem-250hz-tiny")

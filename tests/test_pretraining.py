@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ecgsoup.cli import main
-from ecgsoup.models import get_config, load_model, new_encoder
+from ecgsoup.backbones.stmem import get_config, load_model, new_encoder
 from ecgsoup.pretraining import (
     MaskedAutoencoder,
     PretrainSettings,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ecgsoup.models import load_model
+from ecgsoup.backbones.stmem import load_model
 
 bundled = load_model("default")  # the small model shipped with ecgsoup
 ours = bundled.state_dict()
@@ -62,7 +62,7 @@ print(path.name, f"{path.stat().st_size / 1e6:.1f} MB,", len(original), "tensors
 # sampling rate: ecgsoup assumes the original release's 250 Hz only when the window is the
 # original one (2,250 samples in patches of 75). This stand-in has 1,000-sample windows,
 # which could be 10 s at 100 Hz or 4 s at 250 Hz, so ``load_model`` refuses to guess:
-from ecgsoup.models import WeightsError
+from ecgsoup.backbones.stmem import WeightsError
 
 try:
     load_model(path)
@@ -70,11 +70,11 @@ except WeightsError as error:
     print("WeightsError:", error)
 
 # %%
-# Say what the file was trained on with :func:`~ecgsoup.models.load_stmem_checkpoint`
+# Say what the file was trained on with :func:`~ecgsoup.backbones.stmem.load_stmem_checkpoint`
 # (for the original release's files none of this is needed: ``load_model(path)`` gives
 # 250 Hz, the standard lead order I, II, III, aVR, aVL, aVF, V1-V6 and its 0.67-40 Hz
 # band-pass).
-from ecgsoup.models import load_stmem_checkpoint
+from ecgsoup.backbones.stmem import load_stmem_checkpoint
 
 encoder = load_stmem_checkpoint(path, sampling_rate=100, lead_names=bundled.config.lead_names, bandpass=None)
 print(encoder.config)
@@ -101,7 +101,7 @@ print("embeddings:", from_file.shape, "largest difference from the bundled model
 # %%
 # To keep a converted copy in ecgsoup's own format (safetensors weights and a JSON file with
 # the sampling rate, leads and sha256), so that later runs load it without any options:
-from ecgsoup.models import save_model
+from ecgsoup.backbones.stmem import save_model
 
 saved = save_model(encoder, path.parent / "my-stmem", dtype="float32")
 print(sorted(p.name for p in Path(saved).iterdir()))

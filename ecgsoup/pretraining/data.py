@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgsoup.models.config import EncoderConfig
+from ecgsoup.backbones.stmem.config import EncoderConfig
 from ecgsoup.signal import check_finite, lead_indices, resample
 
 __all__ = ["load_pretraining_arrays"]

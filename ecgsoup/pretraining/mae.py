@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ecgsoup.models.encoder import Block, STMEMEncoder, init_linear_and_norm, sincos_positions
+from ecgsoup.backbones.stmem.model import Block, STMEMEncoder, init_linear_and_norm, sincos_positions
 
 __all__ = ["MaskedAutoencoder", "MAEOutput", "default_decoder_settings", "AGGREGATIONS"]
 
@@ -34,7 +34,7 @@ OBJECTIVES = {"st-mem": "last", "ipa": "all_layers_mean"}
 
 @dataclass(frozen=True)
 class _DecoderBlockConfig:
-    """The fields :class:`ecgsoup.models.encoder.Block` reads."""
+    """The fields :class:`ecgsoup.backbones.stmem.model.Block` reads."""
 
     width: int
     heads: int

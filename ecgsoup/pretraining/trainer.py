@@ -35,8 +35,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgsoup.hardware import resolve_precision, warn_if_bf16_emulated
-from ecgsoup.models.config import EncoderConfig, get_config
-from ecgsoup.models.weights import new_encoder, save_model
+from ecgsoup.backbones.stmem.config import EncoderConfig, get_config
+from ecgsoup.backbones.stmem.weights import new_encoder, save_model
 from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
 from ecgsoup.signal import check_finite, zscore
 

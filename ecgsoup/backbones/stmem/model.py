@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgsoup.models.config import EncoderConfig
+from ecgsoup.backbones._base import Backbone, BackboneCard, InputContract, LayerInfo, Readout
+from ecgsoup.backbones.stmem.config import EncoderConfig
 
 __all__ = ["STMEMEncoder", "sincos_positions"]
 
@@ -105,7 +106,7 @@ class Block(nn.Module):
         return scores.softmax(dim=-1)
 
 
-class STMEMEncoder(nn.Module):
+class STMEMEncoder(Backbone):
     """ST-MEM ViT encoder; input ``(batch, leads, time)`` in the config's lead order.
 
     Parameters
@@ -119,10 +120,13 @@ class STMEMEncoder(nn.Module):
     are used, as in the original code); more is an error.
     """
 
+    family = "stmem"
+
     def __init__(self, config: EncoderConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         cfg = config
+        self.contract = stmem_contract(config)
+        self.card = stmem_card(config)
         self.patch_embedding = PatchEmbedding(cfg.patch_size, cfg.width, cfg.norm_eps)
         # Fixed during pretraining (spec 2.2) but stored, because original
         # checkpoints hold a learned table that must be loaded, not recomputed.
@@ -164,6 +168,21 @@ class STMEMEncoder(nn.Module):
                 f"{cfg.n_samples} ({cfg.seconds:g} s at {cfg.sampling_rate:g} Hz)."
             )
 
+    # -- the backbone interface ------------------------------------------------------
+    @property
+    def layers(self) -> tuple[LayerInfo, ...]:
+        """Layer 0 is the token embedding, layers 1..depth the blocks; one residual stream."""
+        return tuple(LayerInfo(f"layer{i:02d}", self.config.width) for i in range(self.config.n_layers))
+
+    def readout(self) -> Readout:
+        """The encoder's final LayerNorm, applied after pooling (ECG-Soup's ``LN_enc``)."""
+        return Readout(
+            "layernorm",
+            self.norm.weight.detach().float().cpu().numpy().copy(),
+            self.norm.bias.detach().float().cpu().numpy().copy(),
+            float(self.norm.eps),
+        )
+
     # -- forward passes ----------------------------------------------------------
     def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Token outputs of every layer, ``[X^0, ..., X^L]``, each ``(B, S, D)``."""
@@ -174,9 +193,15 @@ class STMEMEncoder(nn.Module):
             outputs.append(hidden)
         return outputs
 
-    def pool(self, tokens: torch.Tensor, n_leads: int) -> torch.Tensor:
-        """Mean over patch tokens of all leads, SEP excluded: ``(B, S, D) -> (B, D)``."""
-        batch, _, width = tokens.shape
+    def pool(self, tokens: torch.Tensor, layer: int = 0, n_leads: int | None = None) -> torch.Tensor:
+        """Mean over patch tokens of all leads, SEP excluded: ``(B, S, D) -> (B, D)``.
+
+        Every layer is pooled alike; ``n_leads`` defaults to what the token
+        count implies for this model's window.
+        """
+        batch, tokens_count, width = tokens.shape
+        if n_leads is None:
+            n_leads = tokens_count // (self.config.n_patches + 2)
         per_lead = tokens.reshape(batch, n_leads, -1, width)
         return per_lead[:, :, 1:-1].mean(dim=(1, 2))
 
@@ -188,10 +213,10 @@ class STMEMEncoder(nn.Module):
         """
         leads = x.shape[1]
         hidden = self.frame_tokens(self.patch_tokens(x))
-        pooled = [self.pool(hidden, leads)]
-        for block in self.blocks:
+        pooled = [self.pool(hidden, 0, leads)]
+        for index, block in enumerate(self.blocks, start=1):
             hidden = block(hidden)
-            pooled.append(self.pool(hidden, leads))
+            pooled.append(self.pool(hidden, index, leads))
         return torch.stack(pooled, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,3 +245,38 @@ class STMEMEncoder(nn.Module):
             self.lead_embeddings.normal_(0.0, 0.02, generator=generator)
             self.pos_embedding.copy_(sincos_positions(self.config.n_patches, self.config.width))
         return self
+
+
+_STMEM_CITATION = (
+    "Na Y, Park M, Tae Y, Joo S. Guiding Masked Representation Learning to Capture "
+    "Spatio-Temporal Relationship of Electrocardiogram. ICLR 2024."
+)
+
+
+def stmem_contract(config: EncoderConfig) -> InputContract:
+    """The input contract an ST-MEM configuration implies (rate, window, leads, z-score)."""
+    return InputContract(
+        sampling_rate=config.sampling_rate,
+        window=config.n_samples,
+        lead_names=config.lead_names,
+        layout="leads",
+        recipe="resample@1",
+        window_norm="zscore_per_lead" if config.normalisation == "zscore" else "none",
+        units=config.units,
+        bandpass=config.bandpass,
+    )
+
+
+def stmem_card(config: EncoderConfig, source: str = "") -> BackboneCard:
+    """The card of an ST-MEM-architecture model; the loader refines it from the weights' origin."""
+    return BackboneCard(
+        name=config.name,
+        family="stmem",
+        license="CC-BY-NC-4.0",
+        source=source or "ST-MEM architecture (Na et al.)",
+        citation=_STMEM_CITATION,
+        download="https://github.com/bakqui/ST-MEM",
+        notice=(
+            "ST-MEM's original code and weights are licensed CC BY-NC 4.0: non-commercial use only."
+        ),
+    )

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from ecgsoup.leads import STANDARD_LEAD_ORDER
-from ecgsoup.models.config import EncoderConfig, get_config
-from ecgsoup.models.encoder import STMEMEncoder
+from ecgsoup.backbones.stmem.config import EncoderConfig, get_config
+from ecgsoup.backbones.stmem.model import STMEMEncoder
 
 __all__ = [
     "WeightsError",
@@ -52,8 +52,9 @@ _DEFAULT_DIRNAME = "ecgsoup-100hz-tiny"
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
-class WeightsError(ValueError):
-    """Weights cannot be used: missing file, corrupt file, or wrong layout."""
+from ecgsoup.backbones._base import BackboneCard, Converted  # noqa: E402
+from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file  # noqa: E402
+from ecgsoup.backbones.stmem.model import stmem_card  # noqa: E402
 
 
 def default_model_path() -> Path:
@@ -61,20 +62,18 @@ def default_model_path() -> Path:
     return Path(str(resources.files("ecgsoup.weights") / _DEFAULT_DIRNAME))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_sha256 = sha256_file
 
 
-def model_fingerprint(encoder: STMEMEncoder) -> str:
-    """sha256 identifying an encoder's weights (the file hash when loaded from one)."""
+def model_fingerprint(encoder) -> str:
+    """sha256 identifying a backbone's weights (the file hash when loaded from one)."""
+    import dataclasses
+
     known = getattr(encoder, "metadata", {}).get("sha256")
     if known:
         return known
-    digest = hashlib.sha256(json.dumps(encoder.config.to_dict(), sort_keys=True).encode())
+    config = encoder.config.to_dict() if hasattr(encoder.config, "to_dict") else dataclasses.asdict(encoder.config)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
@@ -100,7 +99,7 @@ def random_model(config: str | EncoderConfig = "ecgsoup-100hz-tiny", seed: int =
     Parameters
     ----------
     config : str or EncoderConfig, default="ecgsoup-100hz-tiny"
-        A name accepted by :func:`ecgsoup.models.get_config`, or a config.
+        A name accepted by :func:`ecgsoup.backbones.stmem.get_config`, or a config.
     seed : int, default=0
         Seed of a local generator; the global torch RNG is untouched.
     """
@@ -109,6 +108,10 @@ def random_model(config: str | EncoderConfig = "ecgsoup-100hz-tiny", seed: int =
     encoder = new_encoder(config)
     encoder.init_weights(torch.Generator().manual_seed(int(seed)))
     encoder.metadata = {"pretrained": False, "source": f"random init, seed {seed}"}
+    encoder.card = BackboneCard(
+        name=f"random:{config.name}", family="stmem", license="none",
+        source=f"untrained, randomly initialised (seed {seed})",
+    )
     return encoder.eval()
 
 
@@ -147,11 +150,15 @@ def save_model(
     info = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "family": "stmem",
         "config": encoder.config.to_dict(),
         "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights_path)},
         "metadata": {**getattr(encoder, "metadata", {}), **(metadata or {})},
     }
     info["metadata"].pop("sha256", None)
+    card = getattr(encoder, "card", None)
+    if card is not None and not card.name.startswith("random:"):
+        info["card"] = card.to_dict()
     (directory / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
 
@@ -209,7 +216,7 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
     ----------
     source : str, Path, EncoderConfig or STMEMEncoder, default="default"
         ``"default"`` for the bundled model; a configuration name accepted by
-        :func:`ecgsoup.models.get_config` (e.g. ``"ecgsoup-100hz-tiny"``); a
+        :func:`ecgsoup.backbones.stmem.get_config` (e.g. ``"ecgsoup-100hz-tiny"``); a
         model directory (or its ``config.json`` / ``model.safetensors``); an
         original ST-MEM ``.pth`` file (its architecture is only known from the
         tensor shapes, so this one is loaded); an encoder or a config.
@@ -223,7 +230,7 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
     WeightsError
         If the path does not exist or its ``config.json`` is unusable.
     """
-    from ecgsoup.models.config import list_configs
+    from ecgsoup.backbones.stmem.config import list_configs
 
     if isinstance(source, EncoderConfig):
         return source
@@ -276,7 +283,7 @@ def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
     if not config_path.exists():
         raise WeightsError(
             f"{directory} has no {CONFIG_FILE}. An ecgsoup model directory holds "
-            f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by ecgsoup.models.save_model "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by ecgsoup.backbones.stmem.save_model "
             "or `ecgsoup pretrain`)."
         )
     try:
@@ -289,7 +296,7 @@ def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
     if not isinstance(weights, dict) or not {"file", "sha256"} <= set(weights) or "config" not in info:
         raise WeightsError(
             f"{config_path} lacks its 'weights' entry (file and sha256) or 'config'; it was not written "
-            "by ecgsoup.models.save_model. Re-export the model with save_model or `ecgsoup pretrain --export`."
+            "by ecgsoup.backbones.stmem.save_model. Re-export the model with save_model or `ecgsoup pretrain --export`."
         )
     weights_path = directory / weights["file"]
     if not weights_path.exists():
@@ -310,31 +317,18 @@ def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
     encoder = new_encoder(config)
     _load_state_strict(encoder, {k: v.float() for k, v in state.items()}, weights_path)
     encoder.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
+    if isinstance(info.get("card"), dict):
+        encoder.card = BackboneCard.from_dict(info["card"])
+    else:
+        encoder.card = BackboneCard(
+            name=config.name, family="stmem", license=str(info.get("metadata", {}).get("license", "unstated")),
+            source=f"ecgsoup model directory {directory.name}",
+        )
     return encoder.eval()
 
 
 def _load_state_strict(encoder: STMEMEncoder, state: dict, origin) -> None:
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_short(unexpected)}")
-        if wrong:
-            parts.append(f"wrong shapes: {_short(wrong)}")
-        raise WeightsError(
-            f"Weights in {origin} do not fit {encoder.config.name}: " + "; ".join(parts)
-            + ". Nothing was loaded (no random initialisation is used in its place)."
-        )
-    encoder.load_state_dict(state, strict=True)
+    load_strict(encoder, state, origin, name=encoder.config.name)
 
 
 def _short(items: list[str], limit: int = 8) -> str:
@@ -530,4 +524,5 @@ def load_stmem_checkpoint(
         "notes": notes,
         "sha256": _sha256(path),
     }
+    encoder.card = stmem_card(config, source=f"original ST-MEM checkpoint {path.name}")
     return encoder.eval()

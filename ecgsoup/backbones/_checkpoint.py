@@ -1,0 +1,192 @@
+"""The one strict way ecgsoup reads weights, for every family.
+
+* :func:`read_checkpoint` reads safetensors, or a torch file with
+  ``weights_only=True`` (no pickled code ever runs; there is no fallback).
+* :func:`unwrap` finds the state dict inside wrappers and strips prefixes.
+* :func:`map_keys` renames original keys with a regex table and sets aside
+  the declared pretraining heads, with one log line.
+* :func:`fold_weight_norm` turns ``weight_g``/``weight_v`` (or
+  ``parametrizations.weight.original0/1``) into a plain weight.
+* :func:`load_strict` loads into a module only when every key and shape fits;
+  otherwise nothing is loaded and :class:`WeightsError` names what differs.
+  No module is ever left with a random initialisation in place of weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "WeightsError",
+    "sha256_file",
+    "read_checkpoint",
+    "unwrap",
+    "map_keys",
+    "fold_weight_norm",
+    "load_strict",
+    "short_list",
+]
+
+_logger = logging.getLogger("ecgsoup")
+_MAX_CHECKPOINT_BYTES = 16 * 2**30  # no public ECG encoder comes near this
+
+
+class WeightsError(ValueError):
+    """Weights cannot be used: missing file, corrupt file, or wrong layout."""
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def short_list(items, limit: int = 8) -> str:
+    items = list(items)
+    shown = ", ".join(map(str, items[:limit]))
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def read_checkpoint(path) -> object:
+    """The contents of a weights file: safetensors, or torch with ``weights_only=True``.
+
+    Raises :class:`WeightsError` with the path and the reason when the file is
+    missing, too large to be an ECG encoder, or holds pickled objects that are
+    not plain tensors and containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"No weights file at {path}.")
+    size = path.stat().st_size
+    if size > _MAX_CHECKPOINT_BYTES:
+        raise WeightsError(f"{path} is {size / 2**30:.1f} GiB, larger than any ECG encoder; refusing to read it.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"Cannot read {path} as safetensors ({exc}).") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types
+        raise WeightsError(
+            f"Cannot read {path} as a torch checkpoint with weights_only=True "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "ecgsoup never unpickles code: re-save the state dict once with "
+            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth') "
+            "in a trusted session, or convert it to safetensors."
+        ) from exc
+
+
+def unwrap(obj, origin, wrapper_keys=("state_dict", "model", "encoder", "model_state_dict"),
+           prefixes=("module.", "model.")) -> tuple[dict, list[str]]:
+    """The tensors of a checkpoint, with notes on what was unwrapped or stripped."""
+    notes = []
+    while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        key = next((k for k in wrapper_keys if k in obj), None)
+        if key is None:
+            raise WeightsError(f"{origin} holds no state dict (top-level keys: {short_list(sorted(map(str, obj)))}).")
+        notes.append(f"unwrapped '{key}'")
+        obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{origin} does not hold a state dict (got {type(obj).__name__}).")
+    obj = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
+    changed = True
+    while changed and obj:
+        changed = False
+        for prefix in prefixes:
+            if all(k.startswith(prefix) for k in obj):
+                obj = {k[len(prefix):]: v for k, v in obj.items()}
+                notes.append(f"stripped prefix '{prefix}'")
+                changed = True
+    return obj, notes
+
+
+def map_keys(state: dict, key_map, ignored, origin, family: str) -> tuple[dict, list[str]]:
+    """Rename ``state`` with ``key_map`` ([(regex, replacement), ...]); set ``ignored`` aside.
+
+    ``ignored`` is a regex of original keys that are known and unused (heads,
+    quantizers, stored but never-run tensors); they are dropped with one log
+    line.  Any other key that no pattern maps is an error.
+    """
+    ignored_re = re.compile(ignored) if ignored else None
+    mapped, dropped, unknown = {}, [], []
+    for key, tensor in state.items():
+        if ignored_re is not None and ignored_re.fullmatch(key):
+            dropped.append(key)
+            continue
+        for pattern, target in key_map:
+            if re.fullmatch(pattern, key):
+                mapped[re.sub(pattern, target, key)] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise WeightsError(
+            f"{origin}: keys not part of a {family} encoder: {short_list(sorted(unknown))}. "
+            f"Is this a {family} checkpoint?"
+        )
+    notes = []
+    if dropped:
+        note = f"ignored {len(dropped)} tensors not used for embeddings ({short_list(sorted(dropped), 4)})"
+        notes.append(note)
+        _logger.warning("%s: %s", origin, note)
+    return mapped, notes
+
+
+def fold_weight_norm(state: dict, prefix: str, dim: int = 2) -> tuple[dict, bool]:
+    """Replace a weight-normalised weight under ``prefix`` by ``g * v / ||v||``.
+
+    Accepts both spellings: ``{prefix}.weight_g``/``weight_v`` and
+    ``{prefix}.parametrizations.weight.original0``/``original1``.  The norm is
+    taken over every dimension except ``dim`` (torch's ``weight_norm(dim=...)``).
+    Returns the new dict and whether a fold happened.
+    """
+    for g_key, v_key in (
+        (f"{prefix}.weight_g", f"{prefix}.weight_v"),
+        (f"{prefix}.parametrizations.weight.original0", f"{prefix}.parametrizations.weight.original1"),
+    ):
+        if g_key in state and v_key in state:
+            g, v = state[g_key].float(), state[v_key].float()
+            others = [d for d in range(v.ndim) if d != dim % v.ndim]
+            weight = g * v / v.norm(dim=others, keepdim=True)
+            out = {k: t for k, t in state.items() if k not in (g_key, v_key)}
+            out[f"{prefix}.weight"] = weight
+            return out, True
+    return state, False
+
+
+def load_strict(module: torch.nn.Module, state: dict, origin, name: str | None = None) -> None:
+    """Load ``state`` into ``module`` only if every key and shape fits; else raise."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {short_list(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shapes: {short_list(wrong)}")
+        label = name or type(module).__name__
+        raise WeightsError(
+            f"Weights in {origin} do not fit {label}: " + "; ".join(parts)
+            + ". Nothing was loaded (no random initialisation is used in its place)."
+        )
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
