@@ -3,8 +3,8 @@
 On all 200 LUDB records (100 Hz, 12 leads, 10 s), this times
 
 1. **one embedding pass**: ``LayerwiseEmbedder().fit_transform(X)``, no cache;
-2. **the grid search**: ``GridSearchCV(Pipeline([embed(memory=...), LayerSelector(),
-   LogisticRegression()]), {"select__layers": 1..12}, cv=5)``, starting from an
+2. **the grid search**: ``GridSearchCV(Pipeline([embed(memory=..., fusion=LayerSelector()),
+   LogisticRegression()]), {"embed__fusion__layers": 1..12}, cv=5)``, starting from an
    empty cache (new folder, in-process memo cleared);
 
 and reports their ratio (target: at most 1.10, with the time beyond the
@@ -152,7 +152,8 @@ def main(argv=None) -> dict:
     from sklearn.pipeline import Pipeline
 
     cv = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=0)
-    embeddings = LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit_transform(X)
+    first = LayerwiseEmbedder(model=model, batch_size=args.batch_size).fit(X)
+    embeddings, spec = first.transform(X), first.layer_spec_
 
     def one_pass():
         clear_memo()
@@ -160,7 +161,7 @@ def main(argv=None) -> dict:
 
     def downstream_search():
         return GridSearchCV(
-            Pipeline([("select", LayerSelector()), ("clf", LogisticRegression(max_iter=2000))]),
+            Pipeline([("select", LayerSelector(layer_spec=spec)), ("clf", LogisticRegression(max_iter=2000))]),
             {"select__layers": LAYERS},
             cv=cv,
         ).fit(embeddings, y)
@@ -180,12 +181,12 @@ def main(argv=None) -> dict:
             clear_memo()  # cold: empty folder and empty memo
             pipe = Pipeline(
                 [
-                    ("embed", LayerwiseEmbedder(model=model, batch_size=args.batch_size, memory=cache)),
-                    ("select", LayerSelector()),
+                    ("embed", LayerwiseEmbedder(model=model, batch_size=args.batch_size, memory=cache,
+                                                fusion=LayerSelector())),
                     ("clf", LogisticRegression(max_iter=2000)),
                 ]
             )
-            search = GridSearchCV(pipe, {"select__layers": LAYERS}, cv=cv)
+            search = GridSearchCV(pipe, {"embed__fusion__layers": LAYERS}, cv=cv)
             before = dict(totals)
             seconds, _ = timed(search.fit, X, y)
         search_runs.append(seconds)
@@ -195,7 +196,7 @@ def main(argv=None) -> dict:
             parts[name].append(totals[name] - before[name])
         # Cutting the raw signals into folds, beyond cutting the embeddings (the downstream search's share).
         parts["index_extra_s"].append(fold_indexing_seconds(X, splits) - fold_indexing_seconds(embeddings, splits))
-        best = (search.best_params_["select__layers"], float(search.best_score_))
+        best = (search.best_params_["embed__fusion__layers"], float(search.best_score_))
         print(f"  round {run + 1}/{args.repeats}: pass {embed_runs[-1]:.2f} s, downstream "
               f"{downstream_runs[-1]:.2f} s, grid search {seconds:.2f} s, of which forward pass "
               f"{forward_runs[-1]:.2f} s ({search_windows[-1]} windows through the backbone)")
@@ -227,7 +228,7 @@ def main(argv=None) -> dict:
         "n_records": int(X.shape[0]),
         "input_shape": list(X.shape),
         "batch_size": args.batch_size,
-        "grid": {"select__layers": LAYERS, "folds": FOLDS, "pipeline_fits": fits},
+        "grid": {"embed__fusion__layers": LAYERS, "folds": FOLDS, "pipeline_fits": fits},
         "embedding_pass": embed,
         "gridsearch_cold_cache": grid,
         "downstream_only_search": down,
@@ -253,9 +254,9 @@ def main(argv=None) -> dict:
     markdown = f"""# Grid search over layers vs one embedding pass
 
 Model: {model_text}. Data: all {X.shape[0]} LUDB records (12 leads, 100 Hz, 10 s),
-target "rhythm_primary == Sinus rhythm". Grid: `select__layers` 1..12, {FOLDS}-fold
-stratified CV ({fits} pipeline fits with the refit), `LayerwiseEmbedder(memory=<new folder>)`
--> `LayerSelector()` -> `LogisticRegression()`. Medians of {args.repeats} interleaved rounds.
+target "rhythm_primary == Sinus rhythm". Grid: `embed__fusion__layers` 1..12, {FOLDS}-fold
+stratified CV ({fits} pipeline fits with the refit), `LayerwiseEmbedder(memory=<new folder>,
+fusion=LayerSelector())` -> `LogisticRegression()`. Medians of {args.repeats} interleaved rounds.
 numpy/scipy BLAS threads: {args.blas_threads or 'unchanged'} (see the script's docstring); torch threads unchanged.
 
 | measurement | median (s) | runs (s) |

@@ -10,8 +10,8 @@ reports, from ``/proc/self/status``:
 - ``input``: the bytes of the input array (``X.nbytes``), which the caller
   owns and which is necessarily O(n);
 - ``output``: the bytes of the returned embeddings, also O(n) by necessity:
-  ``n x (13 layers + 2 norm blocks) x width`` float32 (11,520 bytes per
-  record for the tiny model's width 192);
+  ``n x 13 layers x width`` float32 (9,984 bytes per record for the tiny
+  model's width 192);
 - ``overhead = peak - input - output``: the Python/torch runtime, the model,
   the activations of one batch and any temporaries.  This is the part that
   must stay flat when the number of records grows;
@@ -198,8 +198,8 @@ def markdown(small: dict, large: dict, summary_: dict) -> str:
         f"during transform beyond the output grows by "
         f"**{s['numpy_temporaries_growth_bytes_per_record']:.0f} bytes per record**.",
         "",
-        "The output is O(n) by necessity: n × 15 blocks × width float32 "
-        "(13 pooled layers + the final norm's weight and bias). The input is the "
+        "The output is O(n) by necessity: n × 13 pooled layers × width float32. "
+        "The input is the "
         "caller's array. Everything else — runtime, model, one batch of activations — "
         "should not depend on n; per-record growth beyond the output comes from "
         "temporaries proportional to n, which the tracemalloc row counts exactly; the RSS rows also move with what the allocator keeps.",

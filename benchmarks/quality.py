@@ -91,15 +91,17 @@ def main() -> None:
     print(f"pretrained: {emb_pre.config_.name} objective={meta.get('objective')} ({seconds_pre:.1f} s to embed)")
     print(f"handcrafted: {len(hc_names)} ECGFeatures columns from {hc_source} ({seconds_hc:.1f} s)")
 
-    X_ppa = PPA(n_layers=emb_pre.n_layers_).fit_transform(X_pre)
+    X_ppa = PPA(layer_spec=emb_pre.layer_spec_).fit_transform(X_pre)
     hc_probe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000))
     rows, raw = [], {}
     for task, y in targets.items():
         folds = list(RepeatedStratifiedKFold(n_splits=5, n_repeats=args.repeats, random_state=args.seed).split(X_pre, y))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The least populated class")
-            pre = layer_probe(X_pre, y, cv=folds, fusions=("ppa",), random_state=args.seed)
-            rand = layer_probe(X_rand, y, cv=folds, fusions=("ppa",), random_state=args.seed)
+            pre = layer_probe(X_pre, y, cv=folds, fusions=("ppa",), layer_spec=emb_pre.layer_spec_,
+                              random_state=args.seed)
+            rand = layer_probe(X_rand, y, cv=folds, fusions=("ppa",), layer_spec=emb_rand.layer_spec_,
+                               random_state=args.seed)
             hc = cross_val_score(hc_probe, X_hc, y, cv=folds, scoring=macro_auc_scorer)
             hybrid = cross_val_score(make_pipeline(balanced_columns([X_hc.shape[1], X_ppa.shape[1]]),
                                                    LogisticRegression(max_iter=2000)),

@@ -65,10 +65,11 @@ def embed(dataset, model) -> tuple[np.ndarray, np.ndarray, LayerwiseEmbedder]:
     return embedder.fit_transform(ready), ready, embedder
 
 
-def selected_layer_scores(X, y, folds, n_layers=13) -> np.ndarray:
+def selected_layer_scores(X, y, folds, spec) -> np.ndarray:
     """Best single layer picked by a 3-fold inner CV on each training fold (no peeking)."""
+    n_layers = len(spec.layers)
     search = GridSearchCV(
-        Pipeline([("select", LayerSelector(n_layers=n_layers)), ("probe", _probe())]),
+        Pipeline([("select", LayerSelector(layer_spec=spec)), ("probe", _probe())]),
         {"select__layers": list(range(1, n_layers))},
         cv=StratifiedKFold(3, shuffle=True, random_state=0),
         scoring=macro_auc_scorer,
@@ -76,11 +77,13 @@ def selected_layer_scores(X, y, folds, n_layers=13) -> np.ndarray:
     return cross_val_score(search, X, y, cv=folds, scoring=macro_auc_scorer)
 
 
-def run_task(name, y, X, X_other, repeats, seed, label="comparison") -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
+def run_task(name, y, X, X_other, repeats, seed, label="comparison", *, spec,
+             other_spec=None) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
     folds = list(RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=seed).split(X, y))
-    curve = layer_probe(X, y, cv=folds, fusions=("ppa", "pma"), random_state=seed)
-    other_curve = layer_probe(X_other, y, cv=folds, fusions=("ppa",), random_state=seed) if X_other is not None else None
-    selected = selected_layer_scores(X, y, folds)
+    curve = layer_probe(X, y, cv=folds, fusions=("ppa", "pma"), layer_spec=spec, random_state=seed)
+    other_curve = (layer_probe(X_other, y, cv=folds, fusions=("ppa",), layer_spec=other_spec, random_state=seed)
+                   if X_other is not None else None)
+    selected = selected_layer_scores(X, y, folds, spec)
     last, middle = "layer_12", "layer_06"
     rows = {
         "last layer (12)": curve.loc[last],
@@ -155,15 +158,16 @@ def ptbxl_superclasses(root: Path):
 def analyses(X, ready, embedder, y, seed, lines) -> None:
     n = min(64, len(ready))
     encoder = embedder.model_
-    cos = analysis.layer_cosine_similarity(X)
+    spec = embedder.layer_spec_
+    cos = analysis.layer_cosine_similarity(X, layer_spec=spec)
     analysis.plot_similarity_matrix(cos, "Cosine similarity of pooled layers (LUDB)", path=DOCS / "layer_cosine.png")
     token_cos = analysis.token_cosine_similarity(encoder, ready[:n])
     analysis.plot_similarity_matrix(token_cos, f"Token-wise cosine similarity ({n} records)", path=DOCS / "token_cosine.png")
-    cka = analysis.linear_cka(X)
+    cka = analysis.linear_cka(X, layer_spec=spec)
     analysis.plot_similarity_matrix(cka, "Linear CKA between layers (LUDB)", path=DOCS / "layer_cka.png")
     entropy = analysis.attention_entropy(encoder, ready[:n])
     analysis.plot_attention_entropy(entropy, path=DOCS / "attention_entropy.png")
-    pma = PMA(random_state=seed).fit(X, y)
+    pma = PMA(random_state=seed, layer_spec=spec).fit(X, y)
     gates = analysis.gate_weight_distribution(pma, X)
     analysis.plot_gate_weights(gates, path=DOCS / "gate_weights.png")
     adjacent = np.diag(cos, 1)
@@ -203,9 +207,10 @@ def main() -> None:
 
     sample = load_sample()
     seconds, (X, ready, embedder) = timed(embed, sample, args.model)
-    X_other, label, other_epochs = None, None, None
+    X_other, label, other_epochs, other_spec = None, None, None, None
     if args.compare_model:
         X_other, _, other = embed(sample, args.compare_model)
+        other_spec = other.layer_spec_
         label = other.model_.metadata.get("objective", "comparison")
         other_epochs = other.model_.metadata.get("epoch")
     meta = embedder.model_.metadata
@@ -233,7 +238,8 @@ def main() -> None:
     targets = ludb_targets(sample.metadata)
     for task, y in targets.items():
         started = time.perf_counter()
-        curve, table, other_curve = run_task(task, y, X, X_other, args.repeats, args.seed, labels[1])
+        curve, table, other_curve = run_task(task, y, X, X_other, args.repeats, args.seed, labels[1],
+                                             spec=embedder.layer_spec_, other_spec=other_spec)
         plot_curves(task, curve, other_curve, DOCS / f"layers_{task}.png", labels)
         payload["tasks"][task] = {"table": table, "curve": curve.to_dict(),
                                   "other_curve": None if other_curve is None else other_curve.to_dict()}  # fmt: skip
@@ -253,10 +259,11 @@ def main() -> None:
     lines[summary_at:summary_at] = findings(payload["tasks"])
     if args.ptbxl:
         dataset, y = ptbxl_superclasses(args.ptbxl)
-        X_ptb = embed(dataset, args.model)[0]
+        X_ptb, _, ptb_embedder = embed(dataset, args.model)
         folds = [(np.flatnonzero(dataset.metadata["strat_fold"] != f), np.flatnonzero(dataset.metadata["strat_fold"] == f))
                  for f in sorted(dataset.metadata["strat_fold"].unique())]  # fmt: skip
-        curve = layer_probe(X_ptb, y, cv=folds, fusions=("ppa", "pma"), random_state=args.seed)
+        curve = layer_probe(X_ptb, y, cv=folds, fusions=("ppa", "pma"), layer_spec=ptb_embedder.layer_spec_,
+                            random_state=args.seed)
         plot_layer_probe(curve, path=DOCS / "layers_ptbxl.png", title="PTB-XL superclasses")
         payload["ptbxl"] = curve.to_dict()
         lines += ["## PTB-XL diagnostic superclasses (strat_fold CV)", "", "| representation | macro AUC |", "|---|---|"]

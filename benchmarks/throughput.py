@@ -395,8 +395,9 @@ def probe_check(device: torch.device) -> dict:
     model, note = choose_model("tiny")
     scores = {}
     for precision in PRECISIONS:
-        E = LayerwiseEmbedder(model=model, precision=precision, device=str(device)).fit_transform(X)
-        result = layer_probe(E, y, cv=5, fusions=(), random_state=0)
+        embedder = LayerwiseEmbedder(model=model, precision=precision, device=str(device)).fit(X)
+        E = embedder.transform(X)
+        result = layer_probe(E, y, cv=5, fusions=(), layer_spec=embedder.layer_spec_, random_state=0)
         scores[precision] = result["mean"].round(4).to_dict()
     diffs = [abs(scores["float32"][k] - scores["bfloat16"][k]) for k in scores["float32"]]
     return {"model_note": note, "target": "hypertrophy non-empty", "records": len(X),

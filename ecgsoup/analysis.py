@@ -457,11 +457,17 @@ def _gate_owner(estimator, X):
     """
     if hasattr(estimator, "gate_weights"):
         return estimator, X
+    inner = getattr(estimator, "fusion_", None)
+    if hasattr(inner, "gate_weights"):  # LayerwiseEmbedder(fusion=PMA(...))
+        return inner, estimator.transform_layers(X)
     steps = getattr(estimator, "steps", None)
     if steps:
         for position, (_, step) in enumerate(steps):
+            before = (lambda: estimator[:position].transform(X)) if position else (lambda: X)
             if hasattr(step, "gate_weights"):
-                return step, (estimator[:position].transform(X) if position else X)
+                return step, before()
+            if hasattr(getattr(step, "fusion_", None), "gate_weights"):
+                return step.fusion_, step.transform_layers(before())
     raise TypeError(
         f"{type(estimator).__name__} has no gate_weights method. Pass a fitted ecgsoup.pma.PMA "
         "or PMAClassifier, or a Pipeline that contains one."

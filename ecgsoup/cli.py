@@ -170,9 +170,13 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
     _positive("--chunk-size", args.chunk_size)
     lead_map = _parse_lead_map(args.lead_map)
 
+    from ecgsoup.backbones import LicenceNotice
+
     def report(message, category, *rest, **kwargs):
         if issubclass(category, SkippedRecordWarning):
             print(f"ecgsoup {args.command}: {message}", file=sys.stderr)
+        elif issubclass(category, LicenceNotice):
+            print(f"ecgsoup {args.command}: licence: {message}", file=sys.stderr)
         else:
             previous(message, category, *rest, **kwargs)
 
@@ -259,7 +263,7 @@ def _add_evaluate(sub) -> None:
         help="layer-wise linear probe (every layer, PPA, PMA) of a store or input against labels",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Cross-validate a linear probe on every layer and on the PPA/PMA fusions "
-        "(macro AUC, spec 4.2), print the table, and write layer_probe.csv and layer_probe.png. "
+        "(macro AUC), print the table, and write layer_probe.csv and layer_probe.png. "
         "The parsed task (its type, every class with its count, the records with empty labels "
         "and what was done with them) is printed before anything is fitted.",
     )

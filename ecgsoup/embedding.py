@@ -303,6 +303,23 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         E = self._embed(self._check_X(X, reset=False))
         return E if self.fusion_ is None else self.fusion_.transform(E)
 
+    def transform_layers(self, X):
+        """The pooled layers of every record, before the fusion: ``layer_spec_`` describes the columns.
+
+        Equal to :meth:`transform` when ``fusion`` is None.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_records, n_leads * T) or (n_records, n_leads, T)
+            Model-ready ECG, in the same layout as at ``fit``.
+
+        Returns
+        -------
+        E : ndarray of shape (n_records, layer_spec_.n_features), float32
+        """
+        check_is_fitted(self)
+        return self._embed(self._check_X(X, reset=False))
+
     def get_feature_names_out(self, input_features=None):
         """Column names: ``layer03_dim0127`` ... (or the fusion's, e.g. ``ppa_dim0000``).
 

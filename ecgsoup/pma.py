@@ -361,7 +361,9 @@ class _PMABase(BaseEstimator):
 
         def take(idx):
             idx = torch.as_tensor(idx, device=targets.device)
-            return [None if t is None else t[idx] for t in inputs], targets[idx]
+            # h_0 and the blocks are per record; the readout's LayerNorm parameters are not.
+            h0, blocks, *readout = inputs
+            return [h0[idx], blocks[idx], *readout], targets[idx]
 
         self.loss_curve_, self.validation_loss_curve_ = [], []
         best_loss, best_state, stall = np.inf, None, 0

@@ -91,9 +91,10 @@ print(f"{y.sum()} records with hypertrophy, {(1 - y).sum()} without")
 # ---------------------------------------------
 # :class:`~ecgsoup.preprocessing.ECGPreprocessor` is told the rate and the lead names (never
 # guessed), reorders the leads into the model's order and resamples;
-# :class:`~ecgsoup.embedding.LayerwiseEmbedder` runs the bundled frozen model and returns
-# every layer; :class:`~ecgsoup.fusion.PPA` averages the twelve blocks; only the logistic
-# regression learns from the labels. ``memory=`` caches each record's embedding, so the five
+# :class:`~ecgsoup.embedding.LayerwiseEmbedder` runs the bundled frozen model, pools every
+# layer and hands them to its ``fusion``, here :class:`~ecgsoup.fusion.PPA`, which averages
+# the twelve blocks and applies the model's final LayerNorm; only the logistic regression
+# learns from the labels. ``memory=`` caches each record's embedding, so the five
 # folds (and the next examples) run the model once per record.
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -104,8 +105,7 @@ from ecgsoup import PPA, ECGPreprocessor, LayerwiseEmbedder
 
 pipe = make_pipeline(
     ECGPreprocessor(sampling_rate=dataset.sampling_rate, lead_names=dataset.lead_names),
-    LayerwiseEmbedder(memory="ecgsoup-cache"),
-    PPA(),
+    LayerwiseEmbedder(memory="ecgsoup-cache", fusion=PPA()),
     StandardScaler(),
     LogisticRegression(max_iter=2000),
 )

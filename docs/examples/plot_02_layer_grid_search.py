@@ -3,9 +3,10 @@ A grid search over layers
 =========================
 
 Which layer of the frozen model is best depends on the task, so treat it as a
-hyperparameter: ``GridSearchCV`` over :class:`~ecgsoup.fusion.LayerSelector`'s ``layers``,
-with :class:`~ecgsoup.fusion.PPA` (the average of the twelve blocks) as one more candidate.
-The embedder's ``memory=`` cache makes the whole grid cost one pass of the model per record.
+hyperparameter: ``GridSearchCV`` over the embedder's ``fusion``, one
+:class:`~ecgsoup.fusion.LayerSelector` per layer, with :class:`~ecgsoup.fusion.PPA` (the
+average of the twelve blocks) as one more candidate. The embedder's ``memory=`` cache makes
+the whole grid cost one pass of the model per record.
 
 Part 1 runs on the bundled LUDB sample. Part 2 follows PTB-XL's protocol (choose inside the
 training folds 1-8, score on fold 9) on a PTB-XL subset when it is available, and says why
@@ -31,20 +32,20 @@ sample = load_sample()
 y = (sample.metadata["hypertrophy"].str.strip() != "").to_numpy().astype(int)
 pipe = Pipeline([
     ("prep", ECGPreprocessor(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names)),
-    ("embed", LayerwiseEmbedder(memory="ecgsoup-cache")),
-    ("fuse", LayerSelector()),
+    ("embed", LayerwiseEmbedder(memory="ecgsoup-cache", fusion=LayerSelector())),
     ("scale", StandardScaler()),
     ("clf", LogisticRegression(max_iter=2000)),
 ])
-grid = [{"fuse": [LayerSelector()], "fuse__layers": list(range(13))}, {"fuse": [PPA()]}]
+grid = {"embed__fusion": [LayerSelector(layers=layer) for layer in range(13)] + [PPA()]}
 cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
 search = GridSearchCV(pipe, grid, cv=cv, scoring="roc_auc").fit(sample.X, y)
 
 results = pd.DataFrame(search.cv_results_)
+fusions = [params["embed__fusion"] for params in search.cv_results_["params"]]
 results["candidate"] = [
-    "PPA" if isinstance(params["fuse"], PPA) else f"layer {params['fuse__layers']}"
-    for params in search.cv_results_["params"]
+    "PPA" if isinstance(fusion, PPA) else f"layer {fusion.layers}" for fusion in fusions
 ]
+results["layer"] = [-1 if isinstance(fusion, PPA) else fusion.layers for fusion in fusions]
 print(results[["candidate", "mean_test_score", "std_test_score", "rank_test_score"]]
       .round(3).to_string(index=False))
 print("chosen:", results.loc[search.best_index_, "candidate"], f"({search.best_score_:.3f})")
@@ -56,7 +57,7 @@ print("chosen:", results.loc[search.best_index_, "candidate"], f"({search.best_s
 layers = results[results["candidate"] != "PPA"]
 ppa = results[results["candidate"] == "PPA"].iloc[0]
 fig, ax = plt.subplots(figsize=(7, 4))
-ax.errorbar(layers["param_fuse__layers"].astype(int), layers["mean_test_score"],
+ax.errorbar(layers["layer"], layers["mean_test_score"],
             yerr=layers["std_test_score"], marker="o", capsize=3, label="one layer")
 ax.axhline(ppa["mean_test_score"], color="tab:green", ls="--",
            label=f"PPA (mean of layers 1-12): {ppa['mean_test_score']:.3f}")
@@ -131,23 +132,27 @@ if available:
 
     # Preprocessing and embedding learn nothing from the labels, so they run once, here,
     # and the grid search runs on the embeddings (the same scores as the full pipeline).
+    # The fusions then read the columns through the embedder's layer specification, which
+    # also carries the model's readout (its final LayerNorm).
     embed = Pipeline([
         ("prep", ECGPreprocessor(sampling_rate=fs, lead_names=lead_names)),
         ("embed", LayerwiseEmbedder(memory="ecgsoup-cache")),
     ])
     E_train, E_test = embed.fit_transform(X_all[train]), embed.transform(X_all[test])
+    spec = embed["embed"].layer_spec_
     probe = Pipeline([
-        ("fuse", LayerSelector()),
+        ("fuse", LayerSelector(layer_spec=spec)),
         ("scale", StandardScaler()),
         ("clf", OneVsRestClassifier(LogisticRegression(C=0.05, solver="liblinear"))),
     ])
-    grid = [{"fuse": [LayerSelector()], "fuse__layers": list(range(1, 13))}, {"fuse": [PPA()]}]
+    grid = {"fuse": [LayerSelector(layers=layer, layer_spec=spec) for layer in range(1, 13)]
+            + [PPA(layer_spec=spec)]}
     ptbxl_search = GridSearchCV(probe, grid, cv=GroupKFold(n_splits=4), scoring=macro_auc_scorer)
     with warnings.catch_warnings():  # a group of folds can lack a HYP case: that class counts 0.5
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         ptbxl_search.fit(E_train, Y_train, groups=fold[train])
     chosen = ptbxl_search.best_params_
-    name = "PPA" if isinstance(chosen["fuse"], PPA) else f"layer {chosen['fuse__layers']}"
+    name = "PPA" if isinstance(chosen["fuse"], PPA) else f"layer {chosen['fuse'].layers}"
     held_out = macro_auc(Y_test, ptbxl_search.predict_proba(E_test))
     print(f"chosen inside folds 1-8: {name} (CV {ptbxl_search.best_score_:.3f}); "
           f"fold 9: macro ROC AUC {held_out:.3f} on {len(test)} records")

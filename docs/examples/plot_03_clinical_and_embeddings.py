@@ -34,12 +34,12 @@ print("NaN per column:", F.isna().sum()[F.isna().sum() > 0].to_dict())
 # %%
 # The embedding
 # -------------
-# The same cached pipeline as in the first example; PPA averages the twelve blocks.
+# The same cached pipeline as in the first example; PPA, the embedder's fusion, averages the
+# twelve blocks.
 from ecgsoup import PPA, ECGPreprocessor, LayerwiseEmbedder
 
 prep = ECGPreprocessor(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names)
-E = LayerwiseEmbedder(memory="ecgsoup-cache").fit_transform(prep.fit_transform(sample.X))
-Z = PPA().fit_transform(E)
+Z = LayerwiseEmbedder(memory="ecgsoup-cache", fusion=PPA()).fit_transform(prep.fit_transform(sample.X))
 print("embedding:", Z.shape)
 
 # %%

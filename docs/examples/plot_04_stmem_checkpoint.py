@@ -7,7 +7,10 @@ The original ST-MEM release (Na et al., ICLR 2024) publishes its encoders as PyT
 path wherever a model is accepted::
 
     from ecgsoup import LayerwiseEmbedder
-    embedder = LayerwiseEmbedder(model="~/Downloads/st_mem_vit_base.pth")
+    embedder = LayerwiseEmbedder(model="stmem:~/Downloads/st_mem_vit_base.pth")
+
+(the original weights are licensed CC BY-NC 4.0, non-commercial use only; the
+:doc:`../backbones` page lists every backbone, its licence and where its weights go).
 
 **This page uses a stand-in.** No original ST-MEM weights are available where these
 pages are built, so step 1 writes the bundled pretrained model in the original release's
@@ -93,7 +96,8 @@ from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample
 
 sample = load_sample()[:20]
 X = ECGPreprocessor(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names, model=encoder).fit_transform(sample.X)
-from_file = LayerwiseEmbedder(model=encoder).fit_transform(X)
+embedder = LayerwiseEmbedder(model=encoder).fit(X)
+from_file = embedder.transform(X)
 reference = LayerwiseEmbedder(memory="ecgsoup-cache").fit_transform(X)
 print("embeddings:", from_file.shape, "largest difference from the bundled model:",
       float(np.abs(from_file - reference).max()))
@@ -119,7 +123,7 @@ import matplotlib.pyplot as plt
 
 from ecgsoup.analysis import layer_cosine_similarity
 
-similarity = layer_cosine_similarity(from_file, n_layers=encoder.config.n_layers)
+similarity = layer_cosine_similarity(from_file, layer_spec=embedder.layer_spec_)
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 image = ax.imshow(similarity, vmin=0, vmax=1, cmap="viridis")
 ax.set_xticks(range(len(similarity)))
