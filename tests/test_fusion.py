@@ -396,8 +396,8 @@ def test_another_models_embeddings_are_refused(two_models, twelve_records, label
 
     # standalone, tagged frames (StoredEmbeddings.to_frame) name their model in every column
     empty = pd.DataFrame(columns=["record_id", "message"])
-    frame_a = StoredEmbeddings(E_a, record_ids, {}, empty, spec_a).to_frame()
-    frame_b = StoredEmbeddings(E_b, record_ids, {}, empty, spec_b).to_frame()
+    frame_a = StoredEmbeddings(E_a, record_ids, {"layer_spec": spec_a.to_dict()}, empty).to_frame()
+    frame_b = StoredEmbeddings(E_b, record_ids, {"layer_spec": spec_b.to_dict()}, empty).to_frame()
     assert frame_a.columns[0] == f"{spec_a.tag}:layer00_dim0000" and frame_b.columns[-1] == f"{spec_b.tag}:layer12_dim0191"
     ppa = PPA(layer_spec=spec_a).fit(frame_a)
     np.testing.assert_allclose(ppa.transform(frame_a), out, atol=2e-5)
