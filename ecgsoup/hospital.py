@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgsoup.leads import canonical_lead_name, canonical_lead_names
+from ecgsoup.leads import STANDARD_LEAD_ORDER, canonical_lead_name, canonical_lead_names
 
 __all__ = ["FORMATS", "MAX_FILE_BYTES", "detect_format", "file_id", "read_file"]
 
@@ -385,6 +385,11 @@ def read_file(path, *, fmt=None, id_from="hash", acquisition_date=False):
     names = canonical_lead_names(labels)
     if len(set(names)) != len(names):
         raise _record_error(f"{path}: duplicate lead names {list(labels)}; ecgsoup matches leads by name.")
+    # Standard leads in the standard order (machines store I, II, V1-V6 first), others after them:
+    # files of one folder then share one lead order.
+    rank = {name: i for i, name in enumerate(STANDARD_LEAD_ORDER)}
+    order = sorted(range(len(names)), key=lambda i: (rank.get(names[i], len(rank)), i))
+    signal, names = signal[:, order], tuple(names[i] for i in order)
     metadata = {k: v for k, v in metadata.items() if v is not None}
     metadata = {"format": fmt, "path": str(path), **metadata}
     return ECGRecord(

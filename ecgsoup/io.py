@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ecgsoup import hospital
-from ecgsoup.leads import canonical_lead_names
+from ecgsoup.leads import STANDARD_LEAD_ORDER, canonical_lead_names
 from ecgsoup.signal import derive_limb_leads, lead_indices, resample
 
 __all__ = [
@@ -608,7 +608,12 @@ def _derive(record: ECGRecord, derive_leads: bool) -> ECGRecord:
         signal, names, derived = derive_limb_leads(record.signal, record.lead_names)
     except ValueError as exc:
         raise RecordError(f"{record.metadata.get('path', record.record_id)}: {exc}") from None
-    record.signal, record.lead_names = np.ascontiguousarray(signal), names
+    # The derived leads take their standard places (I, II, III, aVR, aVL, aVF, V1-V6), so an
+    # 8-lead export lines up with 12-lead files of the same folder.
+    rank = {name: i for i, name in enumerate(STANDARD_LEAD_ORDER)}
+    order = sorted(range(len(names)), key=lambda i: (rank.get(names[i], len(rank)), i)) if derived else range(len(names))
+    record.signal = np.ascontiguousarray(signal[:, list(order)])
+    record.lead_names = tuple(names[i] for i in order)
     record.metadata["derived_leads"] = derived
     return record
 
