@@ -1,20 +1,15 @@
 """Readers for the ECG files hospital systems export: DICOM, HL7 aECG, GE MUSE, Philips, SCP-ECG, EDF/BDF.
 
-Each file is recognised from its content (the DICOM preamble, the EDF/BDF
-version field, the SCP-ECG section-0 marker, the root element of an XML
-document), never from its extension alone, and is decoded by a well-kept
-library:
+Each file is recognised from its content, never from its extension alone,
+and is decoded by a well-kept library:
 
-==================  ==================================  =====================================
-format              recognised by                       decoded by
-==================  ==================================  =====================================
-``dicom``           ``DICM`` at byte 128                ECGDataKit (pydicom underneath)
-``hl7_aecg``        root element ``AnnotatedECG``       ECGDataKit (defusedxml underneath)
-``ge_muse``         root element ``RestingECG``         ECGDataKit (defusedxml underneath)
-``philips_sierra``  root element ``restingecgdata``     ECGDataKit (xmltodict, entities off)
-``scp_ecg``         section 0 at byte 6 (``SCPECG``)    ECGDataKit
-``edf`` / ``bdf``   version field ``0`` / ``\\xffBIOSEMI``  pyedflib (EDF, EDF+, BDF, BDF+)
-==================  ==================================  =====================================
+- ``dicom``: ``DICM`` at byte 128; ECGDataKit, with pydicom underneath.
+- ``hl7_aecg``: root element ``AnnotatedECG``; ECGDataKit.
+- ``ge_muse``: root element ``RestingECG``; ECGDataKit.
+- ``philips_sierra``: root element ``restingecgdata``; ECGDataKit.
+- ``scp_ecg``: section 0 at byte 6 (marker ``SCPECG``); ECGDataKit.
+- ``edf`` and ``bdf``: the version field of the header (``0`` or ``BIOSEMI``);
+  pyedflib, which reads EDF, EDF+, BDF and BDF+.
 
 These libraries are optional: install them with ``pip install
 "ecgsoup[hospital]"``.  They are imported only when such a file is read, and
@@ -22,8 +17,9 @@ a missing one is named in the error.
 
 What a reader keeps: the samples in millivolts (every lead must state its
 amplitude scale; a lead in raw counts is refused), the lead names, the
-sampling rate, and three non-identifying fields: ``age``, ``sex`` and, only
-when asked, ``acquisition_date``.  Patient names, birth dates, patient and
+sampling rate, and non-identifying fields: ``age``, ``sex``, the device's
+``manufacturer`` and ``device_model`` and, only when asked, the
+``acquisition_date``.  Patient names, birth dates, patient and
 record numbers, free-text fields (reason for the test, interpretation
 statements, comments), device serial numbers and institution names are never
 read out of the parsed file, so they cannot reach a dataset, a store, a cache
@@ -32,7 +28,7 @@ key or a message.  The record id is a hash of the file's bytes by default
 
 Hostile files are refused before they cost memory or run code: XML is parsed
 with entity declarations and external references forbidden (an entity bomb
-is refused, never expanded), a file larger than :data:`MAX_FILE_BYTES` is
+is refused, never expanded), a file larger than ``MAX_FILE_BYTES`` (512 MiB) is
 refused unread, and an EDF/BDF header whose sample counts disagree with the
 file's size is refused before any sample is allocated.
 """
