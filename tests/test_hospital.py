@@ -313,3 +313,24 @@ def test_listing_counts_formats_and_hashes_ids(folder):
     assert listing.format_counts() == {"dicom": 2, "ge_muse": 1, "bdf": 1, "edf": 1, "hl7_aecg": 1,
                                        "philips_sierra": 1, "scp_ecg": 1}  # fmt: skip
     assert len(set(listing.record_ids)) == 8
+
+
+def test_the_hospital_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The Python block of docs/hospital-files.md, on a folder of real exports."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "hospital-files.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"^```python\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for source in (MUSE, MUSE_DICOM, SCP):
+        shutil.copy(source, exports / source.name)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "hospital-files.md", "exec"), namespace)
+    assert namespace["listing"].format_counts() == {"dicom": 1, "ge_muse": 1, "scp_ecg": 1}
+    ds = namespace["ds"]
+    assert ds.X.shape == (3, 5000, 12) and ds.lead_names[:6] == ("I", "II", "III", "aVR", "aVL", "aVF")
+    derived = dict(zip(ds.metadata["format"], ds.metadata["derived_leads"]))
+    assert derived == {"ge_muse": ("III", "aVR", "aVL", "aVF"), "dicom": (), "scp_ecg": ()}
+    assert "{'dicom': 1, 'ge_muse': 1, 'scp_ecg': 1}" in capsys.readouterr().out
