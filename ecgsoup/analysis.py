@@ -90,6 +90,12 @@ def _layer_blocks(X_layers, n_layers: int, layer_spec, *, min_samples: int = 1) 
             f"X_layers has {X.ndim} dimensions; expected the 2-D output of LayerwiseEmbedder "
             "or a 3-D (records, layers, dim) array."
         )
+    if layer_spec is not None and X.shape[1] != layer_spec.n_features:
+        raise ValueError(
+            f"X_layers has {X.shape[1]} columns but layer_spec describes {layer_spec.n_features} "
+            f"({n_layers} layers of {layer_spec.model_name or 'the model'}). Pass that model's "
+            "layer-wise embeddings, every layer."
+        )
     if X.shape[1] % n_layers:
         raise ValueError(
             f"X_layers has {X.shape[1]} columns, which is not {n_layers} layer blocks of equal width. "

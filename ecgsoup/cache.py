@@ -297,7 +297,7 @@ class EmbeddingStore:
             except (OSError, ValueError, EOFError):
                 # Absent, truncated or not an array file: embedded again, then rewritten.
                 return None
-            if value.dtype != np.float32 or value.ndim != 2:
+            if value.dtype != np.float32 or value.ndim != 1:
                 return None
         else:
             # Memory-like objects other than joblib's may lack the check: then

@@ -184,7 +184,13 @@ def _one_stream(spec) -> bool:
 
 def _fusion_steps(fusions, spec, n_layers, random_state):
     if isinstance(fusions, dict):
-        return dict(fusions)
+        steps = {}
+        for name, step in fusions.items():
+            # A fusion given without a specification reads the probe's (its readout included).
+            if spec is not None and "layer_spec" in step.get_params() and step.get_params()["layer_spec"] is None:
+                step = clone(step).set_params(layer_spec=spec)
+            steps[name] = step
+        return steps
     if spec is not None and not _one_stream(spec):
         # PPA and PMA average one representation space; a CNN's stages are several.
         warnings.warn(

@@ -163,20 +163,28 @@ class StoredEmbeddings(NamedTuple):
         Identifier of each row of ``X``.
     attrs : dict
         The store's attributes (model config, ``model_sha256``,
-        ``ecgsoup_version``, ``precision``, ``n_layers``, ``dim``, ...) and the
+        ``ecgsoup_version``, ``precision``, ``n_layers``, ``n_features``,
+        ``layer_spec``, ...) and the
         counts ``n_records``, ``n_done``, ``n_failed``, ``n_pending``.
     errors : pandas.DataFrame
         ``record_id``, ``message`` of every record that failed.
-    layer_spec : LayerSpec
-        What the columns of ``X`` are: layer names and widths, the model's
-        readout, and its sha256 as model id.
+
+    The property ``layer_spec`` (a :class:`~ecgsoup.layers.LayerSpec`) says
+    what the columns of ``X`` are: layer names and widths, the model's
+    readout, and its sha256 as model id.
     """
 
     X: np.ndarray
     record_ids: list
     attrs: dict
     errors: pd.DataFrame
-    layer_spec: object = None
+
+    @property
+    def layer_spec(self):
+        """What the columns of ``X`` are (built from ``attrs["layer_spec"]``)."""
+        from ecgsoup.layers import LayerSpec
+
+        return LayerSpec.from_dict(self.attrs["layer_spec"])
 
     def __repr__(self) -> str:
         a = self.attrs
@@ -281,7 +289,8 @@ def open_store(path) -> StoredEmbeddings:
             "input and --out to finish; only the missing records are computed.",
             stacklevel=2,
         )
-    return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors, spec)
+    attrs["layer_spec"] = spec.to_dict()  # version-1 stores: rebuilt from their norm arrays
+    return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors)
 
 
 def _layer_spec_of(backend):

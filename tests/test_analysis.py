@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ecgsoup import analysis
+from ecgsoup.layers import LayerInfo, LayerSpec, Readout
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
 from ecgsoup.signal import lead_indices, resample, zscore
 
@@ -46,12 +47,9 @@ def pooled(records, tiny_model):
 
 
 @pytest.fixture(scope="module")
-def layerwise(pooled, tiny_model):
-    """The 2-D LayerwiseEmbedder layout: ``[h_0 | ... | h_12 | norm_weight | norm_bias]``."""
-    n = pooled.shape[0]
-    weight = tiny_model.norm.weight.detach().double().numpy()
-    bias = tiny_model.norm.bias.detach().double().numpy()
-    return np.hstack([pooled.reshape(n, -1), np.tile(weight, (n, 1)), np.tile(bias, (n, 1))])
+def layerwise(pooled):
+    """The 2-D LayerwiseEmbedder output: ``[h_0 | ... | h_12]``, as its ``layer_spec_`` describes."""
+    return pooled.reshape(pooled.shape[0], -1)
 
 
 def test_records_are_model_ready(records):
@@ -60,7 +58,7 @@ def test_records_are_model_ready(records):
 
 
 # -- cosine similarity ----------------------------------------------------------------------
-def test_layer_cosine_similarity(pooled, layerwise):
+def test_layer_cosine_similarity(pooled, layerwise, tiny_spec):
     S = analysis.layer_cosine_similarity(layerwise)
     assert S.shape == (13, 13)
     assert np.allclose(S, S.T) and np.allclose(np.diag(S), 1)
@@ -70,20 +68,8 @@ def test_layer_cosine_similarity(pooled, layerwise):
     cos = [np.dot(h[2], h[9]) / np.linalg.norm(h[2]) / np.linalg.norm(h[9]) for h in pooled]
     assert S[2, 9] == pytest.approx(np.mean(cos))
     assert S.min() < 0.999  # layers are not all the same
-
-
-def test_layout_errors(pooled, layerwise):
-    with pytest.raises(ValueError, match="norm=None"):
-        analysis.layer_cosine_similarity(layerwise[:, :-5])
-    with pytest.raises(ValueError, match="LayerNorm blocks"):
-        # 15 equal blocks whose "norm" tail is not constant over rows
-        analysis.layer_cosine_similarity(np.random.default_rng(0).normal(size=(4, 15 * 8)))
-    with pytest.raises(ValueError, match="Pass n_layers=13"):
-        analysis.linear_cka(pooled, n_layers=12)
-    with pytest.raises(ValueError, match="norm="):
-        analysis.linear_cka(layerwise, norm="yes")
-    with pytest.raises(ValueError, match="NaN"):
-        analysis.linear_cka(np.where(layerwise > 3, np.nan, layerwise))
+    # the embedder's spec gives the layer count (it overrides n_layers); raw h_l, no readout
+    assert np.array_equal(analysis.layer_cosine_similarity(layerwise, n_layers=5, layer_spec=tiny_spec), S)
 
 
 def test_token_cosine_similarity_batched_matches_definition(records, tiny_model):
@@ -99,16 +85,25 @@ def test_token_cosine_similarity_batched_matches_definition(records, tiny_model)
     assert S.min() < 0.999  # layers are not all the same
 
 
-def test_layout_errors(pooled, layerwise):
-    with pytest.raises(ValueError, match="norm=None"):
+def test_layout_errors(pooled, layerwise, tiny_spec):
+    with pytest.raises(ValueError, match=r"2491 columns, which is not 13 layer blocks.*layer_spec=embedder.layer_spec_"):
         analysis.layer_cosine_similarity(layerwise[:, :-5])
-    with pytest.raises(ValueError, match="LayerNorm blocks"):
-        # 15 equal blocks whose "norm" tail is not constant over rows
-        analysis.layer_cosine_similarity(np.random.default_rng(0).normal(size=(4, 15 * 8)))
     with pytest.raises(ValueError, match="Pass n_layers=13"):
         analysis.linear_cka(pooled, n_layers=12)
-    with pytest.raises(ValueError, match="norm="):
-        analysis.linear_cka(layerwise, norm="yes")
+    with pytest.raises(ValueError, match="n_layers=0"):
+        analysis.linear_cka(layerwise, n_layers=0)
+    with pytest.raises(TypeError, match="layer_spec must be a LayerSpec"):
+        analysis.linear_cka(layerwise, layer_spec="yes")
+    with pytest.raises(TypeError):
+        analysis.linear_cka(layerwise, norm="carried")  # the norm parameter is gone
+    # layers of different widths (a CNN's stages) cannot be compared one to one
+    stages = LayerSpec("c" * 64, (LayerInfo("stem", 96), LayerInfo("stage1", 96))
+                       + tuple(LayerInfo(f"stage{i}", 192) for i in range(2, 14)), Readout(), "toy-cnn")  # fmt: skip
+    with pytest.raises(ValueError, match=r"toy-cnn differ in width \(96\.\.192\)"):
+        analysis.layer_cosine_similarity(layerwise, layer_spec=stages)
+    # the spec says how many columns there are: fewer columns are another input, not narrower layers
+    with pytest.raises(ValueError, match="2496"):
+        analysis.layer_cosine_similarity(layerwise[:, : 13 * 100], layer_spec=tiny_spec)
     with pytest.raises(ValueError, match="NaN"):
         analysis.linear_cka(np.where(layerwise > 3, np.nan, layerwise))
 
@@ -158,8 +153,9 @@ def _reference_cka(X, Y):
     return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
 
 
-def test_linear_cka_definition_and_invariances(pooled, layerwise):
+def test_linear_cka_definition_and_invariances(pooled, layerwise, tiny_spec):
     C = analysis.linear_cka(layerwise)
+    assert np.array_equal(analysis.linear_cka(layerwise, layer_spec=tiny_spec), C)
     assert C.shape == (13, 13)
     assert np.allclose(C, C.T) and np.allclose(np.diag(C), 1)  # CKA(X, X) = 1
     assert np.all((C >= 0) & (C <= 1))
@@ -264,11 +260,11 @@ def test_analyses_leave_encoder_mode_alone(records, tiny_model):
 
 
 # -- PMA gate -------------------------------------------------------------------------------
-def test_gate_weight_distribution(layerwise, ludb, shared_data, tmp_path):
+def test_gate_weight_distribution(layerwise, ludb, shared_data, tiny_spec, tmp_path):
     pma = pytest.importorskip("ecgsoup.pma")
     labels = pd.read_csv(shared_data / "ludb" / "ludb_labels.csv").set_index("record_id")
     y = (labels.loc[ludb["record_id"][:N_RECORDS], "axis"] == "left axis deviation").to_numpy()
-    estimator = pma.PMAClassifier(max_iter=10, random_state=0).fit(layerwise, y)
+    estimator = pma.PMAClassifier(max_iter=10, random_state=0, layer_spec=tiny_spec).fit(layerwise, y)
     summary = analysis.gate_weight_distribution(estimator, layerwise)
     weights = estimator.gate_weights(layerwise)
     assert list(summary["layer"]) == list(range(1, 13)) and summary.attrs["n_records"] == N_RECORDS
@@ -279,7 +275,7 @@ def test_gate_weight_distribution(layerwise, ludb, shared_data, tmp_path):
     ordered = summary[["min", "q05", "q25", "median", "q75", "q95", "max"]].to_numpy()
     assert np.all(np.diff(ordered, axis=1) >= -1e-12)
     # a Pipeline holding the PMA is unwrapped; earlier steps transform X first
-    pipe = make_pipeline(pma.PMA(max_iter=5, random_state=0), LogisticRegression())
+    pipe = make_pipeline(pma.PMA(max_iter=5, random_state=0, layer_spec=tiny_spec), LogisticRegression())
     pipe.fit(layerwise, y)
     from_pipe = analysis.gate_weight_distribution(pipe, layerwise)
     assert np.allclose(from_pipe["mean"], pipe[0].gate_weights(layerwise).mean(axis=0))

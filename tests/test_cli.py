@@ -67,10 +67,14 @@ def test_embed_wfdb_folder_reports_and_skips_corrupt_record(wfdb_folder, tmp_pat
     assert "99999_lr" in err and "truncated" in err
     assert "3 of 4 records embedded, 1 failed" in out
 
-    X, ids, attrs, errors = open_store(store)
+    stored = open_store(store)
+    X, ids, attrs, errors = stored
+    spec = stored.layer_spec
     assert ids == [f"{i}_lr" for i in PTBXL_IDS]
     assert errors["record_id"].tolist() == ["99999_lr"] and "truncated" in errors["message"][0]
-    assert attrs["n_layers"] == 13 and attrs["dim"] == 192 and X.shape == (3, 15 * 192)
+    # [h_0 | ... | h_12] only; the model's constants are in the spec, not in the rows
+    assert attrs["n_layers"] == 13 and attrs["n_features"] == 13 * 192 and X.shape == (3, 13 * 192)
+    assert attrs["format_version"] == 2 and "dim" not in attrs and spec.n_features == X.shape[1]
     assert attrs["pretrained"] is False and attrs["model_config"]["sampling_rate"] == 100.0
     assert attrs["precision"] == "float32" and len(attrs["model_sha256"]) == 64
 
@@ -79,9 +83,14 @@ def test_embed_wfdb_folder_reports_and_skips_corrupt_record(wfdb_folder, tmp_pat
         dataset = read_dataset(wfdb_folder)
     prep = ECGPreprocessor(sampling_rate=dataset.sampling_rate, lead_names=dataset.lead_names,
                            model="ecgsoup-100hz-tiny")  # fmt: skip
-    expected = LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny").fit_transform(prep.fit_transform(dataset.X))
+    embedder = LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny")
+    expected = embedder.fit_transform(prep.fit_transform(dataset.X))
     assert dataset.record_ids == ids
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+    # and the spec the embedder describes them with, readout included
+    assert spec.same_model(embedder.layer_spec_) and spec.model_id == attrs["model_sha256"]
+    assert spec.readout == embedder.layer_spec_.readout and spec.readout.kind == "layernorm"
+    assert spec.to_dict() == embedder.layer_spec_.to_dict()
 
 
 def test_embed_resumes_without_recomputing_and_matches_one_shot(ludb, small_model, tmp_path, capsys):
@@ -97,15 +106,15 @@ def test_embed_resumes_without_recomputing_and_matches_one_shot(ludb, small_mode
         partial = open_store(store)
     assert partial.record_ids == [1, 2, 3]
     group = zarr.open_group(str(store), mode="r+")
-    assert group["embeddings"].chunks == (2, 3, 192)  # one block of records per chunk
+    assert group["embeddings"].chunks == (2, 3 * 192)  # one block of records per chunk
     # Mark a finished row: a resumed run must leave it alone.
-    sentinel = np.full((3, 192), 7.0, np.float32)
+    sentinel = np.full(3 * 192, 7.0, np.float32)
     group["embeddings"][0] = sentinel
 
     assert main(args) == EXIT_OK
     assert "6 of 6 records embedded" in capsys.readouterr().out
     resumed = open_store(store)
-    np.testing.assert_array_equal(resumed.X[0, : 3 * 192], sentinel.ravel())
+    np.testing.assert_array_equal(resumed.X[0], sentinel)
 
     one_shot = embed_to_store(source, tmp_path / "one_shot.npz", model=small_model, chunk_size=6)
     assert one_shot.n_computed == 6 and one_shot.n_done == 6
@@ -125,17 +134,56 @@ def test_embed_resume_summary_counts_only_new_records(ludb, small_model, tmp_pat
     assert (third.n_computed, third.n_reused) == (0, 4)
 
 
-def test_store_feeds_fusion_estimators(ludb, small_model, tmp_path):
+@pytest.mark.parametrize("suffix", [".npz", ".zarr"])
+def test_store_records_the_layer_spec_and_feeds_fusion_estimators(ludb, small_model, tmp_path, suffix):
+    from ecgsoup import LayerwiseEmbedder
+    from ecgsoup.backbones.stmem import load_model
     from ecgsoup.fusion import PPA, LayerSelector
 
+    if suffix == ".zarr":
+        pytest.importorskip("zarr")
     source = _ludb_npz(ludb, tmp_path / "ludb3.npz", 3)
-    embed_to_store(source, tmp_path / "s.npz", model=small_model)
-    stored = open_store(tmp_path / "s.npz")
-    n_layers = stored.attrs["n_layers"]
-    assert PPA(n_layers=n_layers).fit_transform(stored.X).shape == (3, 192)
-    assert LayerSelector(layers=1, n_layers=n_layers).fit_transform(stored.X).shape == (3, 192)
+    embed_to_store(source, tmp_path / f"s{suffix}", model=small_model)
+    stored = open_store(tmp_path / f"s{suffix}")
+    # the spec round-trips: the one the embedder of that model describes its columns with
+    spec = stored.layer_spec
+    model = load_model(small_model)
+    embedder = LayerwiseEmbedder(model=str(small_model)).fit(np.zeros((1, 12 * 1000), np.float32))
+    assert spec.same_model(embedder.layer_spec_) and spec.to_dict() == embedder.layer_spec_.to_dict()
+    assert [layer.name for layer in spec.layers] == ["layer00", "layer01", "layer02"] and spec.widths == (192,) * 3
+    assert spec.model_id == stored.attrs["model_sha256"] == embedder.fingerprint_
+    assert spec.readout == model.readout() and spec.readout.eps == model.norm.eps
+    assert stored.attrs["layer_spec"] == spec.to_dict() and stored.attrs["n_features"] == spec.n_features
+    # ... and is what the fusions read the stored rows with
+    H = stored.X.reshape(3, 3, 192)
+    np.testing.assert_allclose(PPA(layer_spec=spec).fit_transform(stored.X), spec.readout(H[:, 1:].mean(axis=1)), atol=1e-6)
+    np.testing.assert_allclose(LayerSelector(layers=1, layer_spec=spec).fit_transform(stored.X), spec.readout(H[:, 1]), atol=1e-6)
+    assert PPA(n_layers=stored.attrs["n_layers"]).fit_transform(stored.X).shape == (3, 192)
     frame = stored.to_frame()
-    assert frame.index.tolist() == [1, 2, 3] and frame.columns[-1] == "norm_bias_dim0191"
+    assert frame.index.tolist() == [1, 2, 3] and frame.columns[-1] == f"{spec.tag}:layer02_dim0191"
+    assert PPA(layer_spec=spec).fit(frame).transform(frame).shape == (3, 192)
+
+
+def test_version_1_store_is_still_readable(ludb, small_model, tmp_path):
+    """A store of format 1 (3-D embeddings, the final LayerNorm as two arrays) reads as a spec."""
+    source = _ludb_npz(ludb, tmp_path / "ludb2.npz", 2)
+    embed_to_store(source, tmp_path / "v2.npz", model=small_model)
+    current = open_store(tmp_path / "v2.npz")
+    with np.load(tmp_path / "v2.npz", allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    attrs = json.loads(str(arrays.pop("attrs")))
+    readout = current.layer_spec.readout
+    arrays["embeddings"] = arrays["embeddings"].reshape(2, 3, 192)
+    arrays["norm_weight"], arrays["norm_bias"] = readout.weight, readout.bias
+    for key in ("n_features", "layer_spec", "layout"):
+        attrs.pop(key, None)
+    attrs.update(format_version=1, dim=192)
+    np.savez(tmp_path / "v1.npz", attrs=json.dumps(attrs), **arrays)
+
+    old = open_store(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(old.X, current.X)
+    assert old.X.shape == (2, 3 * 192) and old.record_ids == current.record_ids
+    assert old.layer_spec.same_model(current.layer_spec) and old.layer_spec.readout == readout
 
 
 def test_embed_ptbxl_root_uses_ecg_ids(shared_data, small_model, tmp_path, capsys):
@@ -161,7 +209,7 @@ def test_embed_npz_without_fs_needs_sampling_rate(ludb, small_model, tmp_path, c
     assert "--sampling-rate" in capsys.readouterr().err and not out.exists()
     args = ["embed", str(source), "--out", str(out), "--model", str(small_model), "--sampling-rate", "500", "--quiet"]
     assert main(args) == EXIT_OK
-    assert open_store(out).X.shape == (2, 5 * 192)
+    assert open_store(out).X.shape == (2, 3 * 192)  # 2 blocks: h_0, h_1, h_2
 
 
 def test_resume_with_another_model_is_refused(ludb, small_model, tmp_path):

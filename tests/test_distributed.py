@@ -38,6 +38,8 @@ def test_cluster_store_equals_in_process_store(ludb, tmp_path):
     np.testing.assert_array_equal(a.X, b.X)
     assert b.errors["record_id"].tolist() == [5, 14] and b.errors["message"].str.contains("NaN").all()
     assert a.attrs["model_sha256"] == b.attrs["model_sha256"]
+    # the cluster's store describes its columns with the same layer spec (readout included)
+    assert a.layer_spec.to_dict() == b.layer_spec.to_dict() and b.X.shape[1] == b.layer_spec.n_features
 
 
 def test_cluster_failure_that_is_not_a_bad_record_propagates(ludb, tmp_path):

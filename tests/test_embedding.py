@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import ecgsoup
-from ecgsoup import LayerwiseEmbedder
+from ecgsoup import PMA, PPA, LayerSelector, LayerwiseEmbedder
 from ecgsoup.cache import clear_memo
 from ecgsoup.embedding import _check_finite, _window_starts
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
@@ -63,19 +63,28 @@ def direct_pooled(encoder, windows, autocast=False):
 
 
 # -- output ------------------------------------------------------------------------------
-def test_shape_names_and_equality_with_direct_forward(flat, ecg, tiny_model):
+def test_shape_names_and_equality_with_direct_forward(flat, ecg, tiny_model, tiny_spec):
     emb = LayerwiseEmbedder(model=tiny_model).fit(flat)
     E = emb.transform(flat)
-    assert E.shape == (6, N_LAYERS * DIM + 2 * DIM) and E.dtype == np.float32
+    assert E.shape == (6, N_LAYERS * DIM) and E.dtype == np.float32  # [h_0 | ... | h_12], nothing else
     assert (emb.n_layers_, emb.dim_, emb.layers_) == (13, 192, tuple(range(13)))
+    assert emb.fusion_ is None
     expected = direct_pooled(tiny_model, ecg)  # one window per record: no averaging
-    np.testing.assert_array_equal(E[:, : N_LAYERS * DIM], expected.reshape(6, -1))
-    norm = torch.cat([tiny_model.norm.weight, tiny_model.norm.bias]).detach().numpy()
-    np.testing.assert_array_equal(E[:, N_LAYERS * DIM :], np.tile(norm, (6, 1)))
+    np.testing.assert_array_equal(E, expected.reshape(6, -1))
     names = emb.get_feature_names_out()
     assert len(names) == E.shape[1]
-    assert names[3 * DIM + 127] == "layer03_dim0127"
-    assert names[N_LAYERS * DIM] == "norm_weight_dim0000" and names[-1] == "norm_bias_dim0191"
+    assert names[3 * DIM + 127] == "layer03_dim0127" and names[-1] == "layer12_dim0191"
+    # the columns are described by the spec: the model's id, layers and final LayerNorm readout
+    spec = emb.layer_spec_
+    assert spec.model_id == emb.fingerprint_ == tiny_spec.model_id and len(spec.model_id) == 64
+    assert spec.same_model(tiny_spec) and spec.n_features == E.shape[1] and spec.widths == (DIM,) * N_LAYERS
+    assert spec.readout == tiny_model.readout() and spec.readout.kind == "layernorm"
+    np.testing.assert_array_equal(spec.readout.weight, tiny_model.norm.weight.detach().numpy())
+    np.testing.assert_array_equal(spec.feature_names(), names)
+    # the input contract the records were checked against
+    contract = emb.contract_
+    assert (contract.sampling_rate, contract.window, contract.n_leads) == (100.0, 1000, 12)
+    assert contract.lead_names == tuple(ECGSOUP_LEAD_ORDER)
     # real records differ from each other at every layer
     assert np.all(expected.std(axis=0).max(axis=-1) > 0)
 
@@ -85,18 +94,22 @@ def test_three_d_input_equals_flat_and_layer_choice(flat, ecg):
     assert emb3.n_features_in_ == 12
     E = LayerwiseEmbedder(model=TINY).fit_transform(flat)
     np.testing.assert_array_equal(emb3.transform(ecg), E)
-    some = LayerwiseEmbedder(model=TINY, layers=[6, -1], include_norm=False).fit(ecg)
+    some = LayerwiseEmbedder(model=TINY, layers=[6, -1]).fit(ecg)
     S = some.transform(ecg)
     expected = np.hstack([E[:, 6 * DIM : 7 * DIM], E[:, 12 * DIM : 13 * DIM]])
     np.testing.assert_array_equal(S, expected)
     assert some.get_feature_names_out()[[0, -1]].tolist() == ["layer06_dim0000", "layer12_dim0191"]
+    # the spec describes the returned layers only, with their place in the model
+    assert [layer.name for layer in some.layer_spec_.layers] == ["layer06", "layer12"]
+    assert some.layer_spec_.indices == (6, 12) and some.layer_spec_.n_features == 2 * DIM
+    assert some.layer_spec_.model_id == emb3.layer_spec_.model_id
 
 
 def test_pandas_output(flat):
     emb = LayerwiseEmbedder(model=TINY, layers="last").set_output(transform="pandas")
     frame = emb.fit_transform(flat[:2])
     assert list(frame.columns[:2]) == ["layer12_dim0000", "layer12_dim0001"]
-    assert frame.shape == (2, 3 * DIM) and frame.dtypes.unique().tolist() == [np.float32]
+    assert frame.shape == (2, DIM) and frame.dtypes.unique().tolist() == [np.float32]
 
 
 def test_windows_are_averaged_for_20_second_records(ecg, tiny_model):
@@ -104,13 +117,13 @@ def test_windows_are_averaged_for_20_second_records(ecg, tiny_model):
     assert _window_starts(1700, 1000, 500).tolist() == [0, 500, 700]  # last one flush with the end
     assert _window_starts(1000, 1000, 500).tolist() == [0]
     long = np.concatenate([ecg[:3], ecg[3:]], axis=2)  # 3 real 20 s records
-    E = LayerwiseEmbedder(model=tiny_model, include_norm=False).fit_transform(long)
+    E = LayerwiseEmbedder(model=tiny_model).fit_transform(long)
     windows = np.stack([long[:, :, s : s + 1000] for s in (0, 500, 1000)], axis=1)
     expected = direct_pooled(tiny_model, windows.reshape(-1, 12, 1000)).reshape(3, 3, N_LAYERS, DIM)
     np.testing.assert_allclose(E, expected.mean(axis=1).reshape(3, -1), rtol=1e-6, atol=1e-6)
     # stride = one window: the mean of the two 10 s halves' embeddings
-    halves = LayerwiseEmbedder(model=tiny_model, include_norm=False, window_stride=1000).fit(long)
-    single = LayerwiseEmbedder(model=tiny_model, include_norm=False).fit_transform(ecg)
+    halves = LayerwiseEmbedder(model=tiny_model, window_stride=1000).fit(long)
+    single = LayerwiseEmbedder(model=tiny_model).fit_transform(ecg)
     mean_of_halves = (single[:3] + single[3:]) / 2
     np.testing.assert_allclose(halves.transform(long), mean_of_halves, rtol=1e-5, atol=1e-6)
 
@@ -129,15 +142,15 @@ def layer_cosine(a, b):
 
 
 def test_bfloat16_is_close_to_float32(ecg):
-    e32 = LayerwiseEmbedder(model=TINY, include_norm=False).fit_transform(ecg[:3])
-    bf16 = LayerwiseEmbedder(model=TINY, include_norm=False, precision="bfloat16")
+    e32 = LayerwiseEmbedder(model=TINY).fit_transform(ecg[:3])
+    bf16 = LayerwiseEmbedder(model=TINY, precision="bfloat16")
     e16 = bf16.fit_transform(ecg[:3])
     assert e16.dtype == np.float32
     assert not np.array_equal(e16, e32)  # the forward pass did run in bfloat16
     assert layer_cosine(e32, e16).min() >= 0.999
     # 20 s records (several windows each) as well
     long = np.concatenate([ecg[:3], ecg[3:]], axis=2)
-    e32_long = LayerwiseEmbedder(model=TINY, include_norm=False).fit_transform(long)
+    e32_long = LayerwiseEmbedder(model=TINY).fit_transform(long)
     assert layer_cosine(e32_long, bf16.fit_transform(long)).min() >= 0.999
 
 
@@ -158,13 +171,13 @@ def test_bfloat16_runs_a_cached_bf16_copy_and_leaves_the_encoder_alone(ecg, tiny
     assert copy16.norm.weight.dtype == torch.float32
     # made once: a clone (as in GridSearchCV) reuses it instead of casting again
     assert clone(emb).fit(ecg[:1])._forward_model() is copy16
-    # the output is exactly that copy's forward pass, as float32; norm blocks from model_
+    # the output is exactly that copy's forward pass, as float32; the readout comes from model_
     windows = torch.from_numpy(zscore(ecg[:2], axis=-1)).to(torch.bfloat16)
     with torch.inference_mode():
         expected = copy16.pooled_layers(windows).float().numpy()
-    np.testing.assert_array_equal(E[:, : N_LAYERS * DIM], expected.reshape(2, -1))
-    norm = torch.cat([tiny_model.norm.weight, tiny_model.norm.bias]).detach().numpy()
-    np.testing.assert_array_equal(E[:, N_LAYERS * DIM :], np.tile(norm, (2, 1)))
+    np.testing.assert_array_equal(E, expected.reshape(2, -1))
+    assert emb.layer_spec_.readout == tiny_model.readout()
+    assert emb.layer_spec_.readout.weight.dtype == np.float32
     # an encoder edited in place gets a new copy at the next fit
     edited = random_model("ecgsoup-100hz-tiny", seed=3)
     first = LayerwiseEmbedder(model=edited, precision="bfloat16").fit(ecg[:1])
@@ -181,6 +194,54 @@ def test_progress_bar_only_when_verbose(flat, capsys):
     LayerwiseEmbedder(model=TINY, verbose=1).fit_transform(flat[:1])
     loud = capsys.readouterr()
     assert loud.out == "" and "embedding" in loud.err
+
+
+# -- fusion ------------------------------------------------------------------------------------
+def test_fusion_equals_the_fusion_fitted_on_the_layers_with_the_spec(flat, labels):
+    """``LayerwiseEmbedder(fusion=f)`` returns ``f(layer_spec=layer_spec_)`` fitted on its own layers."""
+    emb = LayerwiseEmbedder(model=TINY).fit(flat)
+    E = emb.transform(flat)
+    y = np.array([0, 1, 0, 1, 1, 0])
+    cases = [(PPA(), None), (LayerSelector(layers=6), None), (LayerSelector(layers=[2, "layer09"]), None),
+             (PMA(max_iter=3, random_state=0), y)]  # fmt: skip
+    for fusion, target in cases:
+        embedder = LayerwiseEmbedder(model=TINY, fusion=fusion)
+        out = embedder.fit_transform(flat, target)
+        alone = clone(fusion).set_params(layer_spec=emb.layer_spec_)
+        expected = alone.fit_transform(E, target) if target is not None else alone.fit_transform(E)
+        np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+        # fit then transform gives the same; the fitted clone holds the spec, the parameter stays as given
+        refitted = LayerwiseEmbedder(model=TINY, fusion=fusion).fit(flat, target)
+        np.testing.assert_allclose(refitted.transform(flat), expected, rtol=1e-6, atol=1e-6)
+        assert refitted.fusion_ is not fusion and fusion.layer_spec is None
+        assert refitted.fusion_.layer_spec is refitted.layer_spec_
+        np.testing.assert_array_equal(refitted.get_feature_names_out(), alone.get_feature_names_out())
+    # the spec's readout is applied: PPA is LN_enc of the mean of blocks 1..12, not the plain mean
+    H = E.reshape(6, N_LAYERS, DIM)
+    ppa = LayerwiseEmbedder(model=TINY, fusion=PPA()).fit_transform(flat)
+    np.testing.assert_allclose(ppa, emb.layer_spec_.readout(H[:, 1:].mean(axis=1)), atol=1e-5)
+    assert not np.allclose(ppa, H[:, 1:].mean(axis=1), atol=1e-2)
+    assert LayerwiseEmbedder(model=TINY, fusion=PPA()).fit(flat).get_feature_names_out()[0] == "ppa_dim0000"
+
+
+def test_fusion_sees_only_the_returned_layers(flat):
+    emb = LayerwiseEmbedder(model=TINY, layers=[3, 6, 9], fusion=PPA(layers="all")).fit(flat)
+    E = LayerwiseEmbedder(model=TINY).fit_transform(flat).reshape(6, N_LAYERS, DIM)
+    expected = emb.layer_spec_.readout((E[:, 3] + E[:, 6] + E[:, 9]) / 3)
+    np.testing.assert_allclose(emb.transform(flat), expected, atol=1e-5)
+    assert emb.fusion_.layer_spec_.indices == (3, 6, 9)
+    # names refer to the layers the embedder returns
+    chosen = LayerwiseEmbedder(model=TINY, layers=[3, 6, 9], fusion=LayerSelector(layers="layer06")).fit(flat)
+    np.testing.assert_allclose(chosen.transform(flat), emb.layer_spec_.readout(E[:, 6]), atol=1e-5)
+
+
+def test_fusion_without_a_layer_spec_is_refused(flat):
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(TypeError, match="fusion=StandardScaler takes no layer_spec.*Pipeline"):
+        LayerwiseEmbedder(model=TINY, fusion=StandardScaler()).fit(flat[:2])
+    with pytest.raises(ValueError, match="fusion"):
+        LayerwiseEmbedder(model=TINY, fusion="ppa").fit(flat[:2])
 
 
 # -- cache ---------------------------------------------------------------------------------
@@ -203,11 +264,12 @@ def test_cache_second_transform_runs_no_forward(flat, tmp_path, count_forward):
     mixed = clone(emb).fit(flat[:4]).transform(flat[[0, 4, 4]])
     assert sum(count_forward) == 9
     np.testing.assert_array_equal(mixed[1], mixed[2])
-    # layers and include_norm are applied after the cache
-    last = LayerwiseEmbedder(
-        model=TINY, memory=tmp_path / "cache", layers="last", include_norm=False
-    )
+    # layers and fusion are applied after the cache
+    last = LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache", layers="last")
     np.testing.assert_array_equal(last.fit_transform(flat[:4]), plain[:, 12 * DIM : 13 * DIM])
+    fused = LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache", fusion=PPA())
+    spec = emb.layer_spec_
+    np.testing.assert_array_equal(fused.fit_transform(flat[:4]), PPA(layer_spec=spec).fit_transform(plain))
     assert sum(count_forward) == 9
 
 
@@ -262,8 +324,9 @@ def test_cache_folder_holds_one_npy_per_record_and_no_temporary_files(flat, tmp_
     files = [f for f in _cache_files(folder) if f.is_file()]
     assert len(files) == 3 and all(f.suffix == ".npy" for f in files)
     stored = np.load(files[0])
-    assert stored.dtype == np.float32 and stored.shape == (N_LAYERS, DIM)
-    assert any(np.array_equal(stored.reshape(-1), row[: N_LAYERS * DIM]) for row in E)
+    # one record's pooled layers, [h_0 | ... | h_12] as layer_spec_ describes them
+    assert stored.dtype == np.float32 and stored.size == N_LAYERS * DIM
+    assert any(np.array_equal(stored.reshape(-1), row) for row in E)
 
 
 def test_unreadable_cache_file_is_a_miss_and_is_rewritten(flat, tmp_path, count_forward):
@@ -360,7 +423,7 @@ def test_errors_name_the_problem_and_the_fix(ecg, flat, tmp_path):
         _check_finite(many)
     with pytest.raises(ValueError, match="is expecting 12000 features"):
         fitted.transform(flat[:, :6000])
-    with pytest.raises(WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match="nowhere'?: not a registered name, not an existing path"):
         LayerwiseEmbedder(model=str(tmp_path / "nowhere")).fit(flat[:1])
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="has no config.json"):
@@ -393,7 +456,8 @@ def test_random_model_takes_its_shape_from_generic_data(ecg):
     np.testing.assert_array_equal(real.transform(ecg[:2]), named)
 
 
-@parametrize_with_checks([LayerwiseEmbedder(model="random")])
+# The fused embedder too: fusion is a nested estimator parameter (cloned, never fitted in place).
+@parametrize_with_checks([LayerwiseEmbedder(model="random"), LayerwiseEmbedder(model="random", fusion=PPA())])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 

@@ -31,7 +31,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the example caches into ./ecgsoup-cache
     exec(compile(_readme_example(), "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "PPA()" in out and "mean_test_score" in out
+    # one row per fusion of the embedder's grid: 12 layers, PPA and PMA
+    assert "PPA()" in out and "PMA(random_state=0)" in out and "mean_test_score" in out
     assert len(re.findall(r"LayerSelector\(layers=\d+\)", out)) == 12
 
 

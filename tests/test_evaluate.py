@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ecgsoup import PMA, PPA, LayerSelector
 from ecgsoup.evaluate import layer_probe, macro_auc, macro_auc_scorer, plot_layer_probe
+from ecgsoup.layers import LayerInfo, LayerSpec, Readout
 
 N_LAYERS, DIM = 13, 192
 
@@ -71,9 +72,9 @@ def test_classes_without_both_labels_count_as_half(labels):
         assert macro_auc(Y, np.column_stack([Y[:, 0], np.zeros(20)])) == pytest.approx(0.75)
 
 
-def test_scorer_handles_classes_missing_from_a_fold(X_layers, labels):
+def test_scorer_handles_classes_missing_from_a_fold(X_layers, labels, tiny_spec):
     y = labels["rhythm_primary"].to_numpy()
-    clf = Pipeline([("select", LayerSelector(layers=6)), ("scale", StandardScaler()), ("lr", LogisticRegression(C=0.1, max_iter=500))])
+    clf = Pipeline([("select", LayerSelector(layers=6, layer_spec=tiny_spec)), ("scale", StandardScaler()), ("lr", LogisticRegression(C=0.1, max_iter=500))])
     train = ~np.isin(y, ["Atrial flutter, typical"])  # the model never sees flutter
     clf.fit(X_layers[train], y[train])
     with warnings.catch_warnings():
@@ -83,10 +84,10 @@ def test_scorer_handles_classes_missing_from_a_fold(X_layers, labels):
 
 
 # -- layer_probe ---------------------------------------------------------------------------
-def test_layer_probe_hypertrophy_table_matches_cross_val(X_layers, labels):
+def test_layer_probe_hypertrophy_table_matches_cross_val(X_layers, labels, tiny_spec):
     y = labels["hypertrophy"].notna().to_numpy()
-    fusions = {"ppa": PPA(), "pma": PMA(max_iter=5, random_state=0)}
-    result = layer_probe(X_layers, y, cv=3, fusions=fusions, random_state=0)
+    fusions = {"ppa": PPA(layer_spec=tiny_spec), "pma": PMA(max_iter=5, random_state=0, layer_spec=tiny_spec)}
+    result = layer_probe(X_layers, y, cv=3, fusions=fusions, layer_spec=tiny_spec, random_state=0)
     assert list(result.index) == [f"layer_{i:02d}" for i in range(13)] + ["ppa", "pma"]
     assert list(result.columns) == ["mean", "std", "fold_0", "fold_1", "fold_2"]
     folds = result[["fold_0", "fold_1", "fold_2"]]
@@ -94,7 +95,7 @@ def test_layer_probe_hypertrophy_table_matches_cross_val(X_layers, labels):
     assert result["mean"].between(0, 1).all() and result["mean"].nunique() > 5
     # row layer_07 is exactly the standard pipeline scored on the same folds
     pipe = Pipeline(
-        [("select", LayerSelector(layers=7)), ("probe", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))]
+        [("select", LayerSelector(layers=7, layer_spec=tiny_spec)), ("probe", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))]
     )  # fmt: skip
     by_hand = cross_val_score(
         pipe, X_layers, y, cv=RepeatedStratifiedKFold(n_splits=3, n_repeats=1, random_state=0), scoring=macro_auc_scorer
@@ -104,16 +105,49 @@ def test_layer_probe_hypertrophy_table_matches_cross_val(X_layers, labels):
 
 def test_layer_probe_multilabel_and_repeats(X_layers, labels):
     Y = labels[["hypertrophy", "conduction"]].notna().astype(int).to_numpy()
-    result = layer_probe(X_layers[:, : 4 * DIM], Y, n_layers=4, norm=None, cv=2, n_repeats=2, fusions=("ppa",), random_state=1)
+    result = layer_probe(X_layers[:, : 4 * DIM], Y, n_layers=4, cv=2, n_repeats=2, fusions=("ppa",), random_state=1)
     assert list(result.index) == ["layer_00", "layer_01", "layer_02", "layer_03", "ppa"]
     assert [c for c in result.columns if c.startswith("fold_")] == ["fold_0", "fold_1", "fold_2", "fold_3"]
     with pytest.raises(ValueError, match="Unknown fusion"):
         layer_probe(X_layers, Y, fusions=("mean",))
 
 
-def test_plot_layer_probe_writes_a_figure(X_layers, labels, tmp_path):
+def test_layer_probe_reads_the_layers_through_the_spec(X_layers, labels, tiny_spec):
+    """Named fusions and every layer row get the spec: the model's readout is applied in each."""
     y = labels["hypertrophy"].notna().to_numpy()
-    result = layer_probe(X_layers, y, cv=2, fusions=("ppa",), random_state=0)
+    result = layer_probe(X_layers, y, cv=2, fusions=("ppa",), layer_spec=tiny_spec, random_state=0)
+    folds = RepeatedStratifiedKFold(n_splits=2, n_repeats=1, random_state=0)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    for row, step in (("layer_03", LayerSelector(layers=3, layer_spec=tiny_spec)), ("ppa", PPA(layer_spec=tiny_spec))):
+        by_hand = cross_val_score(Pipeline([("represent", step), ("probe", probe)]), X_layers, y, cv=folds,
+                                  scoring=macro_auc_scorer)  # fmt: skip
+        np.testing.assert_allclose(result.loc[row, ["fold_0", "fold_1"]].to_numpy(dtype=float), by_hand)
+    # without the spec the rows are raw blocks (no readout): other numbers
+    raw = layer_probe(X_layers, y, cv=2, fusions=("ppa",), random_state=0)
+    assert not np.allclose(raw.loc["ppa", "mean"], result.loc["ppa", "mean"], atol=1e-4)
+
+
+def test_layer_probe_on_layers_of_different_widths_uses_a_balanced_row(X_layers, labels, tiny_spec):
+    y = labels["hypertrophy"].notna().to_numpy()
+    stages = (LayerInfo("stem", 96, "stem"), LayerInfo("stage1", 96, "stage1")) + tuple(
+        LayerInfo(f"stage{i}", DIM, f"stage{i}") for i in range(2, 14)
+    )
+    spec = LayerSpec("c" * 64, stages, Readout(), "toy-cnn")
+    with pytest.warns(UserWarning, match="toy-cnn have different widths or streams, so PPA and PMA do not apply"):
+        result = layer_probe(X_layers, y, cv=2, layer_spec=spec, random_state=0)
+    assert list(result.index) == [f"layer_{i:02d}" for i in range(14)] + ["all_balanced"]
+    assert result["mean"].between(0, 1).all()
+    by_hand = cross_val_score(
+        Pipeline([("represent", LayerSelector(layers="all", balance=True, layer_spec=spec)),
+                  ("probe", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))]),
+        X_layers, y, cv=RepeatedStratifiedKFold(n_splits=2, n_repeats=1, random_state=0), scoring=macro_auc_scorer,
+    )  # fmt: skip
+    np.testing.assert_allclose(result.loc["all_balanced", ["fold_0", "fold_1"]].to_numpy(dtype=float), by_hand)
+
+
+def test_plot_layer_probe_writes_a_figure(X_layers, labels, tiny_spec, tmp_path):
+    y = labels["hypertrophy"].notna().to_numpy()
+    result = layer_probe(X_layers, y, cv=2, fusions=("ppa",), layer_spec=tiny_spec, random_state=0)
     path = tmp_path / "probe.png"
     figure = plot_layer_probe(result, path=path)
     assert isinstance(figure, matplotlib.figure.Figure)

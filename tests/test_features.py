@@ -202,3 +202,29 @@ def test_hybrid_blocks_are_balanced_and_named(one_torch_thread):
     assert len(hybrid.named_transformers["clinical"].named_steps["features"].report_) == 12
     with pytest.raises(ValueError, match="unknown blocks"):
         hybrid_features(feats, emb, weights={"ecg": 2.0})
+
+
+def test_embedding_block_chooses_layers_through_the_embedders_fusion(one_torch_thread):
+    from ecgsoup.blocks import BlockScaler as BlockScalerOfBlocks
+    from ecgsoup.fusion import LayerSelector
+
+    assert BlockScaler is BlockScalerOfBlocks  # moved to ecgsoup.blocks, still importable from hybrid
+    ds = load_sample()
+    emb = embedding_block(ds.sampling_rate, ds.lead_names, model="random:ecgsoup-100hz-tiny", layers=6)
+    assert list(emb.named_steps) == ["prep", "embed"]
+    assert isinstance(emb.named_steps["embed"].fusion, LayerSelector) and emb.get_params()["embed__fusion__layers"] == 6
+    Z = emb.set_output(transform="pandas").fit_transform(ds.X[:4])
+    assert Z.shape == (4, 192) and Z.columns[0] == "layer06_dim0000"
+    # the layer choice is reached through the hybrid union, as a grid search sets it
+    hybrid = hybrid_features(ECGFeatures(sampling_rate=ds.sampling_rate, lead_names=ds.lead_names), emb)
+    hybrid.set_params(embedding__encoder__embed__fusion__layers=[3, 9])
+    names = hybrid.set_output(transform="pandas").fit_transform(ds.X[:4]).columns
+    assert [n for n in names if n.endswith("_dim0000")] == ["embedding__layer03_dim0000", "embedding__layer09_dim0000"]
+    # the selected layer goes through the model's readout (its final LayerNorm)
+    from ecgsoup import LayerwiseEmbedder
+
+    fitted = emb.named_steps["embed"]
+    raw = LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny", layers=6).fit_transform(emb.named_steps["prep"].transform(ds.X[:4]))
+    assert fitted.layer_spec_.readout.kind == "layernorm"
+    np.testing.assert_allclose(Z.to_numpy(), fitted.layer_spec_.readout(raw), atol=1e-5)
+    assert not np.allclose(Z.to_numpy(), raw, atol=1e-2)

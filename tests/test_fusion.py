@@ -1,5 +1,5 @@
-"""LayerSelector and PPA (spec 3.2, 3.3) on real LUDB embeddings, and the sklearn checks
-for all four fusion estimators."""
+"""LayerSelector and PPA (spec 3.2, 3.3) on real LUDB embeddings read through a LayerSpec,
+and the sklearn checks for all four fusion estimators."""
 
 import numpy as np
 import pandas as pd
@@ -11,8 +11,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from ecgsoup import PMA, PPA, LayerSelector, PMAClassifier
+from ecgsoup import PMA, PPA, LayerSelector, LayerwiseEmbedder, PMAClassifier
 from ecgsoup.evaluate import macro_auc_scorer
+from ecgsoup.layers import LayerInfo, LayerSpec, Readout
 
 N_LAYERS, DIM = 13, 192  # the tiny model: 12 blocks + token embedding, width 192
 
@@ -81,11 +82,11 @@ def test_without_spec_returns_raw_blocks_and_mismatch_errors_say_how_to_fix(X_la
         LayerSelector().fit(X_layers[:, :-1])
     with pytest.raises(ValueError, match="2304 columns but layer_spec describes 2496 .*13 layers of tiny"):
         LayerSelector(layer_spec=tiny_spec).fit(X_layers[:, : 12 * DIM])
-    with pytest.raises(TypeError, match="layer_spec must be a LayerSpec|layer_spec"):
+    with pytest.raises(TypeError, match="layer_spec"):
         LayerSelector(layer_spec="tiny").fit(X_layers)
     with pytest.raises(ValueError, match="Layer 13 does not exist"):
         LayerSelector(layers=13, layer_spec=tiny_spec).fit(X_layers)
-    with pytest.raises(ValueError, match="layer12"):
+    with pytest.raises(ValueError, match=r"layers='layer13'.*a layer name \(layer00, layer01"):
         LayerSelector(layers="layer13", layer_spec=tiny_spec).fit(X_layers)
     with pytest.raises(ValueError, match="n_layers"):
         LayerSelector(n_layers=0).fit(X_layers)
@@ -212,29 +213,29 @@ def test_fusions_apply_the_readout_of_their_spec(X_layers, labels, tiny_spec):
 
 
 # -- pipelines on LUDB labels -----------------------------------------------------------
-def _probe(layers):
+def _probe(layers, spec):
     return Pipeline(
-        [("select", LayerSelector(layers=layers)), ("clf", make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)))]
+        [("select", LayerSelector(layers=layers, layer_spec=spec)), ("clf", make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)))]
     )  # fmt: skip
 
 
-def test_cross_val_atrial_fibrillation(X_layers, labels, tiny_model):
+def test_cross_val_atrial_fibrillation(X_layers, labels, tiny_model, tiny_spec):
     y = (labels["rhythm_primary"] == "Atrial fibrillation").to_numpy()
     assert y.sum() == 15
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    scores = cross_val_score(_probe("middle"), X_layers, y, cv=cv, scoring="roc_auc")
+    scores = cross_val_score(_probe("middle", tiny_spec), X_layers, y, cv=cv, scoring="roc_auc")
     assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
     # the pipeline scores exactly what the classifier scores on LN_enc(h_6) built by hand
-    H = X_layers[:, : N_LAYERS * DIM].reshape(200, N_LAYERS, DIM)
-    by_hand = cross_val_score(_probe("middle")[1], _torch_norm(tiny_model, H[:, 6]), y, cv=cv, scoring="roc_auc")
+    H = X_layers.reshape(200, N_LAYERS, DIM)
+    by_hand = cross_val_score(_probe("middle", tiny_spec)[1], _torch_norm(tiny_model, H[:, 6]), y, cv=cv, scoring="roc_auc")
     np.testing.assert_allclose(scores, by_hand, atol=1e-3)
 
 
-def test_grid_search_over_layers_hypertrophy(X_layers, labels):
+def test_grid_search_over_layers_hypertrophy(X_layers, labels, tiny_spec):
     y = labels["hypertrophy"].notna().to_numpy()
     assert y.sum() == 142
     search = GridSearchCV(
-        _probe("last"), {"select__layers": list(range(1, 13))}, cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        _probe("last", tiny_spec), {"select__layers": list(range(1, 13))}, cv=StratifiedKFold(3, shuffle=True, random_state=0),
         scoring="roc_auc",
     )  # fmt: skip
     search.fit(X_layers, y)
@@ -247,17 +248,17 @@ def test_grid_search_over_layers_hypertrophy(X_layers, labels):
     )
 
 
-def test_multiclass_rhythm_with_ppa(X_layers, labels):
+def test_multiclass_rhythm_with_ppa(X_layers, labels, tiny_spec):
     y = labels["rhythm_primary"].to_numpy()
-    pipe = Pipeline([("ppa", PPA()), ("clf", make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)))])
+    pipe = Pipeline([("ppa", PPA(layer_spec=tiny_spec)), ("clf", make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)))])
     scores = cross_val_score(pipe, X_layers, y, cv=StratifiedKFold(2, shuffle=True, random_state=0), scoring=macro_auc_scorer)
     assert scores.shape == (2,) and np.all((scores > 0) & (scores <= 1))
 
 
 # -- sklearn's estimator checks -----------------------------------------------------------
 # The checks feed generic data 1..20 columns wide.  A fusion estimator reads its input
-# as `blocks` equal-width layer blocks (n_layers, plus 2 with norm="carried") and must
-# refuse a width that does not split, so each check can only pass on instances whose block
+# (with layer_spec=None) as n_layers equal-width layer blocks and must refuse a width that
+# does not split, so each check can only pass on instances whose block
 # count divides its data's width.  Every check therefore runs on instances with 2, 3 and 5
 # blocks (and LayerSelector also with 1); on each instance the checks whose data does not
 # split are expected to fail with the layout error.  Widths measured with scikit-learn 1.9.
@@ -285,7 +286,8 @@ _CHECK_WIDTHS = {
 
 
 def _blocks(estimator):
-    return estimator.n_layers + 2 * (estimator.norm == "carried")
+    assert estimator.layer_spec is None  # the checked instances read generic data as raw blocks
+    return estimator.n_layers
 
 
 def _expected_failed_checks(estimator):
@@ -304,18 +306,17 @@ def _expected_failed_checks(estimator):
 
 
 _SMALL = dict(max_iter=3, random_state=0)
-# Only norm=None instances: with norm="carried" the last two blocks must repeat the same
-# final-LayerNorm parameters on every row (LayerwiseEmbedder's output; anything else is
-# refused as "not embeddings of one model"), which sklearn's random data never does.  The
-# norm=None instances run every code path but the final norm, which the tests above
-# exercise on real embeddings (and test_carried_norm_* on mismatched ones).
+# Only layer_spec=None instances: a LayerSpec fixes the input's width (13 x 192 for the tiny
+# model), which sklearn's generic 1..20-column data never has.  These instances run every code
+# path but the readout, which the tests above exercise on real embeddings with the tiny
+# model's spec (and test_fusions_apply_the_readout_of_their_spec with a hand-made one).
 _CHECKED = [
-    LayerSelector(layers=0, n_layers=1, norm=None),
-    LayerSelector(layers=[0, 2], n_layers=3, norm=None),
-    PPA(n_layers=2, norm=None), PPA(n_layers=3, norm=None), PPA(n_layers=5, norm=None),
-    PMA(n_layers=2, norm=None, **_SMALL), PMA(n_layers=3, norm=None, **_SMALL), PMA(n_layers=5, norm=None, **_SMALL),
-    PMAClassifier(n_layers=2, norm=None, **_SMALL), PMAClassifier(n_layers=3, norm=None, **_SMALL),
-    PMAClassifier(n_layers=5, norm=None, head="mlp", hidden=8, **_SMALL),
+    LayerSelector(layers=0, n_layers=1),
+    LayerSelector(layers=[0, 2], n_layers=3),
+    PPA(n_layers=2), PPA(n_layers=3), PPA(n_layers=5),
+    PMA(n_layers=2, **_SMALL), PMA(n_layers=3, **_SMALL), PMA(n_layers=5, **_SMALL),
+    PMAClassifier(n_layers=2, **_SMALL), PMAClassifier(n_layers=3, **_SMALL),
+    PMAClassifier(n_layers=5, head="mlp", hidden=8, **_SMALL),
 ]  # fmt: skip
 
 
@@ -335,17 +336,85 @@ def test_every_check_passes_on_some_block_count():
         assert not always_failing, (kind.__name__, always_failing)
 
 
-def test_carried_norm_of_another_model_is_refused(X_layers, labels):
-    """Embeddings of another model with the same width are refused by every fusion step."""
-    y = (labels["rhythm_primary"] != "Sinus rhythm").to_numpy().astype(int)
-    other = X_layers.copy()
-    other[:, -2 * 192 :] *= 1.5  # another model's final-norm parameters
-    for step in (LayerSelector(layers=6), PPA(), PMA(max_iter=2, random_state=0),
-                 PMAClassifier(max_iter=2, random_state=0)):  # fmt: skip
-        step.fit(X_layers, y)
-        method = step.predict_proba if hasattr(step, "predict_proba") else step.transform
-        with pytest.raises(ValueError, match="X comes from another model than the embeddings seen in fit"):
-            method(other)
+@pytest.fixture(scope="module")
+def two_models():
+    """Two random tiny ST-MEM models (seeds 0 and 1), each with a final norm of its own.
+
+    A random init sets every LayerNorm to weight 1, bias 0; pretrained weights do not, and
+    only distinct readouts show whose readout a fusion applied.
+    """
+    from ecgsoup.backbones.stmem import random_model
+
+    models = []
+    for seed in (0, 1):
+        model = random_model("ecgsoup-100hz-tiny", seed=seed)
+        generator = torch.Generator().manual_seed(100 + seed)
+        with torch.no_grad():
+            model.norm.weight.copy_(0.5 + torch.rand(DIM, generator=generator))
+            model.norm.bias.copy_(0.2 * torch.randn(DIM, generator=generator))
+        models.append(model)
+    return models
+
+
+@pytest.fixture(scope="module")
+def twelve_records(ludb):
+    """12 real LUDB records, model-ready for the tiny models (flat, 100 Hz)."""
+    from ecgsoup import ECGPreprocessor
+
+    prep = ECGPreprocessor(sampling_rate=500, lead_names=list(ludb["lead_names"]))
+    return prep.fit_transform(ludb["x"][:12].astype("float32") / 1000), list(ludb["record_id"][:12])
+
+
+def test_random_models_of_one_architecture_have_their_own_model_id():
+    from ecgsoup.backbones.stmem import model_fingerprint, random_model
+
+    a, b = random_model("ecgsoup-100hz-tiny", seed=0), random_model("ecgsoup-100hz-tiny", seed=1)
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert model_fingerprint(a) == model_fingerprint(random_model("ecgsoup-100hz-tiny", seed=0))
+
+
+def test_another_models_embeddings_are_refused(two_models, twelve_records, labels):
+    """Same architecture, same width, other weights: a fusion reads each model's columns with its own spec."""
+    from ecgsoup.store import StoredEmbeddings
+
+    X, record_ids = twelve_records
+    a, b = two_models
+    emb_a, emb_b = LayerwiseEmbedder(model=a).fit(X), LayerwiseEmbedder(model=b).fit(X)
+    spec_a, spec_b = emb_a.layer_spec_, emb_b.layer_spec_
+    assert spec_a.model_id != spec_b.model_id and spec_a.tag != spec_b.tag
+    assert spec_a.layers == spec_b.layers and spec_a.n_features == spec_b.n_features == N_LAYERS * DIM
+    assert spec_a.readout != spec_b.readout
+    E_a, E_b = emb_a.transform(X), emb_b.transform(X)
+    H_a = E_a.reshape(len(X), N_LAYERS, DIM)
+
+    # inside the embedder the fusion only ever sees its own model: A's readout, not B's
+    fused = LayerwiseEmbedder(model=a, fusion=PPA()).fit(X)
+    assert fused.fusion_.layer_spec is fused.layer_spec_ and fused.layer_spec_.same_model(spec_a)
+    out = fused.transform(X)
+    np.testing.assert_allclose(out, _torch_norm(a, H_a[:, 1:].mean(axis=1)), atol=2e-5)
+    assert not np.allclose(out, _torch_norm(b, H_a[:, 1:].mean(axis=1)), atol=1e-2)
+
+    # standalone, tagged frames (StoredEmbeddings.to_frame) name their model in every column
+    empty = pd.DataFrame(columns=["record_id", "message"])
+    frame_a = StoredEmbeddings(E_a, record_ids, {}, empty, spec_a).to_frame()
+    frame_b = StoredEmbeddings(E_b, record_ids, {}, empty, spec_b).to_frame()
+    assert frame_a.columns[0] == f"{spec_a.tag}:layer00_dim0000" and frame_b.columns[-1] == f"{spec_b.tag}:layer12_dim0191"
+    ppa = PPA(layer_spec=spec_a).fit(frame_a)
+    np.testing.assert_allclose(ppa.transform(frame_a), out, atol=2e-5)
+    with pytest.raises(ValueError, match="feature names should match"):
+        ppa.transform(frame_b)
+    # a spec of another model than the frame's columns is refused by every fusion
+    y = (labels["rhythm_primary"][:12] != "Sinus rhythm").to_numpy().astype(int)
+    assert 0 < y.sum() < 12
+    message = f"columns of X come from model {spec_b.tag}, but layer_spec describes model {spec_a.tag}"
+    for step in (LayerSelector(layers=6, layer_spec=spec_a), PPA(layer_spec=spec_a),
+                 PMA(layer_spec=spec_a, max_iter=1), PMAClassifier(layer_spec=spec_a, max_iter=1)):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            step.fit(frame_b, y)
+    # and the right spec is accepted
+    np.testing.assert_allclose(
+        LayerSelector(layers=6, layer_spec=spec_b).fit_transform(frame_b), _torch_norm(b, E_b[:, 6 * DIM : 7 * DIM]), atol=2e-5
+    )
 
 
 def test_preprocessed_signals_without_embedder_are_refused(ludb):
@@ -353,6 +422,9 @@ def test_preprocessed_signals_without_embedder_are_refused(ludb):
 
     X = ECGPreprocessor(sampling_rate=500, lead_names=list(ludb["lead_names"])).fit_transform(
         ludb["x"][:8].astype("float32") / 1000
-    )  # 12,000 columns: 15 "blocks" of 800 samples, the width of a valid layout
-    with pytest.raises(ValueError, match="Put LayerwiseEmbedder before this step"):
+    )  # 12,000 columns: not 13 equal blocks
+    with pytest.raises(ValueError, match=r"12000 feature.*Put this step inside the embedder \(LayerwiseEmbedder\(fusion="):
         PPA().fit(X)
+    # nor do they pass for the embeddings of a model whose spec is given
+    with pytest.raises(ValueError, match="12000 columns but layer_spec describes 2496"):
+        PPA(layer_spec=LayerSpec.equal_blocks(13, 192)).fit(X)

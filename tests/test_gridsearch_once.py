@@ -1,9 +1,10 @@
-"""A grid search over layers runs the backbone once per record (issue 3, item 5).
+"""A grid search over fusions runs the backbone once per record (issue 3, item 5).
 
-``GridSearchCV`` over ``select__layers`` 1..12 with 5 folds fits the pipeline
-60 times (plus the refit), and each fit transforms both the training and the
-test part of its fold.  With ``LayerwiseEmbedder(memory=...)`` every record
-must still pass through the backbone exactly once.
+``GridSearchCV`` over ``embed__fusion`` (LayerSelector of layers 1..12, and
+PPA) with 5 folds fits the pipeline 65 times (plus the refit), and each fit
+transforms both the training and the test part of its fold.  With
+``LayerwiseEmbedder(memory=...)`` every record must still pass through the
+backbone exactly once.
 """
 
 import hashlib
@@ -11,13 +12,14 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from ecgsoup import LayerwiseEmbedder
 from ecgsoup.cache import clear_memo
-from ecgsoup.fusion import LayerSelector
+from ecgsoup.fusion import PPA, LayerSelector
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
 from ecgsoup.backbones.stmem import STMEMEncoder
 from ecgsoup.signal import lead_indices, resample, zscore
@@ -43,7 +45,7 @@ def _window_hash(window: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(window, dtype=np.float32).tobytes()).hexdigest()
 
 
-def test_gridsearch_over_layers_forwards_each_record_once(ludb_task, tmp_path, monkeypatch):
+def test_gridsearch_over_fusions_forwards_each_record_once(ludb_task, tmp_path, monkeypatch):
     X, y = ludb_task
     # Each record is one 10 s window; identify it by its z-scored samples.
     record_of = {_window_hash(zscore(r.reshape(12, 1000), axis=-1)): i for i, r in enumerate(X)}
@@ -60,27 +62,34 @@ def test_gridsearch_over_layers_forwards_each_record_once(ludb_task, tmp_path, m
     clear_memo()
     pipe = Pipeline(
         [
-            ("embed", LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache")),
-            ("select", LayerSelector()),
+            ("embed", LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache", fusion=LayerSelector())),
             ("clf", LogisticRegression(max_iter=2000)),
         ]
     )
+    fusions = [LayerSelector(layers=layer) for layer in range(1, 13)] + [PPA()]
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    search = GridSearchCV(pipe, {"select__layers": list(range(1, 13))}, cv=cv).fit(X, y)
+    search = GridSearchCV(pipe, {"embed__fusion": fusions}, cv=cv).fit(X, y)
 
-    assert len(search.cv_results_["params"]) == 12
+    assert len(search.cv_results_["params"]) == 13
     assert forwarded.tolist() == [1] * len(X), "every record through the backbone exactly once"
+    # the candidates really differ: the grid is not searching copies of one input
+    assert np.ptp(search.cv_results_["mean_test_score"]) > 0
 
     # The cached embeddings are the right ones: the same search on embeddings
-    # computed up front (memo hits, so still no forward) scores identically.
-    E = search.best_estimator_.named_steps["embed"].transform(X)
+    # computed up front, each fusion given the embedder's spec (memo hits, so
+    # still no forward), scores identically.
+    embed = LayerwiseEmbedder(model=TINY, memory=tmp_path / "cache").fit(X)
+    E, spec = embed.transform(X), embed.layer_spec_
     assert forwarded.sum() == len(X)
     direct = GridSearchCV(
-        Pipeline([("select", LayerSelector()), ("clf", LogisticRegression(max_iter=2000))]),
-        {"select__layers": list(range(1, 13))},
+        Pipeline([("fusion", LayerSelector()), ("clf", LogisticRegression(max_iter=2000))]),
+        {"fusion": [clone(fusion).set_params(layer_spec=spec) for fusion in fusions]},
         cv=cv,
     ).fit(E, y)
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], direct.cv_results_["mean_test_score"]
     )
+    best = search.best_estimator_.named_steps["embed"]
+    assert best.fusion_.layer_spec_.same_model(spec)
+    assert type(best.fusion_) is type(search.best_params_["embed__fusion"])
     clear_memo()

@@ -168,10 +168,11 @@ def test_lead_map_supplies_a_lead_under_another_name(ptbxl):
 
 def test_default_model_contract_is_ecgsoup_100hz(ptbxl):
     prep = ECGPreprocessor(sampling_rate=100, lead_names=ptbxl[100].lead_names).fit(ptbxl[100].X)
-    contract = get_config(MODEL)
-    assert (prep.config_.sampling_rate, prep.config_.n_samples, prep.config_.lead_names) == (
-        contract.sampling_rate, contract.n_samples, contract.lead_names,
-    )  # fmt: skip
+    config = get_config(MODEL)
+    # the preprocessor keeps the model's input contract (rate, window, leads), not its architecture
+    assert (prep.contract_.sampling_rate, prep.contract_.window, prep.contract_.lead_names) == (
+        config.sampling_rate, config.n_samples, config.lead_names,
+    ) == (100.0, 1000, tuple(ECGSOUP_LEAD_ORDER))  # fmt: skip
 
 
 def test_model_directory_contract_is_read_from_config_json(ptbxl, tmp_path):

@@ -48,6 +48,7 @@ __all__ = [
 
 FAMILY_PACKAGES = (
     "ecgsoup.backbones.stmem",
+    "ecgsoup.backbones.hubert_ecg",
     "ecgsoup.backbones.ecgfounder",
 )
 DEFAULT_NAME = "stmem-tiny.ecgsoup-ipa"
@@ -329,9 +330,24 @@ def _load_original(ref: ModelRef, options: dict) -> Backbone:
         "sha256": sha256_file(weights_file),
         "path": str(ref.path),
     }
-    module.contract = converted.contract or entry.contracts[entry.default_contract]
+    module.contract = converted.contract or _default_contract_for(entry, converted.config)
     module.card = dataclasses.replace(entry.card, name=ref.name or f"{entry.family}:{ref.path.name}")
     return module.eval()
+
+
+def _default_contract_for(entry: FamilyEntry, config) -> InputContract:
+    """The family's default contract, or the first one whose lead count fits the file (a 1-lead model)."""
+    default = entry.contracts[entry.default_contract]
+    leads = getattr(config, "in_channels", None)
+    if leads is None or leads == default.n_leads:
+        return default
+    for contract in entry.contracts.values():
+        if contract.n_leads == leads and contract.recipe == default.recipe:
+            return contract
+    for contract in entry.contracts.values():
+        if contract.n_leads == leads:
+            return contract
+    raise WeightsError(f"The {entry.family} family has no input contract for {leads} leads.")
 
 
 def _weights_file_in(directory: Path) -> Path:
@@ -390,6 +406,12 @@ def resolve_contract(model="default") -> InputContract:
 
         base = InputContract.from_dict(read_directory_config(ref.path)["contract"])
         return _contract_of(entry, ref.contract, base)
+    if ref.contract is None and ref.name in registered_names():
+        # A registered size settles the lead count (ECGFounder's 1-lead model) without reading weights.
+        size = registered_names()[ref.name][1]
+        leads = entry.sizes.get(size, {}).get("in_channels")
+        if leads is not None:
+            return _default_contract_for(entry, type("Size", (), {"in_channels": leads}))
     return _contract_of(entry, ref.contract, None)
 
 
