@@ -13,7 +13,7 @@ STAMP := $(VENV)/.ecgsoup-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,dask,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dask,docs,parity]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -131,6 +131,12 @@ def _add_model_options(p) -> None:
     p.add_argument("--sampling-rate", type=float, default=None, help="Hz of an .npz input without an 'fs' entry")
     p.add_argument("--ptbxl-rate", type=int, choices=[100, 500], default=100,
                    help="which copy of a PTB-XL root to read: records100/ or records500/")  # fmt: skip
+    p.add_argument("--derive-leads", action="store_true",
+                   help="compute the limb leads III, aVR, aVL, aVF a record lacks from its leads I and II "
+                        "(8-lead exports); recorded in the store. Without it a missing lead fails the record")
+    p.add_argument("--id-from", choices=["hash", "name"], default="hash",
+                   help="record id of a hospital file (DICOM, XML, SCP-ECG, EDF): a hash of its bytes, or its "
+                        "file name (which may carry a patient's name)")  # fmt: skip
     p.add_argument("--pad", choices=["error", "zeros", "edge"], default="error",
                    help="records shorter than the model window: fail them (error) or pad them")  # fmt: skip
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
@@ -192,7 +198,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
                     device=args.device, lead_map=lead_map, sampling_rate=args.sampling_rate,
                     ptbxl_rate=args.ptbxl_rate, pad=args.pad,
                     format=fmt, chunk_size=args.chunk_size, limit=limit, overwrite=overwrite, client=client,
-                    verbose=0 if args.quiet else 1,
+                    verbose=0 if args.quiet else 1, derive_leads=args.derive_leads, id_from=args.id_from,
                 )  # fmt: skip
     except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
         # ValueError covers RecordError, WeightsError and StoreError: all name the file and the fix.
@@ -213,8 +219,10 @@ def _add_embed(sub) -> None:
         "One run at a time writes a store (a second one is refused, naming the first); Ctrl-C "
         "saves the finished blocks and exits with status 130.",
     )
-    p.add_argument("input", help="a WFDB/Challenge folder, a PTB-XL root, a single record, or an .npz "
-                                 "with x (records, time, leads), fs, lead_names [, record_id]")  # fmt: skip
+    p.add_argument("input", help="a folder of WFDB/Challenge records and hospital exports (DICOM, HL7 aECG, "
+                                 "GE MUSE or Philips XML, SCP-ECG, EDF/BDF), a PTB-XL root, a single record or "
+                                 "file, or an .npz with x (records, time, leads), fs, lead_names "
+                                 "[, record_id]")  # fmt: skip
     p.add_argument("--out", required=True, help="the store: *.zarr (directory) or *.npz")
     p.add_argument("--format", choices=["zarr", "npz"], default=None, help="store format (None: from the --out extension)")
     _add_model_options(p)
@@ -240,8 +248,10 @@ def _cmd_embed(args) -> int:
             f"first: {first_id}: {first}"
         )
     rate = f", {summary.records_per_second:.1f} records/s" if summary.n_computed else ""
+    formats = ", ".join(f"{fmt} {n}" for fmt, n in summary.formats.items())
     print(
-        f"{summary.store}: {summary.n_done} of {summary.n_records} records embedded, "
+        f"{summary.store}: {summary.n_done} of {summary.n_records} records"
+        f"{f' ({formats})' if formats else ''} embedded, "
         f"{summary.n_failed} failed, {summary.n_pending} pending. This run: {summary.n_computed} "
         f"computed, {summary.n_reused} already in the store, {summary.seconds:.1f} s{rate}."
     )

@@ -1,4 +1,4 @@
-"""Readers for ECG files: WFDB, PhysioNet/CinC Challenge, PTB-XL, numpy arrays.
+"""Readers for ECG files: WFDB, PhysioNet/CinC Challenge, PTB-XL, hospital exports, numpy arrays.
 
 Every reader returns signals in **millivolts**, ``float32``, **time-major**
 ``(time, leads)`` per record (the layout of ``wfdb.rdsamp``), with canonical
@@ -7,6 +7,12 @@ the units.  A record that cannot be read raises :class:`RecordError` naming
 the file and the problem; the collecting readers can instead skip it
 (``on_error="skip"``), which lists it in :attr:`ECGDataset.errors` and warns -
 a bad record is never dropped silently.
+
+A folder may mix WFDB records with hospital exports (DICOM, HL7 aECG, GE
+MUSE and Philips XML, SCP-ECG, EDF/BDF; see :mod:`ecgsoup.hospital`): each
+file's format is recognised from its content.  Leads missing from a record
+are never filled in, except the limb leads III, aVR, aVL and aVF when
+``derive_leads=True`` asks for them to be computed from I and II.
 
 Missing samples (NaN, e.g. WFDB's "invalid sample" code) are kept as NaN:
 the reader reports the data as it is, and :class:`ecgsoup.preprocessing.ECGPreprocessor`
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -33,8 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgsoup.leads import canonical_lead_names
-from ecgsoup.signal import lead_indices, resample
+from ecgsoup import hospital
+from ecgsoup.leads import STANDARD_LEAD_ORDER, canonical_lead_names
+from ecgsoup.signal import derive_limb_leads, lead_indices, resample
 
 __all__ = [
     "RecordError",
@@ -540,6 +548,99 @@ def _iter_paths(path: Path) -> list[Path]:
     )
 
 
+# Extensions of hospital exports: such a file is listed even when its content is not
+# recognised, so that a damaged export is reported instead of silently left out.
+_HOSPITAL_SUFFIXES = {".dcm", ".dicom", ".xml", ".scp", ".edf", ".bdf"}
+_NOT_RECORDS = {".npz", ".npy", ".csv", ".tsv", ".json", ".md", ".txt", ".py", ".png", ".pdf", ".lock", ".zip"}
+
+
+def _iter_inputs(path: Path) -> list[tuple[str | None, Path]]:
+    """``(format, path)`` of every record under ``path``: WFDB stems (``"wfdb"``) and hospital files.
+
+    A hospital file's format comes from its content (:func:`ecgsoup.hospital.detect_format`);
+    a file with a hospital extension whose content matches no format is listed with ``None``
+    so that reading it names the problem.  Files of WFDB records are never sniffed.
+    """
+    if not path.is_dir():
+        if path.is_file() and not path.with_suffix(".hea").exists() and path.suffix.lower() != ".hea":
+            fmt = hospital.detect_format(path)
+            if fmt is not None or path.suffix.lower() in _HOSPITAL_SUFFIXES:
+                return [(fmt, path)]
+        return [("wfdb", stem) for stem in _iter_paths(path)]
+    stems = _iter_paths(path)
+    wfdb = set(stems)
+    found: list[tuple[str | None, Path]] = [("wfdb", stem) for stem in stems]
+    for file in sorted(path.rglob("*"), key=_natural_key):
+        suffix = file.suffix.lower()
+        if file.name.startswith(".") or suffix in _NOT_RECORDS or file.with_suffix("") in wfdb or suffix == ".hea":
+            continue
+        if not file.is_file() or any(part.endswith((".zarr", ".lock")) for part in file.relative_to(path).parts[:-1]):
+            continue
+        fmt = hospital.detect_format(file)
+        if fmt is not None or suffix in _HOSPITAL_SUFFIXES:
+            found.append((fmt, file))
+    return found
+
+
+def _input_ids(inputs, base: Path, id_from: str) -> list[str]:
+    """Record ids: WFDB record names; hospital files by content hash or name; unique."""
+    ids = [p.name if fmt == "wfdb" else hospital.file_id(p, id_from) for fmt, p in inputs]
+    if len(set(ids)) < len(ids):
+        if id_from == "name" or any(fmt == "wfdb" for fmt, _ in inputs):
+            # Same name in two sub-folders (or a record and a file): the path below the root tells them apart.
+            ids = [
+                (p.relative_to(base).as_posix() if fmt == "wfdb" or id_from == "name" else ident)
+                for (fmt, p), ident in zip(inputs, ids)
+            ]
+        seen: dict = {}
+        for i, ident in enumerate(ids):  # byte-identical files share a hash: number the copies
+            seen[ident] = seen.get(ident, 0) + 1
+            if seen[ident] > 1:
+                ids[i] = f"{ident}~{seen[ident]}"
+    return ids
+
+
+def _derive(record: ECGRecord, derive_leads: bool) -> ECGRecord:
+    """Append the limb leads the record lacks, computed from I and II, when asked; say which."""
+    if not derive_leads:
+        return record
+    try:
+        signal, names, derived = derive_limb_leads(record.signal, record.lead_names)
+    except ValueError as exc:
+        raise RecordError(f"{record.metadata.get('path', record.record_id)}: {exc}") from None
+    # The derived leads take their standard places (I, II, III, aVR, aVL, aVF, V1-V6), so an
+    # 8-lead export lines up with 12-lead files of the same folder.
+    rank = {name: i for i, name in enumerate(STANDARD_LEAD_ORDER)}
+    order = sorted(range(len(names)), key=lambda i: (rank.get(names[i], len(rank)), i)) if derived else range(len(names))
+    record.signal = np.ascontiguousarray(signal[:, list(order)])
+    record.lead_names = tuple(names[i] for i in order)
+    record.metadata["derived_leads"] = derived
+    return record
+
+
+def _select(record: ECGRecord, leads) -> ECGRecord:
+    if leads is not None:
+        try:
+            idx = lead_indices(record.lead_names, leads)
+        except ValueError as exc:
+            raise RecordError(f"{record.metadata.get('path', record.record_id)}: {exc}") from None
+        record.signal = np.ascontiguousarray(record.signal[:, idx])
+        record.lead_names = tuple(canonical_lead_names(leads))
+    return record
+
+
+def _read_input(fmt, path, record_id=None, *, leads=None, derive_leads=False, acquisition_date=False) -> ECGRecord:
+    """One listed input (a WFDB stem or a hospital file), leads derived and selected as asked."""
+    if fmt == "wfdb":
+        record = read_wfdb(path)
+    else:
+        record = hospital.read_file(path, fmt=fmt, id_from="name" if record_id is not None else "hash",
+                                    acquisition_date=acquisition_date)  # fmt: skip
+    if record_id is not None:
+        record.record_id = record_id
+    return _select(_derive(record, derive_leads), leads)
+
+
 def _guarded(items, read, on_error, errors) -> Iterator[ECGRecord]:
     """Apply ``read`` to each item; failures raise or go to ``errors``."""
     for item in items:
@@ -548,11 +649,27 @@ def _guarded(items, read, on_error, errors) -> Iterator[ECGRecord]:
         except RecordError as exc:
             if on_error == "raise":
                 raise
-            errors.append((str(item), str(exc)))
+            errors.append((str(item[1] if isinstance(item, tuple) else item), str(exc)))
 
 
-def read_records(path, *, leads=None, on_error="skip", errors=None) -> Iterator[ECGRecord]:
-    """Iterate over the records in a folder (recursively), one record, or a PTB-XL root.
+def _listed_inputs(path: Path, leads, derive_leads, id_from, acquisition_date):
+    """``(items, read)`` for :func:`_guarded` over a folder, record or file."""
+    inputs = _iter_inputs(path)
+    ids = _input_ids(inputs, path if path.is_dir() else path.parent, id_from)
+    items = [(fmt, p, rid) for (fmt, p), rid in zip(inputs, ids)]
+
+    def read(item):
+        fmt, p, rid = item
+        # WFDB records keep their own names; hospital files get the listed id.
+        return _read_input(fmt, p, None if fmt == "wfdb" else rid, leads=leads, derive_leads=derive_leads,
+                           acquisition_date=acquisition_date)  # fmt: skip
+
+    return items, read
+
+
+def read_records(path, *, leads=None, on_error="skip", errors=None, derive_leads=False, id_from="hash",
+                 acquisition_date=False) -> Iterator[ECGRecord]:  # fmt: skip
+    """Iterate over the records in a folder (recursively), one record or file, or a PTB-XL root.
 
     Records are read one at a time, so a folder larger than memory can be
     streamed.  A PTB-XL root (holding ``records100/``) yields its 100 Hz
@@ -561,7 +678,10 @@ def read_records(path, *, leads=None, on_error="skip", errors=None) -> Iterator[
     Parameters
     ----------
     path : str or Path
-        A folder (every ``*.hea`` below it), a single record, or a PTB-XL root.
+        A folder (every WFDB ``*.hea`` and every hospital export below it,
+        recognised from its content: DICOM, HL7 aECG, GE MUSE, Philips
+        SierraECG, SCP-ECG, EDF, BDF), a single record or file, or a PTB-XL
+        root.
     leads : sequence of str, optional
         Keep only these leads, in this order (see :func:`read_wfdb`).
     on_error : {"skip", "raise"}, default="skip"
@@ -569,6 +689,16 @@ def read_records(path, *, leads=None, on_error="skip", errors=None) -> Iterator[
         appended to ``errors``); ``"raise"``: :class:`RecordError` propagates.
     errors : list, optional
         Receives ``(record, message)`` for each skipped record.
+    derive_leads : bool, default=False
+        Compute the limb leads III, aVR, aVL and aVF a record lacks from
+        its leads I and II (Einthoven, Goldberger), as 8-lead exports need;
+        ``metadata["derived_leads"]`` names the computed ones.  Without it a
+        missing lead stays missing.
+    id_from : {"hash", "name"}, default="hash"
+        Record id of a hospital file: a hash of its bytes, or its file name
+        (WFDB records keep their record names).
+    acquisition_date : bool, default=False
+        Keep a hospital file's acquisition date in ``metadata``.
 
     Yields
     ------
@@ -579,9 +709,9 @@ def read_records(path, *, leads=None, on_error="skip", errors=None) -> Iterator[
     sink = [] if errors is None else errors
     if _is_ptbxl_root(path):
         table, column = _ptbxl_table(path, 100, folds=None)
-        items, read = _ptbxl_items(path, table, column, leads)
+        items, read = _ptbxl_items(path, table, column, leads, derive_leads)
     else:
-        items, read = _iter_paths(path), lambda stem: read_wfdb(stem, leads=leads)
+        items, read = _listed_inputs(path, leads, derive_leads, id_from, acquisition_date)
     start = len(sink)
     for record in _guarded(items, read, on_error, sink):
         for name, message in sink[start:]:
@@ -657,14 +787,16 @@ def _collect(records: Iterable[ECGRecord], *, errors, sampling_rate, length, sou
     )
 
 
-def read_dataset(path, *, leads=None, sampling_rate=None, length=None, on_error="skip") -> ECGDataset:
+def read_dataset(path, *, leads=None, sampling_rate=None, length=None, on_error="skip", derive_leads=False,
+                 id_from="hash", acquisition_date=False) -> ECGDataset:  # fmt: skip
     """Read every record under ``path`` into one :class:`ECGDataset`.
 
     Parameters
     ----------
     path : str or Path
-        A folder of WFDB/Challenge records (searched recursively), a single
-        record, or a PTB-XL root (its 100 Hz records; see :func:`read_ptbxl`).
+        A folder of WFDB/Challenge records and hospital exports (searched
+        recursively, formats recognised from content), a single record or
+        file, or a PTB-XL root (its 100 Hz records; see :func:`read_ptbxl`).
     leads : sequence of str, optional
         Select these leads, by name, from every record.  Needed when records
         carry different lead sets.
@@ -681,10 +813,13 @@ def read_dataset(path, *, leads=None, sampling_rate=None, length=None, on_error=
     on_error : {"skip", "raise"}, default="skip"
         What to do with an unreadable record; skipped ones are listed in
         ``errors`` and summarised in a warning.
+    derive_leads, id_from, acquisition_date
+        As in :func:`read_records`.
 
     Returns
     -------
     dataset : ECGDataset
+        ``metadata["format"]`` names each hospital file's format.
 
     Raises
     ------
@@ -698,8 +833,10 @@ def read_dataset(path, *, leads=None, sampling_rate=None, length=None, on_error=
     if _is_ptbxl_root(path):
         # Read the PTB-XL copy at the requested rate when there is one, else resample the 100 Hz one.
         native = 500 if sampling_rate == 500 else 100
-        return _read_ptbxl(path, native, None, leads, length, on_error, resample_to=sampling_rate)
-    records = _guarded(_iter_paths(path), lambda stem: read_wfdb(stem, leads=leads), on_error, errors)
+        return _read_ptbxl(path, native, None, leads, length, on_error, resample_to=sampling_rate,
+                           derive_leads=derive_leads)  # fmt: skip
+    items, read = _listed_inputs(path, leads, derive_leads, id_from, acquisition_date)
+    records = _guarded(items, read, on_error, errors)
     dataset = _collect(records, errors=errors, sampling_rate=sampling_rate, length=length, source=path)
     return dataset
 
@@ -784,12 +921,12 @@ def _ptbxl_table(root: Path, sampling_rate: int, folds) -> tuple[pd.DataFrame, s
     return table.reset_index(drop=True), column
 
 
-def _ptbxl_items(root: Path, table: pd.DataFrame, column: str, leads):
+def _ptbxl_items(root: Path, table: pd.DataFrame, column: str, leads, derive_leads=False):
     def read(row):
-        record = read_wfdb(root / row[column], leads=leads)
+        record = read_wfdb(root / row[column], leads=None if derive_leads else leads)
         record.record_id = row["ecg_id"]
         record.metadata = {**record.metadata, **row}
-        return record
+        return _select(_derive(record, derive_leads), leads) if derive_leads else record
 
     return [row for row in table.to_dict("records")], read
 
@@ -825,7 +962,7 @@ def read_ptbxl(root, sampling_rate=100, folds=None, *, leads=None, length=None, 
     return _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to=None)
 
 
-def _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to) -> ECGDataset:
+def _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to, derive_leads=False) -> ECGDataset:
     _check_on_error(on_error)
     root = Path(root).expanduser()
     if not _is_ptbxl_root(root):
@@ -834,7 +971,7 @@ def _read_ptbxl(root, sampling_rate, folds, leads, length, on_error, resample_to
     if table.empty:
         raise ValueError(f"No PTB-XL record in {root} matches folds={folds!r}.")
     errors: list = []
-    items, read = _ptbxl_items(root, table, column, leads)
+    items, read = _ptbxl_items(root, table, column, leads, derive_leads)
     records = _guarded(items, read, on_error, errors)
     return _collect(records, errors=errors, sampling_rate=resample_to, length=length, source=root)
 
@@ -848,7 +985,9 @@ class RecordSource:
 
     Attributes
     ----------
-    kind : {"npz", "wfdb", "ptbxl"}
+    kind : {"npz", "wfdb", "ptbxl", "files"}
+        ``"files"``: a folder (or one file) holding hospital exports, maybe
+        beside WFDB records; each item is ``(format, path)``.
     path : str
         Absolute path of the input (the ``.npz``, the folder or record, the PTB-XL root).
     sampling_rate : float or None
@@ -859,6 +998,10 @@ class RecordSource:
         ``.npz`` only: units of ``x``.
     ptbxl_rate : int or None
         PTB-XL only: which copy (100 or 500 Hz) is read.
+    derive_leads : bool
+        Compute the limb leads a record lacks from I and II (see :func:`read_records`).
+    acquisition_date : bool
+        Keep a hospital file's acquisition date in the record's metadata.
     """
 
     kind: str
@@ -867,6 +1010,8 @@ class RecordSource:
     lead_names: tuple = ()
     units: str = "mV"
     ptbxl_rate: int | None = None
+    derive_leads: bool = False
+    acquisition_date: bool = False
 
     def read(self, item, record_id=None) -> ECGRecord:
         """One :class:`ECGRecord` in mV; raises :class:`RecordError` for a bad file."""
@@ -874,11 +1019,16 @@ class RecordSource:
             x = _npz_arrays(self.path)["x"][item]
             factor = _TO_MV.get(self.units.strip().lower(), 1.0)
             signal = (x.astype(np.float64) * factor).astype(np.float32)
-            return ECGRecord(record_id, signal, self.sampling_rate, self.lead_names, "mV", {"path": self.path})
+            record = ECGRecord(record_id, signal, self.sampling_rate, self.lead_names, "mV", {"path": self.path})
+            return _derive(record, self.derive_leads)
+        if self.kind == "files":
+            fmt, path = item
+            return _read_input(fmt, path, record_id, derive_leads=self.derive_leads,
+                               acquisition_date=self.acquisition_date)  # fmt: skip
         record = read_wfdb(Path(self.path) / item if self.kind == "ptbxl" else item)
         if record_id is not None:
             record.record_id = record_id
-        return record
+        return _derive(record, self.derive_leads)
 
 
 @dataclass
@@ -893,32 +1043,50 @@ class RecordList:
         What locates each record (an index of ``x``, a record path).
     record_ids : list
         One distinct identifier per record (``ecg_id`` for PTB-XL, the record
-        name for WFDB folders, ``record_id`` of an ``.npz``).
+        name for WFDB folders, ``record_id`` of an ``.npz``, the content hash
+        or file name of a hospital file).
+    formats : list of str
+        The format of each record (``"wfdb"``, ``"dicom"``, ``"ge_muse"`` ...,
+        ``"unknown"`` for a file whose content matches none); empty for
+        ``.npz`` and PTB-XL inputs.
     """
 
     source: RecordSource
     items: list
     record_ids: list
+    formats: list = field(default_factory=list)
+
+    def format_counts(self) -> dict:
+        """``{format: number of records}``, most frequent first."""
+        counts: dict = {}
+        for fmt in self.formats:
+            counts[fmt] = counts.get(fmt, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def __len__(self) -> int:
         return len(self.record_ids)
 
 
-def list_records(path, *, sampling_rate=None, ptbxl_rate=100) -> RecordList:
+def list_records(path, *, sampling_rate=None, ptbxl_rate=100, derive_leads=False, id_from="hash",
+                 acquisition_date=False) -> RecordList:  # fmt: skip
     """List the records of an input without reading their signals.
 
     Parameters
     ----------
     path : str or Path
-        A folder of WFDB / Challenge records (every ``*.hea`` below it), a
-        single record, a PTB-XL root, or an ``.npz`` holding ``x`` (records,
-        time, leads), ``fs``, ``lead_names`` and optionally ``record_id`` (or
+        A folder of WFDB / Challenge records and hospital exports (every
+        ``*.hea`` and every DICOM, HL7 aECG, GE MUSE, Philips, SCP-ECG, EDF or
+        BDF file below it, recognised from its content), a single record or
+        file, a PTB-XL root, or an ``.npz`` holding ``x`` (records, time,
+        leads), ``fs``, ``lead_names`` and optionally ``record_id`` (or
         ``ecg_id``) and ``units``.
     sampling_rate : float, default=None
         Hz of an ``.npz`` without an ``fs`` entry (refused for other inputs,
         whose headers carry their rate).
     ptbxl_rate : {100, 500}, default=100
         Which copy of a PTB-XL root to list (``records100`` or ``records500``).
+    derive_leads, id_from, acquisition_date
+        As in :func:`read_records`; kept in the returned ``source``.
 
     Returns
     -------
@@ -932,6 +1100,14 @@ def list_records(path, *, sampling_rate=None, ptbxl_rate=100) -> RecordList:
         If the input holds no record (an empty folder, a PTB-XL root without
         the requested copy) or an ``.npz`` lacks what it needs.
     """
+    listing = _list_records(path, sampling_rate, ptbxl_rate, id_from)
+    if derive_leads or acquisition_date:
+        listing.source = dataclasses.replace(listing.source, derive_leads=bool(derive_leads),
+                                             acquisition_date=bool(acquisition_date))  # fmt: skip
+    return listing
+
+
+def _list_records(path, sampling_rate, ptbxl_rate, id_from) -> RecordList:
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder.")
@@ -950,15 +1126,22 @@ def list_records(path, *, sampling_rate=None, ptbxl_rate=100) -> RecordList:
         ids = [int(v) if isinstance(v, (int, np.integer)) else v for v in table["ecg_id"]]
         source = RecordSource("ptbxl", str(path.resolve()), ptbxl_rate=rate)
         return RecordList(source, [str(v) for v in table[column]], ids)
-    stems = _iter_paths(path)  # every *.hea below a folder, or one record
+    inputs = _iter_inputs(path)  # every *.hea and hospital file below a folder, or one record or file
+    if any(fmt != "wfdb" for fmt, _ in inputs):
+        ids = _input_ids(inputs, path if path.is_dir() else path.parent, id_from)
+        items = [(fmt, str(p.resolve())) for fmt, p in inputs]
+        return RecordList(RecordSource("files", str(path.resolve())), items, ids,
+                          [fmt or "unknown" for fmt, _ in inputs])  # fmt: skip
+    stems = [stem for _, stem in inputs]
     if not stems:
-        raise ValueError(f"{path}: no WFDB record (*.hea) in this folder.")
+        raise ValueError(f"{path}: no WFDB record (*.hea) and no recognised ECG file in this folder.")
     names = [stem.name for stem in stems]
     if len(set(names)) < len(names):
         # Same record name in two sub-folders: the path below the root tells them apart.
         base = path if path.is_dir() else path.parent
         names = [stem.relative_to(base).as_posix() for stem in stems]
-    return RecordList(RecordSource("wfdb", str(path.resolve())), [str(s.resolve()) for s in stems], names)
+    return RecordList(RecordSource("wfdb", str(path.resolve())), [str(s.resolve()) for s in stems], names,
+                      ["wfdb"] * len(stems))  # fmt: skip
 
 
 def _ids_list(array) -> list:

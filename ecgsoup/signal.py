@@ -15,7 +15,7 @@ from scipy import signal as sps
 
 from ecgsoup.leads import canonical_lead_name
 
-__all__ = ["lead_indices", "resample", "bandpass", "zscore", "check_finite", "as_time_major"]
+__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "as_time_major"]
 
 ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
 
@@ -56,9 +56,79 @@ def lead_indices(source_names, target_names, lead_map=None) -> np.ndarray:
     if missing:
         raise ValueError(
             f"The model needs leads {missing} but the data has {list(source_names)}. "
-            "Pass lead_map={model_lead: data_lead} for leads stored under another name."
+            + _missing_lead_hint(missing, set(position))
         )
     return np.asarray(found, dtype=int)
+
+
+#: Einthoven's and Goldberger's relations: each limb lead from I and II.
+DERIVED_LEADS = {
+    "III": (-1.0, 1.0),  # III = II - I
+    "aVR": (-0.5, -0.5),  # aVR = -(I + II) / 2
+    "aVL": (1.0, -0.5),  # aVL = I - II / 2
+    "aVF": (-0.5, 1.0),  # aVF = II - I / 2
+}
+
+
+def _missing_lead_hint(missing, present) -> str:
+    derivable = set(missing) <= set(DERIVED_LEADS) and {"I", "II"} <= set(present)
+    if derivable:
+        return (
+            f"{', '.join(missing)} can be computed from I and II (Einthoven/Goldberger): pass "
+            "derive_leads=True to the reader (`--derive-leads` on the command line); ecgsoup never "
+            "fills a missing lead on its own. Or pass lead_map={model_lead: data_lead} for leads "
+            "stored under another name."
+        )
+    return "Pass lead_map={model_lead: data_lead} for leads stored under another name."
+
+
+def derive_limb_leads(x, lead_names):
+    """Add the limb leads III, aVR, aVL, aVF that ``x`` lacks, computed from leads I and II.
+
+    Einthoven and Goldberger: ``III = II - I``, ``aVR = -(I + II)/2``,
+    ``aVL = I - II/2``, ``aVF = II - I/2``.  Many 12-lead machines store
+    only I, II and V1-V6 for this reason.  Leads already present are never
+    replaced.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., time, leads)
+        Time-major signals.
+    lead_names : sequence of str
+        Name of each lead of the last axis (any common spelling).
+
+    Returns
+    -------
+    x : ndarray of shape (..., time, leads + n_derived)
+        The input with the derived leads appended (float32, or the input's
+        floating dtype), or ``x`` itself when nothing was missing.
+    lead_names : tuple of str
+        Canonical names, the derived ones last.
+    derived : tuple of str
+        The leads that were computed, in order; empty when none was.
+
+    Raises
+    ------
+    ValueError
+        If a limb lead is missing and I or II is missing too.
+    """
+    from ecgsoup.leads import canonical_lead_names
+
+    names = canonical_lead_names(lead_names)
+    missing = [lead for lead in DERIVED_LEADS if lead not in names]
+    if not missing:
+        return x, names, ()
+    if "I" not in names or "II" not in names:
+        raise ValueError(
+            f"Cannot derive {missing}: they need leads I and II, and the data has {list(lead_names)}."
+        )
+    x = np.asarray(x)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+    lead_i = x[..., names.index("I")].astype(np.float64)
+    lead_ii = x[..., names.index("II")].astype(np.float64)
+    extra = [(DERIVED_LEADS[lead][0] * lead_i + DERIVED_LEADS[lead][1] * lead_ii).astype(dtype) for lead in missing]
+    out = np.concatenate([x.astype(dtype, copy=False), np.stack(extra, axis=-1)], axis=-1)
+    return out, names + tuple(missing), tuple(missing)
 
 
 def _ratio(fs: float, target_fs: float) -> Fraction:

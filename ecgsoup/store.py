@@ -100,7 +100,9 @@ DEFAULT_CHUNK_SIZE = 64
 _RANDOM_ALIAS = {"random": "random:ecgsoup-100hz-tiny"}
 # Settings that change the stored numbers: a resumed run must match them.
 _RESUME_KEYS = ("ecgsoup_version", "model_sha256", "precision", "window_stride", "lead_map", "pad",
-                "sampling_rate_override", "ptbxl_rate")  # fmt: skip
+                "sampling_rate_override", "ptbxl_rate", "derived_leads")  # fmt: skip
+# What a store records when limb leads were computed (None when they were not: older stores match).
+_DERIVED_LEADS_RULE = "III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2, where a record lacks them"
 # What every store holds, checked as one unit when a store is opened.
 _REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error")
 _REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "n_features",
@@ -731,6 +733,9 @@ class EmbedSummary:
         Wall time of this run's embedding.
     errors : list of (record_id, message)
         Failed records of the whole store.
+    formats : dict
+        ``{format: number of records}`` of the input (``"wfdb"``, ``"dicom"``,
+        ``"ge_muse"`` ...); empty for ``.npz`` and PTB-XL inputs.
     """
 
     store: str
@@ -742,6 +747,7 @@ class EmbedSummary:
     n_reused: int
     seconds: float
     errors: list = field(default_factory=list)
+    formats: dict = field(default_factory=dict)
 
     @property
     def records_per_second(self) -> float:
@@ -767,6 +773,8 @@ def embed_to_store(
     overwrite=False,
     client=None,
     verbose=0,
+    derive_leads=False,
+    id_from="hash",
 ) -> EmbedSummary:
     """Embed every record of ``source`` into an on-disk store; resumes an existing one.
 
@@ -820,6 +828,13 @@ def embed_to_store(
         :mod:`ecgsoup.distributed`); ``None`` runs in this process.
     verbose : int, default=0
         ``> 0`` shows a progress bar over records (on stderr).
+    derive_leads : bool, default=False
+        Compute the limb leads III, aVR, aVL and aVF a record lacks from its
+        leads I and II (see :func:`ecgsoup.io.read_records`); the store's
+        ``derived_leads`` attribute then states the rule.
+    id_from : {"hash", "name"}, default="hash"
+        Record id of a hospital file (DICOM, XML, SCP-ECG, EDF): a hash of
+        its bytes or its file name.
 
     Returns
     -------
@@ -868,17 +883,19 @@ def embed_to_store(
             source, store, kind, model=model, precision=precision, batch_size=batch_size, device=device,
             window_stride=window_stride, lead_map=lead_map, sampling_rate=sampling_rate,
             ptbxl_rate=ptbxl_rate, pad=pad, chunk_size=int(chunk_size), limit=limit, overwrite=overwrite,
-            client=client, verbose=verbose,
+            client=client, verbose=verbose, derive_leads=derive_leads, id_from=id_from,
         )  # fmt: skip
 
 
 def _embed_locked(source, store, kind, *, model, precision, batch_size, device, window_stride, lead_map,
-                  sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose):  # fmt: skip
+                  sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose,
+                  derive_leads=False, id_from="hash"):  # fmt: skip
     """:func:`embed_to_store` once the store's lock is held."""
     from ecgsoup import __version__
     from ecgsoup.io import list_records
 
-    listing = list_records(source, sampling_rate=sampling_rate, ptbxl_rate=ptbxl_rate)
+    listing = list_records(source, sampling_rate=sampling_rate, ptbxl_rate=ptbxl_rate, derive_leads=derive_leads,
+                           id_from=id_from)  # fmt: skip
     model = _normalise_model(model)
     settings = dict(batch_size=int(batch_size), device=str(device), precision=precision,
                     window_stride=window_stride)  # fmt: skip
@@ -893,6 +910,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(Path(source).expanduser().resolve()),
         "source_kind": listing.source.kind,
+        "source_formats": listing.format_counts(),
         "ptbxl_rate": listing.source.ptbxl_rate,
         "model": model if isinstance(model, str) else f"<{type(backbone).__name__} {spec.model_name}>",
         "model_name": spec.model_name,
@@ -909,6 +927,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "lead_map": dict(lead_map or {}),
         "pad": pad,
         "sampling_rate_override": sampling_rate,
+        "derived_leads": _DERIVED_LEADS_RULE if derive_leads else None,
         "n_layers": len(spec.layers),
         "n_features": int(spec.n_features),
         "layout": "embeddings (n, n_features): [h_0 | ... | h_L], widths in layer_spec",
@@ -974,6 +993,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         n_reused=n_reused,
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
+        formats=listing.format_counts() if listing.source.kind == "files" else {},
     )
 
 
