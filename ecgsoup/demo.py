@@ -165,7 +165,11 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
         warnings.simplefilter("ignore")
         features = ECGFeatures(sampling_rate=sample.sampling_rate, lead_names=sample.lead_names,
                                units="normalized").fit_transform(sample.X)  # fmt: skip
-    ppa = PPA(layer_spec=embedder.layer_spec_).fit_transform(X_layers)
+    spec = embedder.layer_spec_
+    one_stream = len({(layer.width, layer.stream) for layer in spec.layers[1:]}) == 1
+    # PPA averages one representation space; for a CNN's stages the last layer stands in.
+    hybrid_name = "clinical features + PPA (hybrid)" if one_stream else "clinical features + last layer (hybrid)"
+    ppa = (PPA(layer_spec=spec) if one_stream else LayerSelector(layer_spec=spec)).fit_transform(X_layers)
     log(f"baselines: random-weights twin embedded, {features.shape[1]} clinical features computed "
         f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     results = {}
@@ -197,7 +201,7 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
                 "layer chosen by inner CV": cross_val_score(inner, X_layers, y, cv=folds, scoring=macro_auc_scorer),
                 BASELINES[0]: _best_random(random_layers, random_embedder.layer_spec_, y, folds),
                 BASELINES[1]: score(features),
-                "clinical features + PPA (hybrid)": cross_val_score(
+                hybrid_name: cross_val_score(
                     _hybrid_probe(features.shape[1], ppa.shape[1]), np.hstack([features, ppa]), y, cv=folds,
                     scoring=macro_auc_scorer),
             }

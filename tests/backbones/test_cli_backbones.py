@@ -1,0 +1,57 @@
+"""Original-layout checkpoints of HuBERT-ECG and ECGFounder through the command line, end to end.
+
+The golden fixtures are tiny models with random weights saved in each
+family's published layout; `ecgsoup embed`, `ecgsoup evaluate` and `ecgsoup
+benchmark ptbxl` run on real PTB-XL records with them, as a user would with
+the downloaded weights.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecgsoup.cli import main
+from ecgsoup.store import open_store
+
+GOLDEN = Path(__file__).parent / "golden"
+MODELS = {
+    "ecgfounder": f"ecgfounder:{GOLDEN / 'ecgfounder-tiny.pth'}",
+    "hubert-ecg": f"hubert-ecg:{GOLDEN / 'hubert-ecg-tiny'}",
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_embed_and_evaluate_an_original_checkpoint(family, shared_data, tmp_path, capsys):
+    store = tmp_path / "emb.zarr"
+    assert main(["embed", str(shared_data / "ptbxl_sample"), "--model", MODELS[family], "--out", str(store),
+                 "--quiet"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "30 of 30 records embedded" in out
+    assert "licence:" in err  # the licence notice, once, as one line
+    stored = open_store(store)
+    assert stored.attrs["model_family"] == family and len(stored.attrs["model_sha256"]) == 64
+    assert stored.X.shape == (30, stored.layer_spec.n_features)
+    status = main(["evaluate", str(store), "--labels", str(shared_data / "ptbxl_sample" / "labels.csv"),
+                   "--target", "challenge2024_labels", "--positive", "NORM", "--out", str(tmp_path / "probe")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "best single layer" in out and (tmp_path / "probe" / "layer_probe.csv").exists()
+    if family == "ecgfounder":  # stages of different widths: no PPA, a balanced row instead
+        assert "all_balanced" in out and "ppa" not in out.split("representation")[-1]
+    else:
+        assert "ppa" in out
+
+
+def test_benchmark_ptbxl_with_an_original_checkpoint(shared_data, tmp_path, capsys):
+    out_dir = tmp_path / "bench"
+    status = main(["benchmark", "ptbxl", str(shared_data / "ptbxl_zscored_subset"), "--model",
+                   MODELS["hubert-ecg"] + "@benchmark", "--max-records", "80", "--tasks", "super", "--probes",
+                   "logistic", "--no-features", "--bootstrap", "100", "--out", str(out_dir)])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    result = json.loads((out_dir / "ptbxl.json").read_text())
+    assert "hubert-ecg" in result["model"]
+    reps = {row["representation"] for row in result["table"]}
+    assert {"layer 0", "PPA", "PMA (trained gate)", "random weights (layer chosen on validation)"} <= reps
