@@ -162,14 +162,14 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
     (one line per kind) instead of one line per skipped record.
     """
     from ecgsoup.distributed import connect
-    from ecgsoup.store import SkippedRecordWarning, embed_to_store
+    from ecgsoup.store import SkippedRecordWarning, StoreDamageWarning, embed_to_store
 
     _positive("--batch-size", args.batch_size)
     _positive("--chunk-size", args.chunk_size)
     lead_map = _parse_lead_map(args.lead_map)
 
     def report(message, category, *rest, **kwargs):
-        if issubclass(category, SkippedRecordWarning):
+        if issubclass(category, (SkippedRecordWarning, StoreDamageWarning)):
             print(f"ecgsoup {args.command}: {message}", file=sys.stderr)
         else:
             previous(message, category, *rest, **kwargs)
@@ -178,6 +178,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
         with warnings.catch_warnings():
             previous = warnings.showwarning
             warnings.simplefilter("always", SkippedRecordWarning)
+            warnings.simplefilter("always", StoreDamageWarning)
             if not collapse:
                 warnings.showwarning = report
             with connect(scheduler=scheduler, workers=workers) as client:
@@ -239,6 +240,9 @@ def _cmd_embed(args) -> int:
         f"{summary.n_failed} failed, {summary.n_pending} pending. This run: {summary.n_computed} "
         f"computed, {summary.n_reused} already in the store, {summary.seconds:.1f} s{rate}."
     )
+    if summary.repaired:
+        print(f"Repaired: {len(summary.repaired)} damaged record(s) of the store were marked for re-embedding "
+              f"({', '.join(map(repr, summary.repaired[:5]))}{' ...' if len(summary.repaired) > 5 else ''}).")
     if summary.n_pending:
         print("Run the same command again to embed the pending records.")
     return EXIT_PARTIAL if summary.n_failed else EXIT_OK
@@ -337,18 +341,21 @@ class _WarningSummary:
 
 def _load_embeddings(args):
     """``(X, record_ids, attrs, n_failed)`` from a store, or by embedding the input."""
-    from ecgsoup.store import StoreError, is_store, open_store
+    from ecgsoup.store import StoreDamageWarning, StoreError, is_store, open_store
 
     path = Path(args.input).expanduser()
     if not path.exists():
         raise CLIError(f"{path}: no such file or folder.")
     if is_store(path):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pending records are reported below instead
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # pending records are reported below instead
                 stored = open_store(path)
         except (StoreError, OSError) as error:
             raise CLIError(str(error)) from None
+        for warning in caught:
+            if issubclass(warning.category, StoreDamageWarning):  # damaged records are left out: say which
+                print(f"ecgsoup evaluate: {warning.message}", file=sys.stderr)
         if stored.attrs["n_pending"]:
             print(f"ecgsoup evaluate: {path} has {stored.attrs['n_pending']} records not embedded yet; "
                   "using the embedded ones", file=sys.stderr)  # fmt: skip

@@ -69,11 +69,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ecgsoup.store_check import StoreDamageWarning, check_store, describe_rows, repair_store, resume_ids
+
 __all__ = [
     "StoreError",
     "StoreLockedError",
     "EmbedInterrupted",
     "SkippedRecordWarning",
+    "StoreDamageWarning",
     "StoredEmbeddings",
     "EmbedSummary",
     "embed_to_store",
@@ -242,10 +245,9 @@ def open_store(path) -> StoredEmbeddings:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such embedding store.")
     backend = _open_backend(path, mode="r")
-    status = backend.read("status")
-    record_ids = backend.record_ids()
+    check = _verified(path, backend)
+    status, record_ids, embeddings = check.status, check.record_ids, check.embeddings
     done = np.flatnonzero(status == DONE)
-    embeddings = backend.read_rows("embeddings", done)
     weight, bias = backend.read("norm_weight"), backend.read("norm_bias")
     n, n_layers, dim = embeddings.shape
     X = np.concatenate(
@@ -253,7 +255,7 @@ def open_store(path) -> StoredEmbeddings:
         axis=1,
     ).astype(np.float32, copy=False)
     failed = np.flatnonzero(status == FAILED)
-    messages = backend.read("error")
+    messages = check.messages
     errors = pd.DataFrame(
         {"record_id": [record_ids[i] for i in failed], "message": [str(messages[i]) for i in failed]}
     )
@@ -262,9 +264,12 @@ def open_store(path) -> StoredEmbeddings:
         n_records=len(status),
         n_done=int(done.size),
         n_failed=int(failed.size),
-        n_pending=int((status == PENDING).sum()),
+        n_pending=int((status == PENDING).sum()) - len(check.damaged),
+        n_damaged=len(check.damaged),
     )
     attrs.update(counts)
+    if check.damaged:
+        warnings.warn(check.damage_message(path), StoreDamageWarning, stacklevel=2)
     if counts["n_pending"]:
         warnings.warn(
             f"{path} is incomplete: {counts['n_pending']} of {counts['n_records']} records are not "
@@ -273,6 +278,17 @@ def open_store(path) -> StoredEmbeddings:
             stacklevel=2,
         )
     return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors)
+
+
+def _verified(path: Path, backend):
+    """Every chunk of the store read and checked (:mod:`ecgsoup.store_check`); whole-store damage refused."""
+    check = check_store(backend)
+    if check.problems or check.id_problems:
+        raise StoreError(
+            f"{path} is a damaged ecgsoup store ({'; '.join(check.id_problems + check.problems)}). Run `ecgsoup embed` again "
+            "with the same input and --out to repair it, or start it over with overwrite=True (--overwrite)."
+        )
+    return check
 
 
 # --- store backends -------------------------------------------------------------------
@@ -699,6 +715,9 @@ class EmbedSummary:
         Wall time of this run's embedding.
     errors : list of (record_id, message)
         Failed records of the whole store.
+    repaired : list
+        Ids of records found damaged in the store (a lost or unreadable
+        chunk, an inconsistent status) and marked for re-embedding by this run.
     """
 
     store: str
@@ -710,6 +729,7 @@ class EmbedSummary:
     n_reused: int
     seconds: float
     errors: list = field(default_factory=list)
+    repaired: list = field(default_factory=list)
 
     @property
     def records_per_second(self) -> float:
@@ -878,8 +898,19 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     if overwrite and store.exists():
         _remove_store(store)
     backend = _open_backend(store, mode="a", kind=kind)
+    repaired = []
     if store.exists():
-        _check_resume(store, backend, attrs, listing.record_ids)
+        # Verified before anything is computed: damaged records are marked pending and redone below.
+        check = check_store(backend, keep_embeddings=False)
+        _check_resume(store, backend, attrs, listing.record_ids, stored=resume_ids(
+            check, listing.record_ids, same_source=backend.attrs.get("source") == attrs["source"]))
+        _refuse_unrepairable(store, check)
+        if check.damaged or check.bad_id_rows or check.broken_files:
+            warnings.warn(check.damage_message(store, listing.record_ids).replace(
+                "They are left out; run `ecgsoup embed` again with the same input and --out to re-embed them.",
+                "This run re-embeds them."), StoreDamageWarning, stacklevel=3)  # fmt: skip
+            repair_store(backend, check, listing.record_ids)
+            repaired = [listing.record_ids[row] for row in sorted(check.damaged)]
     else:
         norm = embedder.transform(np.zeros((1, config.n_leads, config.n_samples), np.float32))[0]
         start = config.n_layers * config.width
@@ -937,6 +968,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         n_pending=int((status == PENDING).sum()),
         n_computed=n_todo,
         n_reused=n_reused,
+        repaired=repaired,
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
     )
@@ -1019,7 +1051,16 @@ def _blocks(status: np.ndarray, chunk_size: int, limit) -> list[np.ndarray]:
     return np.split(todo, cuts)
 
 
-def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
+def _refuse_unrepairable(store: Path, check) -> None:
+    """Damage a resume cannot mend (an unreadable array that is not per record) is refused."""
+    if check.problems:
+        raise StoreError(
+            f"{store} is a damaged ecgsoup store ({'; '.join(check.problems)}) that a resume cannot repair; "
+            "start it over with overwrite=True (--overwrite)."
+        )
+
+
+def _check_resume(store: Path, backend, attrs: dict, record_ids: list, stored=None) -> None:
     old = backend.attrs
     different = [
         f"{key}: store has {old.get(key)!r}, this run {attrs[key]!r}"
@@ -1031,7 +1072,7 @@ def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
             f"{store} was written with other settings ({'; '.join(different)}). Resume with the "
             "same settings, write to another path, or pass overwrite=True (--overwrite)."
         )
-    stored = backend.record_ids()
+    stored = backend.record_ids() if stored is None else stored
     if stored != _ids_list(_ids_array(record_ids)):
         raise StoreError(
             f"{store} holds {len(stored)} records of another input listing (this input has "
