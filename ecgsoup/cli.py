@@ -400,6 +400,12 @@ def _read_labels(args):
             f"{path} has no record identifier column ({args.id_column or ', '.join(_ID_COLUMNS)}); "
             f"pass --id-column (columns: {columns})."
         )
+    from ecgsoup.io import check_ids
+
+    try:
+        check_ids(table[id_column], f"--labels {path}: column {id_column!r}")  # empty or repeated ids
+    except ValueError as error:
+        raise CLIError(str(error)) from None
     ids = [_normal_id(v) for v in table[id_column]]
     if len(set(ids)) < len(ids):
         raise CLIError(f"{path}: column {id_column!r} holds duplicate identifiers.")
