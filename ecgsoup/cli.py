@@ -134,6 +134,9 @@ def _add_model_options(p) -> None:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                    help="records per block: the unit of work and of resumption; a kill loses at most "
                         "one block (the default is seconds of work, about a minute on a slow CPU)")  # fmt: skip
+    p.add_argument("--skip-poor-signals", action="store_true",
+                   help="fail records that do not look like an ECG (all zero, a flat lead, clipping) instead "
+                        "of embedding them with a quality note")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -187,7 +190,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
                     device=args.device, lead_map=lead_map, sampling_rate=args.sampling_rate,
                     ptbxl_rate=args.ptbxl_rate, pad=args.pad,
                     format=fmt, chunk_size=args.chunk_size, limit=limit, overwrite=overwrite, client=client,
-                    verbose=0 if args.quiet else 1,
+                    verbose=0 if args.quiet else 1, poor_signals="skip" if args.skip_poor_signals else "flag",
                 )  # fmt: skip
     except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
         # ValueError covers RecordError, WeightsError and StoreError: all name the file and the fix.
@@ -240,6 +243,11 @@ def _cmd_embed(args) -> int:
         f"{summary.n_failed} failed, {summary.n_pending} pending. This run: {summary.n_computed} "
         f"computed, {summary.n_reused} already in the store, {summary.seconds:.1f} s{rate}."
     )
+    if summary.flagged:
+        shown = "; ".join(f"{rid}: {note}" for rid, note in summary.flagged[:3])
+        more = f" (+{len(summary.flagged) - 3} more)" if len(summary.flagged) > 3 else ""
+        print(f"Quality: {len(summary.flagged)} embedded record(s) do not look like an ECG ({shown}{more}); "
+              "see attrs['quality_notes'] of open_store, or pass --skip-poor-signals to leave them out.")
     if summary.repaired:
         print(f"Repaired: {len(summary.repaired)} damaged record(s) of the store were marked for re-embedding "
               f"({', '.join(map(repr, summary.repaired[:5]))}{' ...' if len(summary.repaired) > 5 else ''}).")

@@ -102,7 +102,9 @@ DEFAULT_CHUNK_SIZE = 64
 _RANDOM_ALIAS = {"random": "random:ecgsoup-100hz-tiny"}
 # Settings that change the stored numbers: a resumed run must match them.
 _RESUME_KEYS = ("ecgsoup_version", "model_sha256", "precision", "window_stride", "lead_map", "pad",
-                "sampling_rate_override", "ptbxl_rate")  # fmt: skip
+                "sampling_rate_override", "ptbxl_rate", "poor_signals")  # fmt: skip
+# What a store written before a setting existed was written with.
+_RESUME_DEFAULTS = {"poor_signals": "flag"}
 # What every store holds, checked as one unit when a store is opened.
 _REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error", "norm_weight", "norm_bias")
 _REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "dim",
@@ -268,6 +270,9 @@ def open_store(path) -> StoredEmbeddings:
         n_damaged=len(check.damaged),
     )
     attrs.update(counts)
+    notes = _quality_notes(backend, status == DONE)
+    attrs["quality_notes"] = {record_ids[i]: note for i, note in notes.items()}
+    attrs["n_flagged"] = len(notes)
     if check.damaged:
         warnings.warn(check.damage_message(path), StoreDamageWarning, stacklevel=2)
     if counts["n_pending"]:
@@ -278,6 +283,14 @@ def open_store(path) -> StoredEmbeddings:
             stacklevel=2,
         )
     return StoredEmbeddings(X, [record_ids[i] for i in done], attrs, errors)
+
+
+def _quality_notes(backend, rows) -> dict:
+    """``{row: note}`` of the ``rows`` (a mask) whose signal was noted as not looking like an ECG."""
+    if "quality" not in backend.names():
+        return {}
+    notes = backend.read("quality")
+    return {int(i): str(notes[i]) for i in np.flatnonzero(rows) if str(notes[i])}
 
 
 def _verified(path: Path, backend):
@@ -431,20 +444,39 @@ class _ZarrStore:
     def record_ids(self) -> list:
         return _ids_list(self.read("record_id"))
 
-    def write(self, positions, embeddings, status, errors) -> None:
+    def write(self, positions, embeddings, status, errors, notes=None) -> None:
         # Embeddings first, status last: a run killed in between recomputes the rows.
         positions = np.asarray(positions)
         if positions.size == 0:
             return
         start, stop = int(positions.min()), int(positions.max()) + 1
+        quality = self._quality(notes)
         if np.array_equal(positions, np.arange(start, stop)):
             self.group["embeddings"][start:stop] = embeddings
             self.group["error"][start:stop] = np.asarray(errors, dtype=object)
+            if quality is not None:
+                quality[start:stop] = np.asarray(notes, dtype=object)
             self.group["status"][start:stop] = status
         else:
             self.group["embeddings"].set_orthogonal_selection((positions,), embeddings)
             self.group["error"].set_orthogonal_selection((positions,), np.asarray(errors, dtype=object))
+            if quality is not None:
+                quality.set_orthogonal_selection((positions,), np.asarray(notes, dtype=object))
             self.group["status"].set_orthogonal_selection((positions,), status)
+
+    def _quality(self, notes):
+        """The per-record ``quality`` notes array, created at the first note (older stores lack it)."""
+        if notes is None:
+            return None
+        if "quality" not in self.group.array_keys():
+            if not any(notes):
+                return None
+            from zarr.dtype import VariableLengthUTF8
+
+            status = self.group["status"]
+            self.group.create_array("quality", shape=status.shape, chunks=status.chunks,
+                                    dtype=VariableLengthUTF8(), fill_value="")  # fmt: skip
+        return self.group["quality"]
 
     def flush(self, force=True) -> None:
         """Rows are on disk as soon as they are written."""
@@ -499,13 +531,18 @@ class _NpzStore:
     def record_ids(self) -> list:
         return _ids_list(self.arrays["record_id"])
 
-    def write(self, positions, embeddings, status, errors) -> None:
+    def write(self, positions, embeddings, status, errors, notes=None) -> None:
         positions = np.asarray(positions)
         self.arrays["embeddings"][positions] = embeddings
         self.arrays["status"][positions] = status
         errors_column = self.arrays["error"].astype(object)
         errors_column[positions] = errors
         self.arrays["error"] = errors_column
+        if notes is not None and ("quality" in self.arrays or any(notes)):
+            # object, not fixed-width unicode: a longer note would be cut to the longest one so far
+            column = self.arrays.get("quality", np.full(len(self.arrays["status"]), "", dtype=object)).astype(object)
+            column[positions] = notes
+            self.arrays["quality"] = column
         self._dirty = True
         self.flush(force=False)
 
@@ -516,6 +553,8 @@ class _NpzStore:
         arrays = dict(self.arrays)
         # Plain unicode arrays: an npz must load without allow_pickle.
         arrays["error"] = np.asarray([str(e) for e in arrays["error"]], dtype=str)
+        if "quality" in arrays:
+            arrays["quality"] = np.asarray([str(e) for e in arrays["quality"]], dtype=str)
         arrays["attrs"] = np.asarray(json.dumps(self._attrs))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp.npz", dir=self.path.parent)
@@ -641,7 +680,8 @@ def _prepare(record, config, lead_map, pad) -> np.ndarray:
     return flat.reshape(config.n_leads, -1)
 
 
-def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad):
+def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad,
+                 poor_signals="flag"):  # fmt: skip
     """Read, preprocess and embed one block of records; runs in-process or on a Dask worker.
 
     ``spec`` is the :class:`ecgsoup.io.RecordSource` of the input.
@@ -655,6 +695,8 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     status : ndarray of int8
     errors : list of str
         ``""`` for embedded records, the reason for failed ones.
+    notes : list of str
+        What :func:`ecgsoup.quality.signal_quality` says of each record (``""``: a plausible ECG).
     """
     from ecgsoup.io import RecordError
 
@@ -664,10 +706,16 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     pooled = np.zeros((n, config.n_layers, config.width), np.float32)
     status = np.full(n, FAILED, np.int8)
     errors = [""] * n
+    notes = [""] * n
     ready: dict[int, list] = {}
     for i, (item, record_id) in enumerate(zip(items, record_ids)):
         try:
-            x = _prepare(spec.read(item, record_id), config, lead_map, pad)
+            record = spec.read(item, record_id)
+            notes[i] = _quality_note(record)
+            if notes[i] and poor_signals == "skip":
+                errors[i] = f"not embedded (poor_signals='skip', --skip-poor-signals): {notes[i]}"
+                continue
+            x = _prepare(record, config, lead_map, pad)
         except (RecordError, ValueError, OSError) as exc:
             errors[i] = _single_record_message(exc)
             continue
@@ -678,7 +726,18 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
         out = embedder.transform(np.stack([x for _, x in ready[length]]))
         pooled[rows] = out[:, : config.n_layers * config.width].reshape(len(rows), config.n_layers, config.width)
         status[rows] = DONE
-    return np.asarray(positions), pooled, status, errors
+    return np.asarray(positions), pooled, status, errors, notes
+
+
+def _quality_note(record) -> str:
+    """:func:`ecgsoup.quality.signal_quality` of a record's ECG leads (other channels left out)."""
+    from ecgsoup.leads import canonical_lead_name
+    from ecgsoup.quality import signal_quality
+
+    keep = [i for i, name in enumerate(record.lead_names) if canonical_lead_name(name) is not None]
+    if not keep:
+        return ""
+    return signal_quality(record.signal[:, keep], record.fs, [record.lead_names[i] for i in keep])
 
 
 def _single_record_message(exc) -> str:
@@ -715,6 +774,9 @@ class EmbedSummary:
         Wall time of this run's embedding.
     errors : list of (record_id, message)
         Failed records of the whole store.
+    flagged : list of (record_id, note)
+        Embedded records whose signal does not look like an ECG (all zero, a
+        flat lead, clipping; see :func:`ecgsoup.quality.signal_quality`).
     repaired : list
         Ids of records found damaged in the store (a lost or unreadable
         chunk, an inconsistent status) and marked for re-embedding by this run.
@@ -730,6 +792,7 @@ class EmbedSummary:
     seconds: float
     errors: list = field(default_factory=list)
     repaired: list = field(default_factory=list)
+    flagged: list = field(default_factory=list)
 
     @property
     def records_per_second(self) -> float:
@@ -755,6 +818,7 @@ def embed_to_store(
     overwrite=False,
     client=None,
     verbose=0,
+    poor_signals="flag",
 ) -> EmbedSummary:
     """Embed every record of ``source`` into an on-disk store; resumes an existing one.
 
@@ -808,6 +872,11 @@ def embed_to_store(
         :mod:`ecgsoup.distributed`); ``None`` runs in this process.
     verbose : int, default=0
         ``> 0`` shows a progress bar over records (on stderr).
+    poor_signals : {"flag", "skip"}, default="flag"
+        Records that do not look like an ECG (all zero, a flat lead, clipping;
+        see :func:`ecgsoup.quality.signal_quality`): embed them with a note
+        (``quality`` in the store, ``flagged`` in the summary), or fail them
+        with that note as their error.
 
     Returns
     -------
@@ -846,6 +915,8 @@ def embed_to_store(
         raise ValueError(f"limit={limit!r}; expected a non-negative number of records.")
     if pad not in ("error", "zeros", "edge"):
         raise ValueError(f"pad={pad!r}; expected 'error', 'zeros' or 'edge'.")
+    if poor_signals not in ("flag", "skip"):
+        raise ValueError(f"poor_signals={poor_signals!r}; expected 'flag' or 'skip'.")
     store = Path(store).expanduser()
     kind = _store_kind(store, format)
     _check_not_input(source, store)
@@ -856,12 +927,13 @@ def embed_to_store(
             source, store, kind, model=model, precision=precision, batch_size=batch_size, device=device,
             window_stride=window_stride, lead_map=lead_map, sampling_rate=sampling_rate,
             ptbxl_rate=ptbxl_rate, pad=pad, chunk_size=int(chunk_size), limit=limit, overwrite=overwrite,
-            client=client, verbose=verbose,
+            client=client, verbose=verbose, poor_signals=poor_signals,
         )  # fmt: skip
 
 
 def _embed_locked(source, store, kind, *, model, precision, batch_size, device, window_stride, lead_map,
-                  sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose):  # fmt: skip
+                  sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose,
+                  poor_signals="flag"):  # fmt: skip
     """:func:`embed_to_store` once the store's lock is held."""
     from ecgsoup import __version__
     from ecgsoup.io import list_records
@@ -895,6 +967,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "dim": int(config.width),
         "layout": "embeddings (n, n_layers, dim); open_store() gives [h_0 | ... | h_L | norm_weight | norm_bias]",
     }
+    attrs["poor_signals"] = poor_signals  # which records are embedded at all: a resume must agree
     if overwrite and store.exists():
         _remove_store(store)
     backend = _open_backend(store, mode="a", kind=kind)
@@ -930,8 +1003,8 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     with tqdm(total=n_todo, disable=not verbose, desc="embedding", unit="record") as bar:
 
         def write(result):
-            positions, pooled, block_status, block_errors = result
-            backend.write(positions, pooled, block_status, block_errors)
+            positions, pooled, block_status, block_errors, notes = result
+            backend.write(positions, pooled, block_status, block_errors, notes)
             for position, message in zip(positions, block_errors):
                 if message:
                     with tqdm.external_write_mode():  # the message on its own line, not in the bar
@@ -943,7 +1016,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
             bar.update(len(positions))
 
         common = dict(model=model, settings=settings, fingerprint=embedder.fingerprint_,
-                      lead_map=lead_map, pad=pad)  # fmt: skip
+                      lead_map=lead_map, pad=pad, poor_signals=poor_signals)  # fmt: skip
         try:
             if client is None:
                 for spec, items, ids, rows in tasks:
@@ -960,6 +1033,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     status = np.asarray(backend.read("status"))
     messages = backend.read("error")
     failed = np.flatnonzero(status == FAILED)
+    notes = _quality_notes(backend, status == DONE)
     return EmbedSummary(
         store=str(store),
         n_records=len(status),
@@ -969,12 +1043,14 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         n_computed=n_todo,
         n_reused=n_reused,
         repaired=repaired,
+        flagged=[(listing.record_ids[i], note) for i, note in notes.items()],
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
     )
 
 
-def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, max_in_flight=None):
+def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, poor_signals="flag",
+               max_in_flight=None):  # fmt: skip
     """Run every block of ``tasks`` on a Dask ``client``; ``write`` each result here, as it completes.
 
     The scheduling half of :mod:`ecgsoup.distributed` (which re-exports it):
@@ -988,7 +1064,7 @@ def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, 
         :class:`ecgsoup.io.RecordSource`.
     write : callable
         Called in this process with each block's result, in completion order.
-    model, settings, fingerprint, lead_map, pad
+    model, settings, fingerprint, lead_map, pad, poor_signals
         Passed to every task.  An ``STMEMEncoder`` ``model`` is scattered
         (broadcast) once instead of being pickled into every task.
     max_in_flight : int, default=None
@@ -1017,7 +1093,7 @@ def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, 
     def submit(task):
         spec, items, ids, rows = task
         return client.submit(
-            _embed_block, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad,
+            _embed_block, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad, poor_signals,
             pure=False, key=f"ecgsoup-embed-{os.getpid()}-{int(rows[0])}-{id(task):x}",
         )  # fmt: skip
 
@@ -1063,9 +1139,9 @@ def _refuse_unrepairable(store: Path, check) -> None:
 def _check_resume(store: Path, backend, attrs: dict, record_ids: list, stored=None) -> None:
     old = backend.attrs
     different = [
-        f"{key}: store has {old.get(key)!r}, this run {attrs[key]!r}"
+        f"{key}: store has {old.get(key, _RESUME_DEFAULTS.get(key))!r}, this run {attrs[key]!r}"
         for key in _RESUME_KEYS
-        if _jsonable(old.get(key)) != _jsonable(attrs[key])
+        if _jsonable(old.get(key, _RESUME_DEFAULTS.get(key))) != _jsonable(attrs[key])
     ]
     if different:
         raise StoreError(
@@ -1112,7 +1188,7 @@ def _remove_store(store: Path) -> None:
     if not is_store(store):
         _refuse_foreign(store, overwrite=True)
     if store.is_dir():
-        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", *_REQUIRED_ARRAYS})
+        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", "quality", *_REQUIRED_ARRAYS})
         if extra:
             raise StoreError(
                 f"Refusing to overwrite {store}: besides the store it holds {extra[:5]}; move those "
