@@ -17,6 +17,7 @@ by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -150,6 +151,44 @@ def _parse_lead_map(pairs) -> dict | None:
             raise CLIError(f"--lead-map {pair!r}: expected MODEL_LEAD=DATA_LEAD, e.g. II=ECG2.")
         lead_map[model_lead.strip()] = data_lead.strip()
     return lead_map
+
+
+def _output_folder(option: str, out) -> Path:
+    """An output folder checked before any work: a folder (or a new name), and writable.
+
+    A run that computes for minutes and then finds it cannot write its
+    results loses them; the check makes a test file and removes it.
+    """
+    import tempfile
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{option} {out} is an existing file, not a folder; choose a folder name.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ecgsoup-write-test-"):
+            pass
+    except OSError as error:
+        raise CLIError(f"{option} {out}: cannot write there ({error.strerror or error}); choose a writable "
+                       "folder.") from None  # fmt: skip
+    return out
+
+
+@contextlib.contextmanager
+def _locked_output(option: str, out: Path, command: str):
+    """Hold ``out``'s lock for the whole run: a second run writing the same files is refused at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / ".ecgsoup.lock"), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CLIError(f"{option} {out} is being written by another ecgsoup {command} run; wait for it, or "
+                       "choose another folder.") from None  # fmt: skip
+    try:
+        yield out
+    finally:
+        lock.release()
 
 
 def _positive(name, value) -> None:
@@ -604,8 +643,6 @@ def _normal_id_key(value):
 
 
 def _cmd_evaluate(args) -> int:
-    from ecgsoup.evaluate import layer_probe, plot_layer_probe
-
     _positive("--cv", args.cv)
     _positive("--repeats", args.repeats)
     if args.cv < 2:
@@ -616,6 +653,17 @@ def _cmd_evaluate(args) -> int:
     if unknown:
         raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
     table, id_column = _read_labels(args)  # checked before any embedding work
+    if args.out is None:
+        return _evaluate(args, table, id_column, fusions)
+    # The output folder is checked, and held, before anything is computed.
+    with _locked_output("--out", _output_folder("--out", args.out), "evaluate"):
+        return _evaluate(args, table, id_column, fusions)
+
+
+def _evaluate(args, table, id_column, fusions) -> int:
+    """:func:`_cmd_evaluate` once its options, labels and output folder are checked."""
+    from ecgsoup.evaluate import layer_probe, plot_layer_probe
+
     X, record_ids, attrs, n_failed = _load_embeddings(args)
     keys = [_normal_id(r) for r in record_ids]
     rows = [i for i, key in enumerate(keys) if key in table]
@@ -805,8 +853,10 @@ def _cmd_demo(args) -> int:
     from ecgsoup.demo import run_demo
     from ecgsoup.models import WeightsError
 
+    out = _output_folder("--out", args.out)
     try:
-        run_demo(args.out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
+        with _locked_output("--out", out, "demo"):
+            run_demo(out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
     except WeightsError as error:
         raise CLIError(str(error)) from None
     return 0
@@ -925,6 +975,40 @@ def main(argv=None) -> int:
         # Ctrl-C: one line, no traceback.  An embedding run says what it saved (EmbedInterrupted).
         print(f"ecgsoup {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - whatever a hostile input reaches: one line, never a traceback
+        if os.environ.get("ECGSOUP_TRACEBACK"):
+            raise
+        print(f"ecgsoup {args.command}: error: {_error_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# What to do about an operating-system error, by errno.
+_OS_FIXES = {
+    "EACCES": "choose a location you can write to", "EPERM": "choose a location you can write to",
+    "EROFS": "the file system is read-only: choose another location",
+    "ENOSPC": "the disk is full: free some space or write elsewhere",
+    "EDQUOT": "the disk quota is used up: free some space or write elsewhere",
+    "ENAMETOOLONG": "use a shorter name", "EISDIR": "name a file, not a folder",
+    "ENOTDIR": "a part of the path is a file, not a folder", "ENOENT": "check the path",
+}  # fmt: skip
+
+
+def _error_line(error: BaseException) -> str:
+    """One line for an error the sub-command did not anticipate: what, where, and the fix when known."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno, "")
+        where = f"{error.filename}: " if error.filename else ""
+        fix = _OS_FIXES.get(name)
+        return f"{where}{error.strerror or error}" + (f"; {fix}." if fix else ".")
+    if isinstance(error, MemoryError):
+        return "out of memory; the input or a setting is larger than this machine can hold."
+    text = (str(error).strip().splitlines() or [""])[0][:500]
+    if isinstance(error, ValueError) and text:
+        return text
+    return (f"{type(error).__name__}: {text} " if text else f"{type(error).__name__} ") + (
+        "(unexpected; set ECGSOUP_TRACEBACK=1 to see where, and report it)")
 
 
 if __name__ == "__main__":

@@ -307,3 +307,47 @@ def test_symlinked_sub_folders_are_followed_once_and_loops_are_cut(shared_data, 
     assert len(listing) == 1 + len(stems)
     assert len(set(listing.record_ids)) == len(listing.record_ids)
     assert all(read_wfdb(item).signal.shape[1] == 12 for item in listing.items[1:])
+
+
+# --- outputs checked before computing, and never written by two runs -----------------------------------
+
+
+def _labels(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("record_id,y\n1,a\n2,b\n")
+    return labels
+
+
+def test_evaluate_and_demo_refuse_an_out_that_is_a_file_before_computing(tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("keep me")
+    missing_input = tmp_path / "nothing-here"  # reached only if --out were accepted first
+    # Was: the whole probe ran, then a traceback when writing.
+    status = main(["evaluate", str(missing_input), "--labels", str(_labels(tmp_path)), "--target", "y",
+                   "--out", str(out)])  # fmt: skip
+    assert status == EXIT_USAGE
+    _one_line(capsys, "--out", "is an existing file, not a folder")
+    assert main(["demo", "--out", str(out)]) == EXIT_USAGE
+    _one_line(capsys, "is an existing file, not a folder")
+    assert out.read_text() == "keep me"
+
+
+def test_a_second_evaluate_on_the_same_out_is_refused(tmp_path, capsys):
+    from filelock import FileLock
+
+    out = tmp_path / "results"
+    out.mkdir()
+    with FileLock(str(out / ".ecgsoup.lock")):  # a first run holds the folder
+        status = main(["evaluate", str(tmp_path / "nothing"), "--labels", str(_labels(tmp_path)), "--target", "y",
+                       "--out", str(out)])  # fmt: skip
+    assert status == EXIT_USAGE
+    _one_line(capsys, "is being written by another ecgsoup evaluate run")
+
+
+def test_operating_system_errors_are_one_line(ludb, tmp_path, capsys):
+    path = tmp_path / "in.npz"
+    np.savez(path, x=ludb["x"][:2], fs=ludb["fs"], lead_names=ludb["lead_names"])
+    out = tmp_path / ("x" * 300 + ".npz")  # longer than a file name may be
+    status = main(["embed", str(path), "--out", str(out), "--model", "random", "--quiet"])
+    assert status == EXIT_USAGE
+    _one_line(capsys, "File name too long; use a shorter name.")
