@@ -460,6 +460,33 @@ def _read_labels(args):
     return dict(zip(ids, rows)), id_column
 
 
+# Cells that mean "no value" in exported tables: they are empty labels, not a class of their own.
+_MISSING_MARKERS = {"na", "n/a", "nan", "null", "none", "<na>", "nat", "#n/a"}
+
+
+def _label_cell(value: str, record_id, args) -> str:
+    """A label cell as text to split: missing-value markers empty, a dict literal its keys.
+
+    PTB-XL's ``scp_codes`` cells are dict strings (``{'NORM': 100.0, 'SR': 0.0}``):
+    their labels are the keys, joined by the separator (``;`` when it is detected).
+    The literal is parsed as data, never run.
+    """
+    from ecgsoup.tasks import scp_codes_dict
+
+    text = str(value).strip()
+    if text.lower() in _MISSING_MARKERS:
+        return ""
+    if text.startswith("{"):  # a dict literal, or a broken one: never split on its commas
+        try:
+            keys = [str(k).strip() for k in scp_codes_dict(text)]
+        except ValueError as error:
+            raise CLIError(f"--target {args.target!r}, record {record_id}: {error} Write it as "
+                           "{'NORM': 100.0} or NORM;SR.") from None  # fmt: skip
+        joiner = args.separator if args.separator not in ("auto", "") else ";"
+        return joiner.join(k for k in keys if k)
+    return text
+
+
 def _split_cell(value: str, separator) -> list:
     if separator is None:
         return [value] if value else []
@@ -677,7 +704,8 @@ def _evaluate(args, table, id_column, fusions) -> int:
         print(f"ecgsoup evaluate: {missing} embedded records have no label row and are left out",
               file=sys.stderr)  # fmt: skip
     label_rows = [table[keys[i]] for i in rows]
-    y, keep, task, description, report = _make_target([row[args.target] for row in label_rows], args)
+    cells = [_label_cell(row[args.target], row.get(id_column), args) for row in label_rows]
+    y, keep, task, description, report = _make_target(cells, args)
     rows, label_rows = [rows[k] for k in keep], [label_rows[k] for k in keep]
     if task == "binary":
         counts = [int((y == 0).sum()), int(y.sum())]

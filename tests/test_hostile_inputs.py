@@ -351,3 +351,56 @@ def test_operating_system_errors_are_one_line(ludb, tmp_path, capsys):
     status = main(["embed", str(path), "--out", str(out), "--model", "random", "--quiet"])
     assert status == EXIT_USAGE
     _one_line(capsys, "File name too long; use a shorter name.")
+
+
+# --- labels for evaluate -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ptbxl_store(shared_data, tmp_path_factory):
+    """The 30 real PTB-XL sample records, embedded once by an untrained 2-block encoder."""
+    from ecgsoup.models import get_config, random_model
+    from ecgsoup.store import embed_to_store
+
+    config = get_config("ecgsoup-100hz-tiny").replace(name="test-100hz-2blocks", depth=2)
+    store = tmp_path_factory.mktemp("store") / "ptbxl.npz"
+    embed_to_store(shared_data / "ptbxl_sample", store, model=random_model(config, seed=1))
+    return store
+
+
+def _labels_with(shared_data, tmp_path, column):
+    import pandas as pd
+
+    table = pd.read_csv(shared_data / "ptbxl_sample" / "labels.csv", keep_default_na=False, dtype=str)
+    table["y"] = column(len(table))
+    path = tmp_path / "labels.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_missing_value_markers_are_empty_not_a_class(ptbxl_store, shared_data, tmp_path, capsys):
+    markers = ["NA", "NaN", "NULL", "n/a"]
+    labels = _labels_with(shared_data, tmp_path, lambda n: [markers[i % 4] if i % 3 == 0 else "AF" if i % 2 else
+                                                            "SR" for i in range(n)])  # fmt: skip
+    status = main(["evaluate", str(ptbxl_store), "--labels", str(labels), "--target", "y", "--fusions", "none",
+                   "--folds", "none", "--cv", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0
+    # Was: NA, NaN and NULL became classes of their own.
+    assert "empty labels: 10 records" in out and "NULL" not in out and "NaN" not in out
+
+
+def test_dict_literal_cells_are_their_keys(ptbxl_store, shared_data, tmp_path, capsys):
+    cells = ["{'NORM': 100.0, 'SR': 0.0}", "{'IMI': 50.0, 'SR': 0.0}", "{'NORM': 80.0}"]
+    labels = _labels_with(shared_data, tmp_path, lambda n: [cells[i % 3] for i in range(n)])
+    status = main(["evaluate", str(ptbxl_store), "--labels", str(labels), "--target", "y", "--fusions", "none",
+                   "--folds", "none", "--cv", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0
+    # Was: split on commas into classes such as "{'NORM': 100.0".
+    assert "task: multilabel" in out and "NORM 20" in out and "SR 20" in out and "IMI 10" in out
+    assert "{'NORM'" not in out
+
+    labels = _labels_with(shared_data, tmp_path, lambda n: ["{'NORM': 100.0"] + [cells[i % 3] for i in range(1, n)])
+    assert main(["evaluate", str(ptbxl_store), "--labels", str(labels), "--target", "y"]) == EXIT_USAGE
+    _one_line(capsys, "--target 'y', record 841", "not a valid dict string")
