@@ -15,6 +15,8 @@ Store layout (zarr v3 group, or the same names as arrays in one ``.npz``)::
     record_id    int64 or str (n_records,)            in input order
     status       int8 (n_records,)                    0 pending, 1 done, 2 failed
     error        str (n_records,)                     why a record failed ("" otherwise)
+    quality      str (n_records,)                     why a signal does not look like an ECG
+                                                      ("" otherwise; absent until a record is noted)
     norm_weight  float32 (dim,)                       the encoder's final LayerNorm
     norm_bias    float32 (dim,)
     attrs        format, model config (the preprocessing contract), model sha256,
@@ -39,6 +41,12 @@ carries that marker, never the input, and never anything else.  A writer holds
 an inter-process lock (:mod:`filelock`, the file ``<store>.lock`` with the
 holder's pid, host and command in ``<store>.lock.json``) for the whole run: a
 second writer on the same store is refused at once, naming the first.
+
+**Verified.** Opening or resuming a store reads every chunk and checks the
+arrays against each other (:mod:`ecgsoup.store_check`): records whose chunk
+is missing or unreadable, or whose status contradicts their embeddings, are
+named in a :class:`StoreDamageWarning`, left out of :func:`open_store`, and
+re-embedded by the next run; lost record ids are restored from the input.
 
 **Bad records** (unreadable file, NaN samples, missing leads, too short) are
 never dropped silently: each one is reported with a
