@@ -17,6 +17,7 @@ by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -142,6 +143,9 @@ def _add_model_options(p) -> None:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                    help="records per block: the unit of work and of resumption; a kill loses at most "
                         "one block (the default is seconds of work, about a minute on a slow CPU)")  # fmt: skip
+    p.add_argument("--skip-poor-signals", action="store_true",
+                   help="fail records that do not look like an ECG (all zero, a flat lead, clipping) instead "
+                        "of embedding them with a quality note")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -157,6 +161,44 @@ def _parse_lead_map(pairs) -> dict | None:
     return lead_map
 
 
+def _output_folder(option: str, out) -> Path:
+    """An output folder checked before any work: a folder (or a new name), and writable.
+
+    A run that computes for minutes and then finds it cannot write its
+    results loses them; the check makes a test file and removes it.
+    """
+    import tempfile
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{option} {out} is an existing file, not a folder; choose a folder name.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ecgsoup-write-test-"):
+            pass
+    except OSError as error:
+        raise CLIError(f"{option} {out}: cannot write there ({error.strerror or error}); choose a writable "
+                       "folder.") from None  # fmt: skip
+    return out
+
+
+@contextlib.contextmanager
+def _locked_output(option: str, out: Path, command: str):
+    """Hold ``out``'s lock for the whole run: a second run writing the same files is refused at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / ".ecgsoup.lock"), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CLIError(f"{option} {out} is being written by another ecgsoup {command} run; wait for it, or "
+                       "choose another folder.") from None  # fmt: skip
+    try:
+        yield out
+    finally:
+        lock.release()
+
+
 def _positive(name, value) -> None:
     if value is not None and value < 1:
         raise CLIError(f"{name} must be a positive number, got {value}.")
@@ -170,7 +212,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
     (one line per kind) instead of one line per skipped record.
     """
     from ecgsoup.distributed import connect
-    from ecgsoup.store import SkippedRecordWarning, embed_to_store
+    from ecgsoup.store import SkippedRecordWarning, StoreDamageWarning, embed_to_store
 
     _positive("--batch-size", args.batch_size)
     _positive("--chunk-size", args.chunk_size)
@@ -179,7 +221,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
     from ecgsoup.backbones import LicenceNotice
 
     def report(message, category, *rest, **kwargs):
-        if issubclass(category, SkippedRecordWarning):
+        if issubclass(category, (SkippedRecordWarning, StoreDamageWarning)):
             print(f"ecgsoup {args.command}: {message}", file=sys.stderr)
         elif issubclass(category, LicenceNotice):
             print(f"ecgsoup {args.command}: licence: {message}", file=sys.stderr)
@@ -190,6 +232,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
         with warnings.catch_warnings():
             previous = warnings.showwarning
             warnings.simplefilter("always", SkippedRecordWarning)
+            warnings.simplefilter("always", StoreDamageWarning)
             if not collapse:
                 warnings.showwarning = report
             with connect(scheduler=scheduler, workers=workers) as client:
@@ -199,6 +242,7 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
                     ptbxl_rate=args.ptbxl_rate, pad=args.pad,
                     format=fmt, chunk_size=args.chunk_size, limit=limit, overwrite=overwrite, client=client,
                     verbose=0 if args.quiet else 1, derive_leads=args.derive_leads, id_from=args.id_from,
+                    poor_signals="skip" if args.skip_poor_signals else "flag",
                 )  # fmt: skip
     except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as error:
         # ValueError covers RecordError, WeightsError and StoreError: all name the file and the fix.
@@ -255,6 +299,14 @@ def _cmd_embed(args) -> int:
         f"{summary.n_failed} failed, {summary.n_pending} pending. This run: {summary.n_computed} "
         f"computed, {summary.n_reused} already in the store, {summary.seconds:.1f} s{rate}."
     )
+    if summary.flagged:
+        shown = "; ".join(f"{rid}: {note}" for rid, note in summary.flagged[:3])
+        more = f" (+{len(summary.flagged) - 3} more)" if len(summary.flagged) > 3 else ""
+        print(f"Quality: {len(summary.flagged)} embedded record(s) do not look like an ECG ({shown}{more}); "
+              "see attrs['quality_notes'] of open_store, or pass --skip-poor-signals to leave them out.")
+    if summary.repaired:
+        print(f"Repaired: {len(summary.repaired)} damaged record(s) of the store were marked for re-embedding "
+              f"({', '.join(map(repr, summary.repaired[:5]))}{' ...' if len(summary.repaired) > 5 else ''}).")
     if summary.n_pending:
         print("Run the same command again to embed the pending records.")
     return EXIT_PARTIAL if summary.n_failed else EXIT_OK
@@ -353,18 +405,21 @@ class _WarningSummary:
 
 def _load_embeddings(args):
     """``(X, record_ids, attrs, n_failed, layer_spec)`` from a store, or by embedding the input."""
-    from ecgsoup.store import StoreError, is_store, open_store
+    from ecgsoup.store import StoreDamageWarning, StoreError, is_store, open_store
 
     path = Path(args.input).expanduser()
     if not path.exists():
         raise CLIError(f"{path}: no such file or folder.")
     if is_store(path):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pending records are reported below instead
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # pending records are reported below instead
                 stored = open_store(path)
         except (StoreError, OSError) as error:
             raise CLIError(str(error)) from None
+        for warning in caught:
+            if issubclass(warning.category, StoreDamageWarning):  # damaged records are left out: say which
+                print(f"ecgsoup evaluate: {warning.message}", file=sys.stderr)
         if stored.attrs["n_pending"]:
             print(f"ecgsoup evaluate: {path} has {stored.attrs['n_pending']} records not embedded yet; "
                   "using the embedded ones", file=sys.stderr)  # fmt: skip
@@ -409,11 +464,44 @@ def _read_labels(args):
             f"{path} has no record identifier column ({args.id_column or ', '.join(_ID_COLUMNS)}); "
             f"pass --id-column (columns: {columns})."
         )
+    from ecgsoup.io import check_ids
+
+    try:
+        check_ids(table[id_column], f"--labels {path}: column {id_column!r}")  # empty or repeated ids
+    except ValueError as error:
+        raise CLIError(str(error)) from None
     ids = [_normal_id(v) for v in table[id_column]]
     if len(set(ids)) < len(ids):
         raise CLIError(f"{path}: column {id_column!r} holds duplicate identifiers.")
     rows = table.apply(lambda column: column.astype(str).str.strip()).to_dict("records")
     return dict(zip(ids, rows)), id_column
+
+
+# Cells that mean "no value" in exported tables: they are empty labels, not a class of their own.
+_MISSING_MARKERS = {"na", "n/a", "nan", "null", "none", "<na>", "nat", "#n/a"}
+
+
+def _label_cell(value: str, record_id, args) -> str:
+    """A label cell as text to split: missing-value markers empty, a dict literal its keys.
+
+    PTB-XL's ``scp_codes`` cells are dict strings (``{'NORM': 100.0, 'SR': 0.0}``):
+    their labels are the keys, joined by the separator (``;`` when it is detected).
+    The literal is parsed as data, never run.
+    """
+    from ecgsoup.tasks import scp_codes_dict
+
+    text = str(value).strip()
+    if text.lower() in _MISSING_MARKERS:
+        return ""
+    if text.startswith("{"):  # a dict literal, or a broken one: never split on its commas
+        try:
+            keys = [str(k).strip() for k in scp_codes_dict(text)]
+        except ValueError as error:
+            raise CLIError(f"--target {args.target!r}, record {record_id}: {error} Write it as "
+                           "{'NORM': 100.0} or NORM;SR.") from None  # fmt: skip
+        joiner = args.separator if args.separator not in ("auto", "") else ";"
+        return joiner.join(k for k in keys if k)
+    return text
 
 
 def _split_cell(value: str, separator) -> list:
@@ -599,8 +687,6 @@ def _normal_id_key(value):
 
 
 def _cmd_evaluate(args) -> int:
-    from ecgsoup.evaluate import layer_probe, plot_layer_probe
-
     _positive("--cv", args.cv)
     _positive("--repeats", args.repeats)
     if args.cv < 2:
@@ -611,6 +697,17 @@ def _cmd_evaluate(args) -> int:
     if unknown:
         raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
     table, id_column = _read_labels(args)  # checked before any embedding work
+    if args.out is None:
+        return _evaluate(args, table, id_column, fusions)
+    # The output folder is checked, and held, before anything is computed.
+    with _locked_output("--out", _output_folder("--out", args.out), "evaluate"):
+        return _evaluate(args, table, id_column, fusions)
+
+
+def _evaluate(args, table, id_column, fusions) -> int:
+    """:func:`_cmd_evaluate` once its options, labels and output folder are checked."""
+    from ecgsoup.evaluate import layer_probe, plot_layer_probe
+
     X, record_ids, attrs, n_failed, layer_spec = _load_embeddings(args)
     keys = [_normal_id(r) for r in record_ids]
     rows = [i for i, key in enumerate(keys) if key in table]
@@ -624,7 +721,8 @@ def _cmd_evaluate(args) -> int:
         print(f"ecgsoup evaluate: {missing} embedded records have no label row and are left out",
               file=sys.stderr)  # fmt: skip
     label_rows = [table[keys[i]] for i in rows]
-    y, keep, task, description, report = _make_target([row[args.target] for row in label_rows], args)
+    cells = [_label_cell(row[args.target], row.get(id_column), args) for row in label_rows]
+    y, keep, task, description, report = _make_target(cells, args)
     rows, label_rows = [rows[k] for k in keep], [label_rows[k] for k in keep]
     if task == "binary":
         counts = [int((y == 0).sum()), int(y.sum())]
@@ -809,8 +907,10 @@ def _cmd_demo(args) -> int:
     from ecgsoup.demo import run_demo
     from ecgsoup.backbones.stmem import WeightsError
 
+    out = _output_folder("--out", args.out)
     try:
-        run_demo(args.out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
+        with _locked_output("--out", out, "demo"):
+            run_demo(out, model=args.model, tasks=args.tasks, cv=args.cv, random_state=args.seed)
     except WeightsError as error:
         raise CLIError(str(error)) from None
     return 0
@@ -982,6 +1082,40 @@ def main(argv=None) -> int:
         # Ctrl-C: one line, no traceback.  An embedding run says what it saved (EmbedInterrupted).
         print(f"ecgsoup {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - whatever a hostile input reaches: one line, never a traceback
+        if os.environ.get("ECGSOUP_TRACEBACK"):
+            raise
+        print(f"ecgsoup {args.command}: error: {_error_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# What to do about an operating-system error, by errno.
+_OS_FIXES = {
+    "EACCES": "choose a location you can write to", "EPERM": "choose a location you can write to",
+    "EROFS": "the file system is read-only: choose another location",
+    "ENOSPC": "the disk is full: free some space or write elsewhere",
+    "EDQUOT": "the disk quota is used up: free some space or write elsewhere",
+    "ENAMETOOLONG": "use a shorter name", "EISDIR": "name a file, not a folder",
+    "ENOTDIR": "a part of the path is a file, not a folder", "ENOENT": "check the path",
+}  # fmt: skip
+
+
+def _error_line(error: BaseException) -> str:
+    """One line for an error the sub-command did not anticipate: what, where, and the fix when known."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno, "")
+        where = f"{error.filename}: " if error.filename else ""
+        fix = _OS_FIXES.get(name)
+        return f"{where}{error.strerror or error}" + (f"; {fix}." if fix else ".")
+    if isinstance(error, MemoryError):
+        return "out of memory; the input or a setting is larger than this machine can hold."
+    text = (str(error).strip().splitlines() or [""])[0][:500]
+    if isinstance(error, ValueError) and text:
+        return text
+    return (f"{type(error).__name__}: {text} " if text else f"{type(error).__name__} ") + (
+        "(unexpected; set ECGSOUP_TRACEBACK=1 to see where, and report it)")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ refuses NaN with the record's index.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import os
@@ -304,6 +303,7 @@ def _rdheader(stem: Path, header_path: Path):
             f"{header_path}: invalid or truncated WFDB header ({type(exc).__name__}: {exc}). "
             "Restore the header file from the source."
         ) from None
+    _check_rate(header, header_path, stem)
     n_sig = int(header.n_sig or 0)
     described = len(header.file_name or [])
     if n_sig and described != n_sig:
@@ -324,6 +324,93 @@ def _rdheader(stem: Path, header_path: Path):
             "name); the header looks truncated. Restore the header file from the source."
         )
     return header
+
+
+# Bits per sample of the WFDB signal formats whose files have a fixed size (not FLAC 508/516/524).
+_FORMAT_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12}
+# Sampling rates an ECG can have; anything outside comes from a header that lies.
+_FS_RANGE = (1.0, 100_000.0)
+
+
+def _record_line_fs(header_path: Path, readable: Path) -> str | None:
+    """The sampling-rate field of a header's record line, as written (``"500"``, ``"360/720(0)"``)."""
+    with contextlib.suppress(OSError):
+        for line in (readable.parent / f"{readable.name}.hea").read_text(errors="replace").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                fields = line.split()
+                return fields[2] if len(fields) > 2 else None
+    return None
+
+
+def _check_rate(header, header_path: Path, readable: Path) -> None:
+    """The record line's sampling rate, as written: a plausible ECG rate that wfdb read as such."""
+    written = _record_line_fs(header_path, readable)
+    if written is None:
+        return
+    try:
+        fs = float(written.split("/")[0])
+    except ValueError:
+        fs = float("nan")
+    low, high = _FS_RANGE
+    if not (np.isfinite(fs) and low <= fs <= high) or float(header.fs or 0) != fs:
+        raise RecordError(
+            f"{header_path}: sampling rate {written!r} on the record line is not a plausible ECG rate "
+            f"({low:g} to {high:g} Hz); correct the header's third field."
+        )
+
+
+def _check_header_values(stem: Path, header, header_path: Path, readable: Path) -> None:
+    """The size and the signal files of a header, checked before any sample is read.
+
+    ``wfdb`` reads a signal file of any size with the format the header gives,
+    so a header that lies yields plausible numbers.  Here the record must fit
+    in memory, its signal files must sit beside the header, and each must hold
+    exactly the bytes its header implies.
+    """
+    from ecgsoup.signal import MAX_RECORD_VALUES
+
+    n_sig, n_samples = int(header.n_sig or 0), int(header.sig_len or 0)
+    if n_sig and n_samples <= 0:
+        raise RecordError(f"{header_path}: the record line gives {n_samples} samples; the record is empty.")
+    frames = [int(f or 1) for f in (header.samps_per_frame or [1] * n_sig)]
+    n_values = n_samples * sum(frames)
+    if n_values > MAX_RECORD_VALUES:
+        raise RecordError(
+            f"{header_path}: announces {n_samples} samples x {n_sig} signals ({n_values} values), more "
+            f"than ecgsoup reads at once ({MAX_RECORD_VALUES}); check the header, or split the record."
+        )
+    by_file: dict = {}
+    for i, name in enumerate(header.file_name or []):
+        by_file.setdefault(str(name), []).append(i)
+    for name, signals in by_file.items():
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise RecordError(
+                f"{header_path}: signal file {name!r} leaves the record's folder; WFDB signal files are "
+                "named without a folder, beside their header. Correct the header."
+            )
+        fmt = str((header.fmt or [None] * n_sig)[signals[0]])
+        path = stem.parent / name
+        if name.lower().endswith(".mat") or fmt not in _FORMAT_BITS and fmt not in ("310", "311"):
+            continue  # MAT files are checked by _check_mat_signal; FLAC formats are compressed
+        if not path.is_file():
+            continue  # wfdb names the missing file
+        values = n_samples * sum(frames[i] for i in signals)
+        offset = int((header.byte_offset or [0] * n_sig)[signals[0]] or 0)
+        expected = offset + (-(-values // 3) * 4 if fmt in ("310", "311") else -(-values * _FORMAT_BITS[fmt] // 8))
+        size = path.stat().st_size
+        frame = max(1, -(-sum(frames[i] for i in signals) * _FORMAT_BITS.get(fmt, 11) // 8))
+        if size < expected:
+            raise RecordError(
+                f"{stem}: cannot read the signal file {name}: it holds {size} bytes, but {header_path.name} "
+                f"implies {expected} ({n_samples} samples x {len(signals)} signals in format {fmt}); it "
+                "looks truncated. Restore it from the source."
+            )
+        if size - expected >= frame:
+            raise RecordError(
+                f"{stem}: the signal file {name} holds {size} bytes, but {header_path.name} implies {expected} "
+                f"({n_samples} samples x {len(signals)} signals in format {fmt}): the header's format or "
+                "number of samples is wrong. Correct the header."
+            )
 
 
 # MAT-v4 precision digit P (type code M*1000 + O*100 + P*10 + T) of the WFDB formats
@@ -429,6 +516,7 @@ def _rdrecord(stem: Path):
     header_path = stem.with_suffix(".hea")
     with _readable_stem(stem) as (readable, header_note):
         header = _rdheader(readable, header_path)
+        _check_header_values(stem, header, header_path, readable)
         repaired = _check_mat_signal(stem, header, header_path)
         if repaired is not None:
             header.p_signal, signal_note = repaired
@@ -536,10 +624,40 @@ def _is_ptbxl_root(path: Path) -> bool:
     return path.is_dir() and any((path / d).is_dir() for d, _ in _PTBXL_RATES.values())
 
 
+def _walk_files(root: Path) -> list[Path]:
+    """Every file below ``root``, following symlinked sub-folders, each folder visited once.
+
+    ``Path.rglob`` does not enter symlinked folders, so records behind one were
+    silently left out.  Folders are identified by device and inode, so a link
+    back up the tree (a loop) or two links to one folder do not list a record twice.
+    """
+    seen: set = set()
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            subfolders[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            subfolders[:] = []  # a loop, or a second way into a folder already listed
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        subfolders.sort()
+        found.extend(Path(folder) / name for name in files)
+    return found
+
+
+def _walk_headers(root: Path) -> list[Path]:
+    """Every ``*.hea`` stem below ``root`` (symlinked sub-folders followed, see :func:`_walk_files`)."""
+    found = [file.with_name(file.name[: -len(".hea")]) for file in _walk_files(root) if file.name.endswith(".hea")]
+    return sorted(found, key=_natural_key)
+
+
 def _iter_paths(path: Path) -> list[Path]:
-    """Record stems under ``path``: one record, or every ``.hea`` in a folder tree."""
+    """Record stems under ``path``: one record, or every ``.hea`` in a folder tree (symlinks followed)."""
     if path.is_dir():
-        return sorted((h.with_suffix("") for h in path.rglob("*.hea")), key=_natural_key)
+        return _walk_headers(path)
     stem = _record_stem(path)
     if stem.with_suffix(".hea").exists():
         return [stem]
@@ -570,7 +688,7 @@ def _iter_inputs(path: Path) -> list[tuple[str | None, Path]]:
     stems = _iter_paths(path)
     wfdb = set(stems)
     found: list[tuple[str | None, Path]] = [("wfdb", stem) for stem in stems]
-    for file in sorted(path.rglob("*"), key=_natural_key):
+    for file in sorted(_walk_files(path), key=_natural_key):  # symlinked folders followed
         suffix = file.suffix.lower()
         if file.name.startswith(".") or suffix in _NOT_RECORDS or file.with_suffix("") in wfdb or suffix == ".hea":
             continue
@@ -891,19 +1009,22 @@ def _ptbxl_table(root: Path, sampling_rate: int, folds) -> tuple[pd.DataFrame, s
         )
     table_path = next((root / t for t in _PTBXL_TABLES if (root / t).exists()), None)
     if table_path is not None:
-        table = pd.read_csv(table_path)
+        try:
+            # Ids and paths as text: one empty ecg_id cell would turn every id into a float ("841.0").
+            table = pd.read_csv(table_path, dtype={"ecg_id": str, column: str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise ValueError(f"{table_path}: not a readable CSV table ({str(error).splitlines()[0]}).") from None
         if "ecg_id" not in table or column not in table:
             raise ValueError(f"{table_path} lacks the 'ecg_id' / '{column}' columns of a PTB-XL table.")
+        table["ecg_id"] = check_ids(table["ecg_id"], f"{table_path}: column 'ecg_id'")
+        table[column] = [_relative_record_path(p, table_path, column, i) for i, p in enumerate(table[column])]
         if "scp_codes" in table:
-            # Stored as a Python dict literal, e.g. "{'NORM': 100.0, 'SR': 0.0}".
-            table["scp_codes"] = [
-                ast.literal_eval(codes) if isinstance(codes, str) else {} for codes in table["scp_codes"]
-            ]
+            table["scp_codes"] = [_scp_cell(c, table_path, i) for i, c in enumerate(table["scp_codes"])]
     else:
-        stems = sorted((h.with_suffix("") for h in (root / folder).rglob("*.hea")), key=_natural_key)
+        stems = _walk_headers(root / folder)
         table = pd.DataFrame(
             {
-                "ecg_id": [_ptbxl_id(stem.name) for stem in stems],
+                "ecg_id": check_ids([_ptbxl_id(stem.name) for stem in stems], f"{root / folder}: record names"),
                 column: [str(s.relative_to(root)) for s in stems],
             }
         )
@@ -921,9 +1042,103 @@ def _ptbxl_table(root: Path, sampling_rate: int, folds) -> tuple[pd.DataFrame, s
     return table.reset_index(drop=True), column
 
 
+def check_ids(values, where: str, numeric_text=True) -> list:
+    """Record ids as ints where they are whole numbers (``"00841"`` -> 841), else stripped text.
+
+    With ``numeric_text=False`` text ids stay text (only whole floats become ints).
+
+    Refuses an empty id (a blank or ``NaN`` cell) and an id given to two
+    records, naming the rows: either would put two recordings under one id, or
+    label one recording with another's labels.
+    """
+    ids, empty, rows = [], [], {}
+    for i, value in enumerate(values):
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if value is None or (number and not np.isfinite(value)):
+            text = ""
+        elif number and float(value).is_integer():
+            text = str(int(value))
+        else:
+            text = str(value).strip()
+        if not text:
+            empty.append(i)
+        rid = int(text) if (numeric_text or number) and re.fullmatch(r"-?\d{1,18}", text) else text
+        ids.append(rid)
+        rows.setdefault(rid, []).append(i)
+    if empty:
+        raise ValueError(
+            f"{where} has {len(empty)} empty id(s) (row(s) {', '.join(str(i + 1) for i in empty[:5])} of "
+            "the data); every record needs an id: fill them in or remove those rows."
+        )
+    shared = {rid: r for rid, r in rows.items() if len(r) > 1}
+    if shared:
+        examples = "; ".join(
+            f"{rid!r} in rows {', '.join(str(i + 1) for i in r[:3])}" for rid, r in list(shared.items())[:3]
+        )
+        raise ValueError(
+            f"{where} gives {len(shared)} id(s) to several records ({examples}); ids must be unique: "
+            "remove or renumber the duplicate rows."
+        )
+    return ids
+
+
+def _relative_record_path(value, table_path: Path, column: str, row: int) -> str:
+    """A table's record path, refused when empty or when it leaves the root (``..``, absolute)."""
+    text = "" if not isinstance(value, str) else value.strip()
+    where = f"{table_path}: row {row + 1}, column {column!r}"
+    if not text:
+        raise ValueError(f"{where} is empty; every record needs its path below the PTB-XL root.")
+    parts = Path(text).parts
+    if Path(text).is_absolute() or text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text) or ".." in parts:
+        raise ValueError(
+            f"{where} is {text!r}, which leaves the PTB-XL root; paths must be relative and below it "
+            "(e.g. records100/00000/00001_lr)."
+        )
+    return text
+
+
+def _record_below_root(root: Path, relative: str) -> Path:
+    """``root / relative``, refused when a symlink takes its files outside the root.
+
+    The records folder itself may be a link (PTB-XL kept on another disk):
+    what counts is the resolved root, or the resolved ``records100``/``records500``.
+    """
+    stem = root / relative
+    allowed = [root.resolve()] + [(root / folder).resolve() for folder, _ in _PTBXL_RATES.values()]
+    for suffix in (".hea", ".dat"):
+        target = stem.with_suffix(suffix)
+        if target.exists():
+            real = target.resolve()
+            if not any(real == base or base in real.parents for base in allowed):
+                raise RecordError(
+                    f"{target}: links to {real}, outside the PTB-XL root {root}; copy the record into "
+                    "the root instead of linking out of it."
+                )
+    return stem
+
+
+def _scp_cell(value, table_path: Path, row: int) -> dict:
+    """One ``scp_codes`` cell as a dict: PTB-XL's dict string, or ``NORM;SR`` (likelihood unknown)."""
+    from ecgsoup.tasks import scp_codes_dict
+
+    if not isinstance(value, str) or not value.strip():
+        return {}
+    text = value.strip()
+    try:
+        if text.startswith("{"):
+            return scp_codes_dict(text)
+        if len(text) <= 10_000 and re.fullmatch(r"[\w\s/+-]+(;[\w\s/+-]+)*;?", text):
+            return {code.strip(): float("nan") for code in text.split(";") if code.strip()}
+        raise ValueError(f"scp_codes value {text[:60]!r} is neither a dict string nor codes joined by ';'.")
+    except ValueError as error:
+        raise ValueError(
+            f"{table_path}: row {row + 1}: {error} Write it as {{'NORM': 100.0, 'SR': 0.0}} or NORM;SR."
+        ) from None
+
+
 def _ptbxl_items(root: Path, table: pd.DataFrame, column: str, leads, derive_leads=False):
     def read(row):
-        record = read_wfdb(root / row[column], leads=None if derive_leads else leads)
+        record = read_wfdb(_record_below_root(root, row[column]), leads=None if derive_leads else leads)
         record.record_id = row["ecg_id"]
         record.metadata = {**record.metadata, **row}
         return _select(_derive(record, derive_leads), leads) if derive_leads else record
@@ -1025,7 +1240,7 @@ class RecordSource:
             fmt, path = item
             return _read_input(fmt, path, record_id, derive_leads=self.derive_leads,
                                acquisition_date=self.acquisition_date)  # fmt: skip
-        record = read_wfdb(Path(self.path) / item if self.kind == "ptbxl" else item)
+        record = read_wfdb(_record_below_root(Path(self.path), item) if self.kind == "ptbxl" else item)
         if record_id is not None:
             record.record_id = record_id
         return _derive(record, self.derive_leads)
@@ -1123,7 +1338,7 @@ def _list_records(path, sampling_rate, ptbxl_rate, id_from) -> RecordList:
         table, column = _ptbxl_table(path, rate, folds=None)
         if table.empty:
             raise ValueError(f"{path}: no PTB-XL record in {_PTBXL_RATES[rate][0]}/ (no *.hea file, no table row).")
-        ids = [int(v) if isinstance(v, (int, np.integer)) else v for v in table["ecg_id"]]
+        ids = check_ids(table["ecg_id"], f"{path}: ecg_id")
         source = RecordSource("ptbxl", str(path.resolve()), ptbxl_rate=rate)
         return RecordList(source, [str(v) for v in table[column]], ids)
     inputs = _iter_inputs(path)  # every *.hea and hospital file below a folder, or one record or file
@@ -1161,7 +1376,13 @@ def _list_npz(path: Path, sampling_rate) -> RecordList:
     x = data["x"]
     if "lead_names" not in data:
         raise ValueError(f"{path} has no 'lead_names' array naming the leads of x's last axis.")
-    lead_names = tuple(str(n) for n in data["lead_names"])
+    names = np.asarray(data["lead_names"])
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise ValueError(
+            f"{path}: lead_names is {names.dtype} of shape {names.shape}; it must list one name per lead, "
+            "e.g. np.array(['I', 'II', 'V1'])."
+        )
+    lead_names = tuple(str(n) for n in names)
     if x.ndim != 3 or x.shape[2] != len(lead_names):
         hint = " It looks lead-major; store x as (records, time, leads)." if (
             x.ndim == 3 and x.shape[1] == len(lead_names)) else ""  # fmt: skip
@@ -1171,7 +1392,7 @@ def _list_npz(path: Path, sampling_rate) -> RecordList:
         )
     if len(x) == 0:
         raise ValueError(f"{path}: x holds no record (shape {x.shape}).")
-    fs = float(data["fs"]) if "fs" in data else None
+    fs = _npz_rate(path, data["fs"]) if "fs" in data else None
     if fs is None and sampling_rate is None:
         raise ValueError(
             f"{path} has no 'fs' entry: pass the sampling rate of x in Hz (--sampling-rate / "
@@ -1179,13 +1400,32 @@ def _list_npz(path: Path, sampling_rate) -> RecordList:
         )
     if fs is not None and sampling_rate is not None and float(sampling_rate) != fs:
         raise ValueError(f"{path} says fs={fs:g} Hz but sampling_rate={sampling_rate!r} was given; drop one.")
+    if sampling_rate is not None:
+        _npz_rate(path, sampling_rate, "--sampling-rate / sampling_rate")
     ids_key = next((k for k in ("record_id", "ecg_id") if k in data), None)
-    ids = _ids_list(data[ids_key]) if ids_key else list(range(len(x)))
-    if len(ids) != len(x) or len(set(ids)) != len(ids):
+    ids = list(np.asarray(data[ids_key])) if ids_key else list(range(len(x)))
+    if len(ids) != len(x) or np.ndim(data[ids_key] if ids_key else ids) != 1:
         raise ValueError(f"{path}: '{ids_key}' must hold {len(x)} distinct identifiers, one per record.")
+    if ids_key:
+        ids = _ids_list(check_ids(ids, f"{path}: '{ids_key}'", numeric_text=False))
     units = str(data["units"]) if "units" in data else "mV"  # irrelevant to the model: windows are z-scored
     rate = fs if fs is not None else float(sampling_rate)
     return RecordList(RecordSource("npz", str(path.resolve()), rate, lead_names, units), list(range(len(x))), ids)
+
+
+def _npz_rate(path: Path, value, name="fs") -> float:
+    """A sampling rate given in an ``.npz`` (or for it): one plausible number of Hz."""
+    array = np.asarray(value)
+    low, high = _FS_RANGE
+    if array.size == 1 and array.dtype.kind in "biuf":
+        rate = float(array.reshape(-1)[0])
+        if np.isfinite(rate) and low <= rate <= high:
+            return rate
+    shown = f"shape {array.shape}" if array.size != 1 else repr(array.reshape(-1)[0].item())
+    raise ValueError(
+        f"{path}: {name} is {shown}; it must be one sampling rate in Hz, between {low:g} and {high:g} "
+        "(e.g. fs=500)."
+    )
 
 
 _NPZ_CACHE: OrderedDict = OrderedDict()
@@ -1219,16 +1459,30 @@ def _npz_arrays(path: str) -> dict:
 
 
 def _open_npz(path: str) -> dict:
+    from ecgsoup.signal import MAX_RECORD_VALUES
+
     with np.load(path, allow_pickle=False) as data:
         names = list(data.files)
-        arrays = {name: data[name] for name in names if name != "x"}
+    arrays = {}
+    for name in names:
+        if name == "x":
+            continue
+        # Sizes from the .npy headers, before anything is decompressed: a small compressed
+        # member can expand to gigabytes.
+        shape, _, dtype, _, _ = _member_header(path, f"{name}.npy")
+        n_values = int(np.prod(shape, dtype=np.int64))
+        if n_values > MAX_RECORD_VALUES:
+            raise ValueError(f"{name} has shape {tuple(shape)} ({n_values} values); that is not an entry of an "
+                             "ECG input. Remove it or store it elsewhere.")  # fmt: skip
+        with np.load(path, allow_pickle=False) as data:
+            arrays[name] = data[name]
     if "x" in names:
         arrays["x"] = _lazy_member(path, "x.npy")
     return arrays
 
 
-def _lazy_member(path: str, member: str):
-    """A record-at-a-time reader of one ``.npy`` member (whole or mapped in Fortran order)."""
+def _member_header(path: str, member: str):
+    """``(shape, fortran, dtype, header_length, info)`` of one ``.npy`` member of an ``.npz``."""
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(member)
         with archive.open(info) as stream:
@@ -1238,8 +1492,24 @@ def _lazy_member(path: str, member: str):
             else:  # (2, 0) and (3, 0) share the layout; 3.0 only allows utf-8 field names
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
             header_length = stream.tell()
+    return shape, fortran, dtype, header_length, info
+
+
+def _lazy_member(path: str, member: str):
+    """A record-at-a-time reader of one ``.npy`` member (whole or mapped in Fortran order)."""
+    from ecgsoup.signal import MAX_RECORD_VALUES
+
+    shape, fortran, dtype, header_length, info = _member_header(path, member)
     if dtype.hasobject:
         raise ValueError(f"{member} holds Python objects; store the signals as a numeric array.")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"{member} holds {dtype} values; store the signals as integers or floats.")
+    per_record = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    if per_record > MAX_RECORD_VALUES:
+        raise ValueError(
+            f"{member} has shape {tuple(shape)}: {per_record} values per record, more than ecgsoup reads at "
+            f"once ({MAX_RECORD_VALUES}); check the shape, or split the recordings."
+        )
     expected = header_length + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if info.file_size != expected:
         raise ValueError(f"{member} holds {info.file_size} bytes but its header describes {expected} "

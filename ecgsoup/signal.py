@@ -18,6 +18,11 @@ from ecgsoup.leads import canonical_lead_name
 __all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "as_time_major"]
 
 ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
+#: Most values (samples x leads) one record may hold, read or resampled: 2**28 values are 2 GiB
+#: as float64, e.g. 12 leads x 6.2 h at 1 kHz.  Larger sizes come from headers or sampling
+#: rates that lie (a header claiming 10**11 samples, a rate of 0.001 Hz resampled to 100 Hz)
+#: far more often than from real ECGs, and are refused before anything is allocated.
+MAX_RECORD_VALUES = 2**28
 
 
 def lead_indices(source_names, target_names, lead_map=None) -> np.ndarray:
@@ -145,6 +150,17 @@ def resample(x: np.ndarray, fs: float, target_fs: float, axis: int = -2) -> np.n
     if float(fs) == float(target_fs):
         return np.array(x, dtype=np.float32, copy=True)
     ratio = _ratio(float(fs), float(target_fs))
+    shape = np.shape(x)
+    axis = axis % len(shape)
+    n_out = -(-shape[axis] * ratio.numerator // ratio.denominator)
+    # One record is the time axis and what follows it (the leads); earlier axes are records.
+    n_values = n_out * int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    if n_values > MAX_RECORD_VALUES:
+        raise ValueError(
+            f"Resampling {shape[axis]} samples from {fs:g} Hz to {target_fs:g} Hz gives {n_out} samples "
+            f"per record ({n_values} values), more than ecgsoup handles at once ({MAX_RECORD_VALUES}); "
+            "check the sampling rate, or split the recording."
+        )
     out = sps.resample_poly(np.asarray(x, dtype=np.float64), ratio.numerator, ratio.denominator, axis=axis)
     return out.astype(np.float32)
 

@@ -15,9 +15,11 @@ Store layout (zarr v3 group, or the same names as arrays in one ``.npz``)::
     record_id    int64 or str (n_records,)            in input order
     status       int8 (n_records,)                    0 pending, 1 done, 2 failed
     error        str (n_records,)                     why a record failed ("" otherwise)
+    quality      str (n_records,)                     why a signal does not look like an ECG
+                                                      ("" otherwise; absent until a record is noted)
     attrs        format, the layer specification (layer names, widths, streams,
                  readout, model sha256), model family, contract and card, ecgsoup
-                 version, precision, window stride, input settings
+                 version, precision, window stride, input settings, poor_signals
 
 **Resumable.** The list of records is fixed when the store is created; every
 run computes only the records whose status is not "done" (failed ones are
@@ -38,6 +40,12 @@ carries that marker, never the input, and never anything else.  A writer holds
 an inter-process lock (:mod:`filelock`, the file ``<store>.lock`` with the
 holder's pid, host and command in ``<store>.lock.json``) for the whole run: a
 second writer on the same store is refused at once, naming the first.
+
+**Verified.** Opening or resuming a store reads every chunk and checks the
+arrays against each other (:mod:`ecgsoup.store_check`): records whose chunk
+is missing or unreadable, or whose status contradicts their embeddings, are
+named in a :class:`StoreDamageWarning`, left out of :func:`open_store`, and
+re-embedded by the next run; lost record ids are restored from the input.
 
 **Bad records** (unreadable file, NaN samples, missing leads, too short) are
 never dropped silently: each one is reported with a
@@ -70,11 +78,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ecgsoup.store_check import StoreDamageWarning, check_store, describe_rows, repair_store, resume_ids
+
 __all__ = [
     "StoreError",
     "StoreLockedError",
     "EmbedInterrupted",
     "SkippedRecordWarning",
+    "StoreDamageWarning",
     "StoredEmbeddings",
     "EmbedSummary",
     "embed_to_store",
@@ -100,9 +111,11 @@ DEFAULT_CHUNK_SIZE = 64
 _RANDOM_ALIAS = {"random": "random:ecgsoup-100hz-tiny"}
 # Settings that change the stored numbers: a resumed run must match them.
 _RESUME_KEYS = ("ecgsoup_version", "model_sha256", "precision", "window_stride", "lead_map", "pad",
-                "sampling_rate_override", "ptbxl_rate", "derived_leads")  # fmt: skip
+                "sampling_rate_override", "ptbxl_rate", "derived_leads", "poor_signals")  # fmt: skip
 # What a store records when limb leads were computed (None when they were not: older stores match).
 _DERIVED_LEADS_RULE = "III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2, where a record lacks them"
+# What a store written before a setting existed was written with.
+_RESUME_DEFAULTS = {"poor_signals": "flag"}
 # What every store holds, checked as one unit when a store is opened.
 _REQUIRED_ARRAYS = ("embeddings", "record_id", "status", "error")
 _REQUIRED_ATTRS = ("format", "format_version", "ecgsoup_version", "model_sha256", "n_layers", "n_features",
@@ -263,14 +276,13 @@ def open_store(path) -> StoredEmbeddings:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such embedding store.")
     backend = _open_backend(path, mode="r")
-    status = backend.read("status")
-    record_ids = backend.record_ids()
+    check = _verified(path, backend)
+    status, record_ids, embeddings = check.status, check.record_ids, check.embeddings
     done = np.flatnonzero(status == DONE)
-    embeddings = backend.read_rows("embeddings", done)
     spec = _layer_spec_of(backend)
-    X = np.ascontiguousarray(embeddings.reshape(len(done), -1), dtype=np.float32)
+    X = np.ascontiguousarray(np.asarray(embeddings).reshape(len(done), -1), dtype=np.float32)
     failed = np.flatnonzero(status == FAILED)
-    messages = backend.read("error")
+    messages = check.messages
     errors = pd.DataFrame(
         {"record_id": [record_ids[i] for i in failed], "message": [str(messages[i]) for i in failed]}
     )
@@ -279,9 +291,15 @@ def open_store(path) -> StoredEmbeddings:
         n_records=len(status),
         n_done=int(done.size),
         n_failed=int(failed.size),
-        n_pending=int((status == PENDING).sum()),
+        n_pending=int((status == PENDING).sum()) - len(check.damaged),
+        n_damaged=len(check.damaged),
     )
     attrs.update(counts)
+    notes = _quality_notes(backend, status == DONE)
+    attrs["quality_notes"] = {record_ids[i]: note for i, note in notes.items()}
+    attrs["n_flagged"] = len(notes)
+    if check.damaged:
+        warnings.warn(check.damage_message(path), StoreDamageWarning, stacklevel=2)
     if counts["n_pending"]:
         warnings.warn(
             f"{path} is incomplete: {counts['n_pending']} of {counts['n_records']} records are not "
@@ -305,6 +323,25 @@ def _layer_spec_of(backend):
         layers = tuple(LayerInfo(f"layer{i:02d}", dim) for i in range(n_layers))
         return LayerSpec(str(attrs["model_sha256"]), layers, readout, str(attrs.get("model_name", "")))
     return LayerSpec.from_dict(attrs["layer_spec"])
+
+
+def _quality_notes(backend, rows) -> dict:
+    """``{row: note}`` of the ``rows`` (a mask) whose signal was noted as not looking like an ECG."""
+    if "quality" not in backend.names():
+        return {}
+    notes = backend.read("quality")
+    return {int(i): str(notes[i]) for i in np.flatnonzero(rows) if str(notes[i])}
+
+
+def _verified(path: Path, backend):
+    """Every chunk of the store read and checked (:mod:`ecgsoup.store_check`); whole-store damage refused."""
+    check = check_store(backend)
+    if check.problems or check.id_problems:
+        raise StoreError(
+            f"{path} is a damaged ecgsoup store ({'; '.join(check.id_problems + check.problems)}). Run `ecgsoup embed` again "
+            "with the same input and --out to repair it, or start it over with overwrite=True (--overwrite)."
+        )
+    return check
 
 
 # --- store backends -------------------------------------------------------------------
@@ -449,20 +486,39 @@ class _ZarrStore:
     def record_ids(self) -> list:
         return _ids_list(self.read("record_id"))
 
-    def write(self, positions, embeddings, status, errors) -> None:
+    def write(self, positions, embeddings, status, errors, notes=None) -> None:
         # Embeddings first, status last: a run killed in between recomputes the rows.
         positions = np.asarray(positions)
         if positions.size == 0:
             return
         start, stop = int(positions.min()), int(positions.max()) + 1
+        quality = self._quality(notes)
         if np.array_equal(positions, np.arange(start, stop)):
             self.group["embeddings"][start:stop] = embeddings
             self.group["error"][start:stop] = np.asarray(errors, dtype=object)
+            if quality is not None:
+                quality[start:stop] = np.asarray(notes, dtype=object)
             self.group["status"][start:stop] = status
         else:
             self.group["embeddings"].set_orthogonal_selection((positions,), embeddings)
             self.group["error"].set_orthogonal_selection((positions,), np.asarray(errors, dtype=object))
+            if quality is not None:
+                quality.set_orthogonal_selection((positions,), np.asarray(notes, dtype=object))
             self.group["status"].set_orthogonal_selection((positions,), status)
+
+    def _quality(self, notes):
+        """The per-record ``quality`` notes array, created at the first note (older stores lack it)."""
+        if notes is None:
+            return None
+        if "quality" not in self.group.array_keys():
+            if not any(notes):
+                return None
+            from zarr.dtype import VariableLengthUTF8
+
+            status = self.group["status"]
+            self.group.create_array("quality", shape=status.shape, chunks=status.chunks,
+                                    dtype=VariableLengthUTF8(), fill_value="")  # fmt: skip
+        return self.group["quality"]
 
     def flush(self, force=True) -> None:
         """Rows are on disk as soon as they are written."""
@@ -515,13 +571,18 @@ class _NpzStore:
     def record_ids(self) -> list:
         return _ids_list(self.arrays["record_id"])
 
-    def write(self, positions, embeddings, status, errors) -> None:
+    def write(self, positions, embeddings, status, errors, notes=None) -> None:
         positions = np.asarray(positions)
         self.arrays["embeddings"][positions] = embeddings
         self.arrays["status"][positions] = status
         errors_column = self.arrays["error"].astype(object)
         errors_column[positions] = errors
         self.arrays["error"] = errors_column
+        if notes is not None and ("quality" in self.arrays or any(notes)):
+            # object, not fixed-width unicode: a longer note would be cut to the longest one so far
+            column = self.arrays.get("quality", np.full(len(self.arrays["status"]), "", dtype=object)).astype(object)
+            column[positions] = notes
+            self.arrays["quality"] = column
         self._dirty = True
         self.flush(force=False)
 
@@ -532,6 +593,8 @@ class _NpzStore:
         arrays = dict(self.arrays)
         # Plain unicode arrays: an npz must load without allow_pickle.
         arrays["error"] = np.asarray([str(e) for e in arrays["error"]], dtype=str)
+        if "quality" in arrays:
+            arrays["quality"] = np.asarray([str(e) for e in arrays["quality"]], dtype=str)
         arrays["attrs"] = np.asarray(json.dumps(self._attrs))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp.npz", dir=self.path.parent)
@@ -659,7 +722,8 @@ def _prepare(record, contract, lead_map, pad) -> np.ndarray:
     return flat.reshape(contract.n_leads, -1)
 
 
-def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad):
+def _embed_block(spec, items, record_ids, positions, model, settings, fingerprint, lead_map, pad,
+                 poor_signals="flag"):  # fmt: skip
     """Read, preprocess and embed one block of records; runs in-process or on a Dask worker.
 
     ``spec`` is the :class:`ecgsoup.io.RecordSource` of the input.
@@ -673,6 +737,8 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     status : ndarray of int8
     errors : list of str
         ``""`` for embedded records, the reason for failed ones.
+    notes : list of str
+        What :func:`ecgsoup.quality.signal_quality` says of each record (``""``: a plausible ECG).
     """
     from ecgsoup.io import RecordError
 
@@ -682,10 +748,16 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     pooled = np.zeros((n, embedder.layer_spec_.n_features), np.float32)
     status = np.full(n, FAILED, np.int8)
     errors = [""] * n
+    notes = [""] * n
     ready: dict[int, list] = {}
     for i, (item, record_id) in enumerate(zip(items, record_ids)):
         try:
-            x = _prepare(spec.read(item, record_id), contract, lead_map, pad)
+            record = spec.read(item, record_id)
+            notes[i] = _quality_note(record)
+            if notes[i] and poor_signals == "skip":
+                errors[i] = f"not embedded (poor_signals='skip', --skip-poor-signals): {notes[i]}"
+                continue
+            x = _prepare(record, contract, lead_map, pad)
         except (RecordError, ValueError, OSError) as exc:
             errors[i] = _single_record_message(exc)
             continue
@@ -696,7 +768,18 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
         out = embedder.transform(np.stack([x for _, x in ready[length]]))
         pooled[rows] = out
         status[rows] = DONE
-    return np.asarray(positions), pooled, status, errors
+    return np.asarray(positions), pooled, status, errors, notes
+
+
+def _quality_note(record) -> str:
+    """:func:`ecgsoup.quality.signal_quality` of a record's ECG leads (other channels left out)."""
+    from ecgsoup.leads import canonical_lead_name
+    from ecgsoup.quality import signal_quality
+
+    keep = [i for i, name in enumerate(record.lead_names) if canonical_lead_name(name) is not None]
+    if not keep:
+        return ""
+    return signal_quality(record.signal[:, keep], record.fs, [record.lead_names[i] for i in keep])
 
 
 def _single_record_message(exc) -> str:
@@ -736,6 +819,12 @@ class EmbedSummary:
     formats : dict
         ``{format: number of records}`` of the input (``"wfdb"``, ``"dicom"``,
         ``"ge_muse"`` ...); empty for ``.npz`` and PTB-XL inputs.
+    flagged : list of (record_id, note)
+        Embedded records whose signal does not look like an ECG (all zero, a
+        flat lead, clipping; see :func:`ecgsoup.quality.signal_quality`).
+    repaired : list
+        Ids of records found damaged in the store (a lost or unreadable
+        chunk, an inconsistent status) and marked for re-embedding by this run.
     """
 
     store: str
@@ -748,6 +837,8 @@ class EmbedSummary:
     seconds: float
     errors: list = field(default_factory=list)
     formats: dict = field(default_factory=dict)
+    repaired: list = field(default_factory=list)
+    flagged: list = field(default_factory=list)
 
     @property
     def records_per_second(self) -> float:
@@ -775,6 +866,7 @@ def embed_to_store(
     verbose=0,
     derive_leads=False,
     id_from="hash",
+    poor_signals="flag",
 ) -> EmbedSummary:
     """Embed every record of ``source`` into an on-disk store; resumes an existing one.
 
@@ -835,6 +927,11 @@ def embed_to_store(
     id_from : {"hash", "name"}, default="hash"
         Record id of a hospital file (DICOM, XML, SCP-ECG, EDF): a hash of
         its bytes or its file name.
+    poor_signals : {"flag", "skip"}, default="flag"
+        Records that do not look like an ECG (all zero, a flat lead, clipping;
+        see :func:`ecgsoup.quality.signal_quality`): embed them with a note
+        (``quality`` in the store, ``flagged`` in the summary), or fail them
+        with that note as their error.
 
     Returns
     -------
@@ -873,6 +970,8 @@ def embed_to_store(
         raise ValueError(f"limit={limit!r}; expected a non-negative number of records.")
     if pad not in ("error", "zeros", "edge"):
         raise ValueError(f"pad={pad!r}; expected 'error', 'zeros' or 'edge'.")
+    if poor_signals not in ("flag", "skip"):
+        raise ValueError(f"poor_signals={poor_signals!r}; expected 'flag' or 'skip'.")
     store = Path(store).expanduser()
     kind = _store_kind(store, format)
     _check_not_input(source, store)
@@ -884,12 +983,13 @@ def embed_to_store(
             window_stride=window_stride, lead_map=lead_map, sampling_rate=sampling_rate,
             ptbxl_rate=ptbxl_rate, pad=pad, chunk_size=int(chunk_size), limit=limit, overwrite=overwrite,
             client=client, verbose=verbose, derive_leads=derive_leads, id_from=id_from,
+            poor_signals=poor_signals,
         )  # fmt: skip
 
 
 def _embed_locked(source, store, kind, *, model, precision, batch_size, device, window_stride, lead_map,
                   sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose,
-                  derive_leads=False, id_from="hash"):  # fmt: skip
+                  derive_leads=False, id_from="hash", poor_signals="flag"):  # fmt: skip
     """:func:`embed_to_store` once the store's lock is held."""
     from ecgsoup import __version__
     from ecgsoup.io import list_records
@@ -932,11 +1032,23 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         "n_features": int(spec.n_features),
         "layout": "embeddings (n, n_features): [h_0 | ... | h_L], widths in layer_spec",
     }
+    attrs["poor_signals"] = poor_signals  # which records are embedded at all: a resume must agree
     if overwrite and store.exists():
         _remove_store(store)
     backend = _open_backend(store, mode="a", kind=kind)
+    repaired = []
     if store.exists():
-        _check_resume(store, backend, attrs, listing.record_ids)
+        # Verified before anything is computed: damaged records are marked pending and redone below.
+        check = check_store(backend, keep_embeddings=False)
+        _check_resume(store, backend, attrs, listing.record_ids, stored=resume_ids(
+            check, listing.record_ids, same_source=backend.attrs.get("source") == attrs["source"]))
+        _refuse_unrepairable(store, check)
+        if check.damaged or check.bad_id_rows or check.broken_files:
+            warnings.warn(check.damage_message(store, listing.record_ids).replace(
+                "They are left out; run `ecgsoup embed` again with the same input and --out to re-embed them.",
+                "This run re-embeds them."), StoreDamageWarning, stacklevel=3)  # fmt: skip
+            repair_store(backend, check, listing.record_ids)
+            repaired = [listing.record_ids[row] for row in sorted(check.damaged)]
     else:
         backend.create(listing.record_ids, spec.n_features, chunk_size, attrs)
     status = np.asarray(backend.read("status"))
@@ -953,8 +1065,8 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     with tqdm(total=n_todo, disable=not verbose, desc="embedding", unit="record") as bar:
 
         def write(result):
-            positions, pooled, block_status, block_errors = result
-            backend.write(positions, pooled, block_status, block_errors)
+            positions, pooled, block_status, block_errors, notes = result
+            backend.write(positions, pooled, block_status, block_errors, notes)
             for position, message in zip(positions, block_errors):
                 if message:
                     with tqdm.external_write_mode():  # the message on its own line, not in the bar
@@ -966,7 +1078,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
             bar.update(len(positions))
 
         common = dict(model=model, settings=settings, fingerprint=embedder.fingerprint_,
-                      lead_map=lead_map, pad=pad)  # fmt: skip
+                      lead_map=lead_map, pad=pad, poor_signals=poor_signals)  # fmt: skip
         try:
             if client is None:
                 for spec, items, ids, rows in tasks:
@@ -983,6 +1095,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     status = np.asarray(backend.read("status"))
     messages = backend.read("error")
     failed = np.flatnonzero(status == FAILED)
+    notes = _quality_notes(backend, status == DONE)
     return EmbedSummary(
         store=str(store),
         n_records=len(status),
@@ -991,13 +1104,16 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         n_pending=int((status == PENDING).sum()),
         n_computed=n_todo,
         n_reused=n_reused,
+        repaired=repaired,
+        flagged=[(listing.record_ids[i], note) for i, note in notes.items()],
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
         formats=listing.format_counts() if listing.source.kind == "files" else {},
     )
 
 
-def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, max_in_flight=None):
+def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, poor_signals="flag",
+               max_in_flight=None):  # fmt: skip
     """Run every block of ``tasks`` on a Dask ``client``; ``write`` each result here, as it completes.
 
     The scheduling half of :mod:`ecgsoup.distributed` (which re-exports it):
@@ -1011,7 +1127,7 @@ def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, 
         :class:`ecgsoup.io.RecordSource`.
     write : callable
         Called in this process with each block's result, in completion order.
-    model, settings, fingerprint, lead_map, pad
+    model, settings, fingerprint, lead_map, pad, poor_signals
         Passed to every task.  An ``STMEMEncoder`` ``model`` is scattered
         (broadcast) once instead of being pickled into every task.
     max_in_flight : int, default=None
@@ -1040,7 +1156,7 @@ def run_blocks(client, tasks, write, *, model, settings, fingerprint, lead_map, 
     def submit(task):
         spec, items, ids, rows = task
         return client.submit(
-            _embed_block, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad,
+            _embed_block, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad, poor_signals,
             pure=False, key=f"ecgsoup-embed-{os.getpid()}-{int(rows[0])}-{id(task):x}",
         )  # fmt: skip
 
@@ -1074,7 +1190,16 @@ def _blocks(status: np.ndarray, chunk_size: int, limit) -> list[np.ndarray]:
     return np.split(todo, cuts)
 
 
-def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
+def _refuse_unrepairable(store: Path, check) -> None:
+    """Damage a resume cannot mend (an unreadable array that is not per record) is refused."""
+    if check.problems:
+        raise StoreError(
+            f"{store} is a damaged ecgsoup store ({'; '.join(check.problems)}) that a resume cannot repair; "
+            "start it over with overwrite=True (--overwrite)."
+        )
+
+
+def _check_resume(store: Path, backend, attrs: dict, record_ids: list, stored=None) -> None:
     old = backend.attrs
     if old.get("format_version") != STORE_FORMAT_VERSION:
         raise StoreError(
@@ -1082,16 +1207,16 @@ def _check_resume(store: Path, backend, attrs: dict, record_ids: list) -> None:
             "read with open_store but not resumed. Write to another path, or pass overwrite=True (--overwrite)."
         )
     different = [
-        f"{key}: store has {old.get(key)!r}, this run {attrs[key]!r}"
+        f"{key}: store has {old.get(key, _RESUME_DEFAULTS.get(key))!r}, this run {attrs[key]!r}"
         for key in _RESUME_KEYS
-        if _jsonable(old.get(key)) != _jsonable(attrs[key])
+        if _jsonable(old.get(key, _RESUME_DEFAULTS.get(key))) != _jsonable(attrs[key])
     ]
     if different:
         raise StoreError(
             f"{store} was written with other settings ({'; '.join(different)}). Resume with the "
             "same settings, write to another path, or pass overwrite=True (--overwrite)."
         )
-    stored = backend.record_ids()
+    stored = backend.record_ids() if stored is None else stored
     if stored != _ids_list(_ids_array(record_ids)):
         raise StoreError(
             f"{store} holds {len(stored)} records of another input listing (this input has "
@@ -1131,7 +1256,7 @@ def _remove_store(store: Path) -> None:
     if not is_store(store):
         _refuse_foreign(store, overwrite=True)
     if store.is_dir():
-        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", *_REQUIRED_ARRAYS})
+        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", "quality", *_REQUIRED_ARRAYS})
         if extra:
             raise StoreError(
                 f"Refusing to overwrite {store}: besides the store it holds {extra[:5]}; move those "

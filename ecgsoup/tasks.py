@@ -22,6 +22,7 @@ __all__ = [
     "bundled_scp_statements",
     "ludb_targets",
     "parse_scp_codes",
+    "scp_codes_dict",
     "ptbxl_task_classes",
     "ptbxl_task_labels",
     "read_scp_statements",
@@ -135,12 +136,35 @@ def parse_scp_codes(value) -> list[str]:
     if not text:
         return []
     if text.startswith("{"):
-        try:
-            parsed = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise ValueError(f"scp_codes value {text[:60]!r} is not a valid dict string.") from None
-        return sorted(str(k) for k in parsed)
+        return sorted(str(k) for k in scp_codes_dict(text))
     return sorted({code.strip() for code in text.split(";") if code.strip()})
+
+
+# A PTB-XL scp_codes cell holds a handful of codes; a longer one is not a statement list.
+_SCP_CELL_LIMIT = 10_000
+
+
+def scp_codes_dict(text: str) -> dict:
+    """PTB-XL's dict string (``"{'NORM': 100.0}"``) as a dict, parsed as a literal, never run.
+
+    Raises a one-line ``ValueError`` for anything else: an unclosed dict, a
+    cell too long or too deeply nested to be a list of codes, numbers beyond
+    Python's digit limit, or a literal that is not a dict of string codes.
+    """
+    import ast
+
+    text = str(text).strip()
+    if len(text) > _SCP_CELL_LIMIT:
+        raise ValueError(f"scp_codes value {text[:40]!r}... is {len(text)} characters long, not a dict of codes.")
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as error:
+        # RecursionError / MemoryError: thousands of nested brackets overflow the parser.
+        reason = type(error).__name__ if isinstance(error, (RecursionError, MemoryError)) else "malformed"
+        raise ValueError(f"scp_codes value {text[:60]!r} is not a valid dict string ({reason}).") from None
+    if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
+        raise ValueError(f"scp_codes value {text[:60]!r} is not a dict of statement codes.")
+    return parsed
 
 
 def ptbxl_task_labels(codes: list[list[str]], statements: pd.DataFrame, task: str) -> list[list[str]]:

@@ -334,3 +334,17 @@ def test_the_hospital_page_runs_as_written(tmp_path, monkeypatch, capsys):
     derived = dict(zip(ds.metadata["format"], ds.metadata["derived_leads"]))
     assert derived == {"ge_muse": ("III", "aVR", "aVL", "aVF"), "dicom": (), "scp_ecg": ()}
     assert "{'dicom': 1, 'ge_muse': 1, 'scp_ecg': 1}" in capsys.readouterr().out
+
+
+def test_hospital_files_behind_a_symlinked_folder_are_listed_once(tmp_path):
+    # The symlink-following walk of issue 26 covers hospital exports as well as WFDB headers.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(MUSE, outside / MUSE.name)
+    root = tmp_path / "input"
+    root.mkdir()
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "again").symlink_to(outside, target_is_directory=True)  # a second way into the same folder
+    (outside / "loop").symlink_to(root, target_is_directory=True)  # and a loop back up
+    listing = list_records(root)
+    assert len(listing) == 1 and listing.source.kind == "files"

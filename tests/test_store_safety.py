@@ -324,9 +324,9 @@ def test_store_repr_is_short(tmp_path):
 
     store = StoredEmbeddings(np.zeros((200, 2496), np.float32), list(range(200)),
                              {"n_done": 200, "n_records": 200, "n_failed": 0, "n_layers": 13, "n_features": 2496,
-                              "model_sha256": "d28601d614e27405c0af", "config": {"name": "ecgsoup-100hz-tiny"}},
+                              "model_sha256": "d28601d614e27405c0af", "config": {"name": "ecgsoup-100hz-tiny"},
+                              "layer_spec": LayerSpec.equal_blocks(13, 192).to_dict()},
                              pd.DataFrame(columns=["record_id", "message"]))  # fmt: skip
-    assert store.X.shape[1] == LayerSpec.equal_blocks(13, 192).n_features
     text = repr(store)
     assert text == ("StoredEmbeddings(200 of 200 records embedded, 0 failed; 13 layers, 2496 columns; "
                     "model ecgsoup-100hz-tiny, sha256 d28601d614e2)")  # fmt: skip
