@@ -89,8 +89,12 @@ def read_checkpoint(path) -> object:
 
 
 def unwrap(obj, origin, wrapper_keys=("state_dict", "model", "encoder", "model_state_dict"),
-           prefixes=("module.", "model.")) -> tuple[dict, list[str]]:
-    """The tensors of a checkpoint, with notes on what was unwrapped or stripped."""
+           prefixes=("module.", "model."), submodule: str | None = None) -> tuple[dict, list[str]]:
+    """The tensors of a checkpoint, with notes on what was unwrapped or stripped.
+
+    ``submodule`` (e.g. ``"encoder."``): when some keys carry this prefix, only
+    those are kept (a full pretraining file holds the encoder beside a decoder).
+    """
     notes = []
     while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
         key = next((k for k in wrapper_keys if k in obj), None)
@@ -109,6 +113,16 @@ def unwrap(obj, origin, wrapper_keys=("state_dict", "model", "encoder", "model_s
                 obj = {k[len(prefix):]: v for k, v in obj.items()}
                 notes.append(f"stripped prefix '{prefix}'")
                 changed = True
+        inner = [k for k in obj if submodule and k.startswith(submodule)]
+        if inner:
+            others = len(obj) - len(inner)
+            obj = {k[len(submodule):]: obj[k] for k in inner}
+            notes.append(
+                f"stripped prefix '{submodule}'" if not others
+                else f"took the {submodule.rstrip('.')} ('{submodule}*', {len(obj)} tensors) and left out {others} "
+                "other tensors (decoder and duplicates of a full pretraining file)"
+            )
+            changed = True
     return obj, notes
 
 

@@ -53,7 +53,7 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 from ecgsoup.backbones._base import BackboneCard, Converted  # noqa: E402
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file  # noqa: E402
+from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file, unwrap  # noqa: E402
 from ecgsoup.backbones.stmem.model import stmem_card  # noqa: E402
 
 
@@ -367,34 +367,7 @@ def _unwrap(obj, origin) -> tuple[dict, list[str]]:
     prefixes (``module.``, ``model.``), and full ST-MEM files holding the encoder under
     ``encoder.`` next to the decoder (and a duplicate ``to_patch_embedding``).
     """
-    notes = []
-    while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
-        key = next((k for k in _WRAPPER_KEYS if k in obj), None)
-        if key is None:
-            raise WeightsError(f"{origin} holds no state dict (top-level keys: {_short(sorted(map(str, obj)))}).")
-        notes.append(f"unwrapped '{key}'")
-        obj = obj[key]
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{origin} does not hold a state dict (got {type(obj).__name__}).")
-    obj = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
-    changed = True
-    while changed and obj:
-        changed = False
-        for prefix in _PREFIXES:
-            if all(k.startswith(prefix) for k in obj):
-                obj = {k[len(prefix):]: v for k, v in obj.items()}
-                notes.append(f"stripped prefix '{prefix}'")
-                changed = True
-        encoder_keys = [k for k in obj if k.startswith("encoder.")]
-        if encoder_keys:
-            others = len(obj) - len(encoder_keys)
-            obj = {k[len("encoder."):]: obj[k] for k in encoder_keys}
-            notes.append(
-                "stripped prefix 'encoder.'" if not others
-                else f"took the encoder ('encoder.*', {len(obj)} tensors) and left out {others} other "
-                "tensors (decoder and duplicates of a full ST-MEM file)"
-            )
-            changed = True
+    obj, notes = unwrap(obj, origin, wrapper_keys=_WRAPPER_KEYS, prefixes=_PREFIXES, submodule="encoder.")
     ignored = sorted(k for k in obj if _IGNORED.fullmatch(k))
     if ignored:
         kinds = sorted({k.split(".")[0] for k in ignored})
