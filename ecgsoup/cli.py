@@ -27,7 +27,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 EXIT_OK = 0
-EXIT_PARTIAL = 1
+EXIT_PARTIAL = 2  # some records failed: bad input the user can fix, each one listed
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
 
@@ -304,6 +304,12 @@ def _cmd_embed(args) -> int:
         more = f" (+{len(summary.flagged) - 3} more)" if len(summary.flagged) > 3 else ""
         print(f"Quality: {len(summary.flagged)} embedded record(s) do not look like an ECG ({shown}{more}); "
               "see attrs['quality_notes'] of open_store, or pass --skip-poor-signals to leave them out.")
+    if summary.derived:
+        shown = ", ".join(str(rid) for rid, _ in summary.derived[:3])
+        more = f" (+{len(summary.derived) - 3} more)" if len(summary.derived) > 3 else ""
+        kinds = sorted({leads for _, leads in summary.derived})
+        print(f"Derived leads: {len(summary.derived)} record(s) had {' / '.join(kinds)} computed from I and II "
+              f"({shown}{more}); see attrs['records_with_derived_leads'] of open_store.")
     if summary.repaired:
         print(f"Repaired: {len(summary.repaired)} damaged record(s) of the store were marked for re-embedding "
               f"({', '.join(map(repr, summary.repaired[:5]))}{' ...' if len(summary.repaired) > 5 else ''}).")

@@ -17,6 +17,9 @@ Store layout (zarr v3 group, or the same names as arrays in one ``.npz``)::
     error        str (n_records,)                     why a record failed ("" otherwise)
     quality      str (n_records,)                     why a signal does not look like an ECG
                                                       ("" otherwise; absent until a record is noted)
+    derived_leads str (n_records,)                    the leads computed from I and II, e.g.
+                                                      "III, aVR, aVL, aVF" ("" otherwise; absent
+                                                      until a record has one)
     attrs        format, the layer specification (layer names, widths, streams,
                  readout, model sha256), model family, contract and card, ecgsoup
                  version, precision, window stride, input settings, poor_signals
@@ -78,7 +81,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ecgsoup.store_check import StoreDamageWarning, check_store, describe_rows, repair_store, resume_ids
+from ecgsoup.store_check import NOTE_COLUMNS, StoreDamageWarning, check_store, describe_rows, repair_store, resume_ids
 
 __all__ = [
     "StoreError",
@@ -177,8 +180,13 @@ class StoredEmbeddings(NamedTuple):
     attrs : dict
         The store's attributes (model config, ``model_sha256``,
         ``ecgsoup_version``, ``precision``, ``n_layers``, ``n_features``,
-        ``layer_spec``, ...) and the
-        counts ``n_records``, ``n_done``, ``n_failed``, ``n_pending``.
+        ``layer_spec``, ...), the
+        counts ``n_records``, ``n_done``, ``n_failed``, ``n_pending``, and
+        the per-record notes: ``quality_notes`` (``{record_id: note}`` of
+        signals that do not look like an ECG) and
+        ``records_with_derived_leads`` (``{record_id: ["III", "aVR", ...]}``
+        of records whose limb leads were computed from I and II; the rule
+        is in ``derived_leads``).
     errors : pandas.DataFrame
         ``record_id``, ``message`` of every record that failed.
 
@@ -295,9 +303,11 @@ def open_store(path) -> StoredEmbeddings:
         n_damaged=len(check.damaged),
     )
     attrs.update(counts)
-    notes = _quality_notes(backend, status == DONE)
+    notes = _notes(backend, "quality", status == DONE)
     attrs["quality_notes"] = {record_ids[i]: note for i, note in notes.items()}
     attrs["n_flagged"] = len(notes)
+    derived = _notes(backend, "derived_leads", status == DONE)
+    attrs["records_with_derived_leads"] = {record_ids[i]: leads.split(", ") for i, leads in derived.items()}
     if check.damaged:
         warnings.warn(check.damage_message(path), StoreDamageWarning, stacklevel=2)
     if counts["n_pending"]:
@@ -325,11 +335,11 @@ def _layer_spec_of(backend):
     return LayerSpec.from_dict(attrs["layer_spec"])
 
 
-def _quality_notes(backend, rows) -> dict:
-    """``{row: note}`` of the ``rows`` (a mask) whose signal was noted as not looking like an ECG."""
-    if "quality" not in backend.names():
+def _notes(backend, name, rows) -> dict:
+    """``{row: note}`` of the ``rows`` (a mask) with a note in the per-record column ``name``."""
+    if name not in backend.names():
         return {}
-    notes = backend.read("quality")
+    notes = backend.read(name)
     return {int(i): str(notes[i]) for i in np.flatnonzero(rows) if str(notes[i])}
 
 
@@ -492,33 +502,32 @@ class _ZarrStore:
         if positions.size == 0:
             return
         start, stop = int(positions.min()), int(positions.max()) + 1
-        quality = self._quality(notes)
+        columns = [(self._note_column(name, values), values) for name, values in (notes or {}).items()]
+        columns = [(column, np.asarray(values, dtype=object)) for column, values in columns if column is not None]
         if np.array_equal(positions, np.arange(start, stop)):
             self.group["embeddings"][start:stop] = embeddings
             self.group["error"][start:stop] = np.asarray(errors, dtype=object)
-            if quality is not None:
-                quality[start:stop] = np.asarray(notes, dtype=object)
+            for column, values in columns:
+                column[start:stop] = values
             self.group["status"][start:stop] = status
         else:
             self.group["embeddings"].set_orthogonal_selection((positions,), embeddings)
             self.group["error"].set_orthogonal_selection((positions,), np.asarray(errors, dtype=object))
-            if quality is not None:
-                quality.set_orthogonal_selection((positions,), np.asarray(notes, dtype=object))
+            for column, values in columns:
+                column.set_orthogonal_selection((positions,), values)
             self.group["status"].set_orthogonal_selection((positions,), status)
 
-    def _quality(self, notes):
-        """The per-record ``quality`` notes array, created at the first note (older stores lack it)."""
-        if notes is None:
-            return None
-        if "quality" not in self.group.array_keys():
-            if not any(notes):
+    def _note_column(self, name, values):
+        """The per-record notes array ``name``, created at its first note (older stores lack it)."""
+        if name not in self.group.array_keys():
+            if not any(values):
                 return None
             from zarr.dtype import VariableLengthUTF8
 
             status = self.group["status"]
-            self.group.create_array("quality", shape=status.shape, chunks=status.chunks,
+            self.group.create_array(name, shape=status.shape, chunks=status.chunks,
                                     dtype=VariableLengthUTF8(), fill_value="")  # fmt: skip
-        return self.group["quality"]
+        return self.group[name]
 
     def flush(self, force=True) -> None:
         """Rows are on disk as soon as they are written."""
@@ -578,11 +587,13 @@ class _NpzStore:
         errors_column = self.arrays["error"].astype(object)
         errors_column[positions] = errors
         self.arrays["error"] = errors_column
-        if notes is not None and ("quality" in self.arrays or any(notes)):
+        for name, values in (notes or {}).items():
+            if name not in self.arrays and not any(values):
+                continue
             # object, not fixed-width unicode: a longer note would be cut to the longest one so far
-            column = self.arrays.get("quality", np.full(len(self.arrays["status"]), "", dtype=object)).astype(object)
-            column[positions] = notes
-            self.arrays["quality"] = column
+            column = self.arrays.get(name, np.full(len(self.arrays["status"]), "", dtype=object)).astype(object)
+            column[positions] = values
+            self.arrays[name] = column
         self._dirty = True
         self.flush(force=False)
 
@@ -593,8 +604,9 @@ class _NpzStore:
         arrays = dict(self.arrays)
         # Plain unicode arrays: an npz must load without allow_pickle.
         arrays["error"] = np.asarray([str(e) for e in arrays["error"]], dtype=str)
-        if "quality" in arrays:
-            arrays["quality"] = np.asarray([str(e) for e in arrays["quality"]], dtype=str)
+        for name in NOTE_COLUMNS:
+            if name in arrays:
+                arrays[name] = np.asarray([str(e) for e in arrays[name]], dtype=str)
         arrays["attrs"] = np.asarray(json.dumps(self._attrs))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp.npz", dir=self.path.parent)
@@ -715,7 +727,10 @@ def _prepare(record, contract, lead_map, pad) -> np.ndarray:
     # Non-ECG channels (Frank vx/vy/vz, respiration ...) are irrelevant to the model.
     keep = [i for i, n in enumerate(record.lead_names) if canonical_lead_name(n) is not None or n in mapped]
     if not keep:
-        raise ValueError(f"no standard ECG lead among {list(record.lead_names)}; map them with lead_map.")
+        raise ValueError(
+            f"no standard ECG lead among {list(record.lead_names)}; say which lead each channel is with "
+            f"lead_map (--lead-map on the command line), e.g. lead_map={{'I': {record.lead_names[0]!r}}}."
+        )
     names = [record.lead_names[i] for i in keep]
     prep = ECGPreprocessor(sampling_rate=record.fs, lead_names=names, lead_map=lead_map, model=contract, pad=pad)
     flat = prep.fit_transform(record.signal[None, :, keep])
@@ -737,8 +752,10 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     status : ndarray of int8
     errors : list of str
         ``""`` for embedded records, the reason for failed ones.
-    notes : list of str
-        What :func:`ecgsoup.quality.signal_quality` says of each record (``""``: a plausible ECG).
+    notes : dict of str to list of str
+        Per-record notes: ``"quality"``, what :func:`ecgsoup.quality.signal_quality` says
+        of each record (``""``: a plausible ECG), and ``"derived_leads"``, the leads
+        computed from I and II (``""``: none).
     """
     from ecgsoup.io import RecordError
 
@@ -749,10 +766,12 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
     status = np.full(n, FAILED, np.int8)
     errors = [""] * n
     notes = [""] * n
+    derived = [""] * n
     ready: dict[int, list] = {}
     for i, (item, record_id) in enumerate(zip(items, record_ids)):
         try:
             record = spec.read(item, record_id)
+            derived[i] = ", ".join(record.metadata.get("derived_leads") or ())
             notes[i] = _quality_note(record)
             if notes[i] and poor_signals == "skip":
                 errors[i] = f"not embedded (poor_signals='skip', --skip-poor-signals): {notes[i]}"
@@ -768,7 +787,7 @@ def _embed_block(spec, items, record_ids, positions, model, settings, fingerprin
         out = embedder.transform(np.stack([x for _, x in ready[length]]))
         pooled[rows] = out
         status[rows] = DONE
-    return np.asarray(positions), pooled, status, errors, notes
+    return np.asarray(positions), pooled, status, errors, {"quality": notes, "derived_leads": derived}
 
 
 def _quality_note(record) -> str:
@@ -822,6 +841,9 @@ class EmbedSummary:
     flagged : list of (record_id, note)
         Embedded records whose signal does not look like an ECG (all zero, a
         flat lead, clipping; see :func:`ecgsoup.quality.signal_quality`).
+    derived : list of (record_id, leads)
+        Embedded records with leads computed from I and II (``derive_leads=True``),
+        and which, as ``"III, aVR, aVL, aVF"``.
     repaired : list
         Ids of records found damaged in the store (a lost or unreadable
         chunk, an inconsistent status) and marked for re-embedding by this run.
@@ -837,6 +859,7 @@ class EmbedSummary:
     seconds: float
     errors: list = field(default_factory=list)
     formats: dict = field(default_factory=dict)
+    derived: list = field(default_factory=list)
     repaired: list = field(default_factory=list)
     flagged: list = field(default_factory=list)
 
@@ -1095,7 +1118,8 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
     status = np.asarray(backend.read("status"))
     messages = backend.read("error")
     failed = np.flatnonzero(status == FAILED)
-    notes = _quality_notes(backend, status == DONE)
+    notes = _notes(backend, "quality", status == DONE)
+    derived = _notes(backend, "derived_leads", status == DONE)
     return EmbedSummary(
         store=str(store),
         n_records=len(status),
@@ -1106,6 +1130,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
         n_reused=n_reused,
         repaired=repaired,
         flagged=[(listing.record_ids[i], note) for i, note in notes.items()],
+        derived=[(listing.record_ids[i], leads) for i, leads in derived.items()],
         seconds=seconds,
         errors=[(listing.record_ids[i], str(messages[i])) for i in failed],
         formats=listing.format_counts() if listing.source.kind == "files" else {},
@@ -1256,7 +1281,7 @@ def _remove_store(store: Path) -> None:
     if not is_store(store):
         _refuse_foreign(store, overwrite=True)
     if store.is_dir():
-        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", "quality", *_REQUIRED_ARRAYS})
+        extra = sorted(p.name for p in store.iterdir() if p.name not in {"zarr.json", *NOTE_COLUMNS, *_REQUIRED_ARRAYS})
         if extra:
             raise StoreError(
                 f"Refusing to overwrite {store}: besides the store it holds {extra[:5]}; move those "

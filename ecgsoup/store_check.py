@@ -46,8 +46,11 @@ import numpy as np
 __all__ = ["StoreDamageWarning", "StoreCheck", "check_store", "repair_store", "describe_rows"]
 
 PENDING, DONE, FAILED = 0, 1, 2
+# Per-record text columns written beside the embeddings ("" where there is nothing to say):
+# why a signal does not look like an ECG, and which leads were computed from I and II.
+NOTE_COLUMNS = ("quality", "derived_leads")
 # Arrays with one entry per record (first axis); a damaged chunk of these damages its records.
-ROW_ARRAYS = ("embeddings", "status", "error", "record_id", "quality")
+ROW_ARRAYS = ("embeddings", "status", "error", "record_id", *NOTE_COLUMNS)
 
 
 class StoreDamageWarning(UserWarning):
@@ -237,11 +240,13 @@ def _check_zarr(backend, keep_embeddings: bool) -> StoreCheck:
             if values is None:
                 check.broken_files.append(file)
                 check.problems.append(f"array {name!r} has an unreadable chunk ({file.name})")
-    if "quality" in group.array_keys():
-        for file, rows, values, _ in _read_chunks(group["quality"]):
+    for name in NOTE_COLUMNS:
+        if name not in group.array_keys():
+            continue
+        for file, rows, values, _ in _read_chunks(group[name]):
             if values is None:  # notes only: a lost one is rewritten when the records are redone
                 check.broken_files.append(file)
-                _damage(check, range(rows.start, rows.stop), f"an unreadable quality chunk ({file.name})")
+                _damage(check, range(rows.start, rows.stop), f"an unreadable {name} chunk ({file.name})")
     kept = []
     for file, rows, values, present in _read_chunks(group["embeddings"]):
         positions = np.arange(rows.start, rows.stop)

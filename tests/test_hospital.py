@@ -35,6 +35,7 @@ PHILIPS = DATA / "philips_sierra_129DYPRG.xml"
 SCP = DATA / "scp_ecg_toolkit_example.scp"
 EDF = DATA / "ludb1_generated.edf"
 BDF = DATA / "ludb1_generated.bdf"
+PLUX_EDF = DATA / "biosignalsplux_supine_1min.edf"  # a real single-lead recording (EDF+)
 UV = 1e-3  # one microvolt, in mV
 # What the files hold about their patients; none of it may leave the reader.
 IDENTIFYING = ["Clark", "SBJ-123", "1953", "Doe^Jane", "MRN-0042", "1961", "25060897140", "1112010721168bdc",
@@ -167,6 +168,43 @@ def test_edf_and_bdf_match_the_original_record_and_another_reader(path, shared_d
         assert np.abs(record.signal[:, 1] - other.leads[1].samples).max() < UV
 
 
+def _edf_by_hand(path):
+    """The EDF's samples decoded from its own header (int16 digital values, gain and offset): (n, signals) in mV."""
+    raw = path.read_bytes()
+    n_header, n_records, n_signals = int(raw[184:192]), int(raw[236:244]), int(raw[252:256])
+    field = lambda offset, width: [raw[256 + offset * n_signals + i * width: 256 + offset * n_signals + (i + 1) * width]
+                                   for i in range(n_signals)]  # fmt: skip
+    # Offsets of each per-signal header field (in units of n_signals bytes): label 0, ... per the EDF spec.
+    labels = [f.decode().strip() for f in field(0, 16)]
+    pmin, pmax = (np.array([float(f) for f in field(o, 8)]) for o in (104, 112))
+    dmin, dmax = (np.array([float(f) for f in field(o, 8)]) for o in (120, 128))
+    per_record = np.array([int(f) for f in field(216, 8)])
+    data = np.frombuffer(raw[n_header:], "<i2").reshape(n_records, per_record.sum())
+    starts = np.concatenate([[0], np.cumsum(per_record)])
+    i = labels.index("ECG")
+    digital = data[:, starts[i]:starts[i + 1]].reshape(-1).astype(np.float64)
+    return pmin[i] + (digital - dmin[i]) * (pmax[i] - pmin[i]) / (dmax[i] - dmin[i])
+
+
+def test_a_real_single_lead_edf_matches_its_header_and_another_reader(tmp_path, capsys):
+    record = hospital.read_file(PLUX_EDF)
+    assert record.lead_names == ("ECG",) and record.fs == 1000.0 and record.signal.shape == (60000, 1)
+    assert np.abs(record.signal[:, 0] - _edf_by_hand(PLUX_EDF)).max() < UV
+    from ecgdatakit import FileParser
+
+    other = FileParser.parse(PLUX_EDF)
+    assert np.abs(record.signal[:, 0] - other.leads[0].samples).max() < UV
+    # One unnamed lead: it reaches a single-lead model only when the user says which lead it is.
+    folder = tmp_path / "strap"
+    folder.mkdir()
+    shutil.copy(PLUX_EDF, folder / PLUX_EDF.name)
+    args = ["embed", str(folder), "--out", str(tmp_path / "s.npz"), "--model", "random:ecgfounder-1lead", "--quiet"]
+    assert main(args) == EXIT_PARTIAL
+    assert "--lead-map" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--lead-map", "I=ECG"]) == 0
+    assert "1 of 1 records (edf 1) embedded" in capsys.readouterr().out
+
+
 # --- derived leads ------------------------------------------------------------------------
 
 
@@ -238,9 +276,32 @@ def test_embed_a_folder_of_every_format(folder, tmp_path, capsys):
     assert len(stored.record_ids) == 8
     assert stored.attrs["derived_leads"].startswith("III = II - I")
     assert stored.attrs["source_formats"]["dicom"] == 2
+    # Only the 8-lead MUSE export lacked the limb leads; the store says so for that record alone.
+    (muse_id, leads), = stored.attrs["records_with_derived_leads"].items()
+    assert leads == ["III", "aVR", "aVL", "aVF"]
+    assert f"Derived leads: 1 record(s) had III, aVR, aVL, aVF computed from I and II ({muse_id})" in captured.out
     text = captured.out + captured.err + repr(stored.attrs) + repr(stored.record_ids) + repr(stored.errors)
     raw = out.read_bytes()  # numpy keeps strings as UTF-32, JSON attributes as UTF-8
     assert not [w for w in IDENTIFYING if w in text or w.encode() in raw or w.encode("utf-32-le") in raw]
+
+
+def test_derived_leads_are_recorded_per_record_in_a_zarr_store(tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for source in (MUSE, MUSE_DICOM):
+        shutil.copy(source, folder / source.name)
+    out = tmp_path / "store.zarr"
+    args = ["embed", str(folder), "--out", str(out), "--model", "random", "--quiet", "--id-from", "name"]
+    assert main([*args, "--derive-leads"]) == 0
+    stored = open_store(out)
+    assert stored.attrs["records_with_derived_leads"] == {MUSE.stem: ["III", "aVR", "aVL", "aVF"]}
+    assert MUSE_DICOM.stem in stored.record_ids
+    capsys.readouterr()
+    # Without the option the 8-lead export fails with the fix named, and the 12-lead one is embedded.
+    assert main([*args, "--overwrite"]) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    assert "--derive-leads" in captured.err and "1 of 2 records" in captured.out
+    assert open_store(out).attrs["records_with_derived_leads"] == {}
 
 
 # --- bad and hostile files ---------------------------------------------------------------

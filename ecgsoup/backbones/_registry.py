@@ -267,7 +267,7 @@ def random_backbone(name: str | None = None, seed: int = RANDOM_SEED) -> Backbon
     with torch.random.fork_rng(devices=[]):
         module = _attr(entry.module)(config)
     module.init_weights(torch.Generator().manual_seed(int(seed)))
-    module.contract = entry.contracts[entry.default_contract]
+    module.contract = _default_contract_for(entry, config)  # the 1-lead size reads one lead
     module.card = BackboneCard(name=f"random:{name}", family=family, license="none",
                                source=f"untrained, randomly initialised (seed {seed})")
     module.metadata = {"pretrained": False, "source": f"random init, seed {seed}"}
