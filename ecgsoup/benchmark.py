@@ -30,7 +30,8 @@ et al. 2021) on the frozen encoder:
   "classes present" (those classes are left out), each with a bootstrap 95 %
   interval over the scored records (a class that a resample happens to lose is
   left out of that resample), plus paired bootstrap intervals for "best
-  fusion minus best single layer" and "middle layer minus last layer".
+  fusion minus best single layer", "middle layer minus last layer" and "best
+  layer (chosen on validation) minus last layer".
 
 Each record goes through the backbone once (embeddings are cached in
 ``out/cache``); the wall time is reported split into embedding, features and
@@ -69,7 +70,8 @@ from ecgsoup.tasks import (
     read_scp_statements,
 )
 
-__all__ = ["PTBXLData", "PTBXLResult", "load_ptbxl_benchmark_data", "ptbxl", "class_aucs"]
+__all__ = ["PTBXLData", "PTBXLResult", "load_ptbxl_benchmark_data", "ptbxl", "class_aucs", "read_ptbxl_results",
+           "write_ptbxl_results"]
 
 TRAIN_FOLDS = tuple(range(1, 9))
 VALIDATION_FOLD = 9
@@ -449,6 +451,8 @@ def ptbxl(
     precision="float32",
     device="cpu",
     n_jobs=None,
+    pma=True,
+    cache=None,
     verbose=True,
 ) -> PTBXLResult:
     """Run the PTB-XL benchmark (see the module docstring for the protocol).
@@ -485,6 +489,12 @@ def ptbxl(
         Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
     n_jobs : int, optional
         Processes for the clinical features.
+    pma : bool, default=True
+        Add the PMA rows (a gate trained per split: the slowest fusion).
+    cache : str or Path, optional
+        Folder for the embedding and clinical-feature caches; default
+        ``out/cache``.  Runs that share it embed a model, and compute the
+        features, once.
     verbose : bool, default=True
         Print progress lines.
 
@@ -529,7 +539,7 @@ def ptbxl(
     say(f"{data.source}: {len(labelled)} labelled records used; scored fold {scored_fold}; choices {selection_text}")
 
     out_dir = Path(out) if out is not None else None
-    cache = out_dir / "cache" if out_dir is not None else None
+    cache = Path(cache) if cache is not None else out_dir / "cache" if out_dir is not None else None
     timings = {}
     start = time.perf_counter()
     encoder = load_backbone(model)
@@ -582,7 +592,7 @@ def ptbxl(
         for probe in probes:
             t0 = time.perf_counter()
             cells, random_choice = _run_probe(probe, task, task.Y, pos, layers, random_layers, ppa, X_emb, F,
-                                              spec, Cs, random_state, random_choice)  # fmt: skip
+                                              spec, Cs, random_state, random_choice, pma=pma)  # fmt: skip
             for rep, (scores, chosen, value, kind) in cells.items():
                 score_store[(probe, task_name, rep)] = scores
                 task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
@@ -669,7 +679,8 @@ class _MLPProbe:
 _PROBES = {"logistic": _LogisticProbe, "mlp": _MLPProbe}
 
 
-def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, spec, Cs, seed, random_choice):
+def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, spec, Cs, seed, random_choice,
+               pma=True):
     """Scores on the scored fold of every representation: ``{name: (S, choice, kind, value)}``."""
     from threadpoolctl import threadpool_limits
 
@@ -686,8 +697,10 @@ def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, s
         cells["best layer (chosen on validation)"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "chosen")
         if ppa is not None:
             cells["PPA"] = (*probe.run(ppa), "fusion")
-            cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, spec, seed), "fusion")
-            fusions = ("PPA", "PMA (trained gate)")
+            fusions = ("PPA",)
+            if pma:
+                cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, spec, seed), "fusion")
+                fusions = ("PPA", "PMA (trained gate)")
         else:
             balanced = LayerSelector(layers="all", balance=True, layer_spec=spec).fit(X_emb[pos[task.train]])
             cells["all layers (balanced)"] = (*probe.run(balanced.transform(X_emb)), "fusion")
@@ -748,12 +761,14 @@ def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed)
         for probe in dict.fromkeys(r["probe"] for r in task_rows if r["task"] == task_name):
             pairs = [("best fusion - best single layer", "best fusion (chosen on validation)",
                       "best layer (chosen on validation)"),
-                     (f"middle layer ({middle}) - last layer ({last})", middle, last)]  # fmt: skip
+                     (f"middle layer ({middle}) - last layer ({last})", middle, last),
+                     (f"best layer - last layer ({last})", "best layer (chosen on validation)", last)]  # fmt: skip
             for claim, a, b in pairs:
                 (pa, _), (ba, _) = stats(probe, a)
                 (pb, _), (bb, _) = stats(probe, b)
                 diff, boot = pa - pb, ba - bb
-                low, high = np.percentile(boot, [2.5, 97.5])
+                # A resample that loses every positive of a class has no AUC for it: left out, as in the rows.
+                low, high = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
                 verdict = "holds" if low > 0 else "reversed" if high < 0 else "not resolved (interval spans 0)"
                 claims.append({"probe": probe, "task": task_name, "claim": claim, "difference": diff,
                                "ci_low": low, "ci_high": high, "verdict": verdict})  # fmt: skip
@@ -817,6 +832,17 @@ def _jsonable(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def read_ptbxl_results(path) -> PTBXLResult:
+    """The :class:`PTBXLResult` that :func:`write_ptbxl_results` saved as ``<name>.json``."""
+    payload = json.loads(Path(path).read_text())
+    return PTBXLResult(
+        table=pd.DataFrame(payload["table"]), claims=pd.DataFrame(payload["claims"]),
+        tasks=pd.DataFrame(payload["tasks"]), scored_fold=int(payload["scored_fold"]),
+        selection=payload["selection"], model=payload["model"], source=payload["source"],
+        timings=payload["timings_s"], n_bootstrap=int(payload["n_bootstrap"]),
+    )  # fmt: skip
 
 
 def write_ptbxl_results(result: PTBXLResult, out, *, name="ptbxl", figures=True) -> list[Path]:

@@ -941,8 +941,14 @@ def _add_benchmark(sub) -> None:
     )
     q.add_argument("root", help="a PTB-XL download (records100/ or records500/, ptbxl_database.csv, "
                                "scp_statements.csv) or a folder of npz shards with labels.csv")  # fmt: skip
-    q.add_argument("--model", default="default", help="'default', a model directory or an ST-MEM checkpoint")
+    q.add_argument("--model", action="append", default=None,
+                   help="'default', a model folder, <family>:<checkpoint> or random:<name>; give --model several "
+                        "times for the per-layer atlas: every model through the same protocol, one combined table "
+                        "and figure (atlas.{json,md,csv,png}), resumable")  # fmt: skip
     q.add_argument("--out", default="ptbxl-benchmark", help="folder for ptbxl.{json,md,csv}, figures and the cache")
+    q.add_argument("--pma", choices=["on", "off"], default=None,
+                   help="PMA rows (a gate trained per split, the slowest fusion); default on for one model, "
+                        "off for the atlas")  # fmt: skip
     q.add_argument("--rate", type=int, choices=[100, 500], default=100, help="which copy of a download to read")
     q.add_argument("--scp-statements", default=None, help="statement table (default: ROOT/scp_statements.csv)")
     q.add_argument("--tasks", nargs="+", choices=list(PTBXL_TASKS), default=list(PTBXL_TASKS))
@@ -964,17 +970,40 @@ def _cmd_benchmark_ptbxl(args) -> int:
 
     if args.bootstrap < 100:
         raise CLIError(f"--bootstrap {args.bootstrap} is too few for a 95% interval; use at least 100.")
+    models = args.model or ["default"]
+    if len(models) > 1:
+        return _cmd_atlas(args, models)
     try:
         result = ptbxl(
-            args.root, model=args.model, rate=args.rate, tasks=args.tasks, probes=args.probes,
+            args.root, model=models[0], rate=args.rate, tasks=args.tasks, probes=args.probes,
             n_bootstrap=args.bootstrap, max_records=args.max_records, out=args.out,
             scp_statements=args.scp_statements, features=not args.no_features, random_state=args.seed,
             batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
+            pma=args.pma != "off",
         )  # fmt: skip
     except (WeightsError, FileNotFoundError, ValueError) as error:
         raise CLIError(str(error).splitlines()[0]) from None
     print(result.summary())
     print(f"\nwrote {args.out}/ptbxl.json, ptbxl.md, ptbxl.csv and {len(result.figures)} figures")
+    return 0
+
+
+def _cmd_atlas(args, models) -> int:
+    from ecgsoup.atlas import atlas
+    from ecgsoup.backbones.stmem import WeightsError
+
+    try:
+        result = atlas(
+            args.root, models, out=args.out, tasks=args.tasks, probes=args.probes, n_bootstrap=args.bootstrap,
+            max_records=args.max_records, rate=args.rate, scp_statements=args.scp_statements,
+            features=not args.no_features, pma=args.pma == "on", random_state=args.seed,
+            batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
+        )  # fmt: skip
+    except (WeightsError, FileNotFoundError, ValueError) as error:
+        raise CLIError(str(error).splitlines()[0]) from None
+    print(result.summary())
+    print(f"\nwrote {args.out}/atlas.json, atlas.md, atlas.csv, atlas_layers.csv, atlas.png and each model's run "
+          f"in {args.out}/models/")  # fmt: skip
     return 0
 
 
