@@ -135,7 +135,6 @@ def authors_ptbxl_items(ref: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """PTB-XL records as the authors' ``ECGDataset`` hands them to the model: ``(n, 12, 5000)``."""
     import pandas as pd
 
-    sys.path.insert(0, str(ref / "finetune"))
     dataset_module = import_file(ref / "finetune" / "finetune_dataset.py", "_merl_finetune_dataset")
     labels = pd.read_csv(data / "ptbxl_sample" / "labels.csv").iloc[list(PTBXL_RECORDS)].reset_index(drop=True)
     # The class reads `filename_hr` and takes every column after the sixth as a label.

@@ -54,7 +54,7 @@ _VIT_MARKERS = ("to_patch_embedding.weight", "pos_embedding")
 
 
 def _key_map(prefix: str) -> list[tuple[str, str]]:
-    """KEY_MAP with ``layerN`` renumbered to stage ``N - 1`` after the regex pass."""
+    """KEY_MAP for keys that start with ``prefix`` (``""`` or ``"ecg_encoder."``)."""
     return [(re.escape(prefix) + pattern, target) for pattern, target in KEY_MAP]
 
 
