@@ -10,7 +10,9 @@ repeat** so that load from other jobs hits every variant alike:
 * the original forward pass with every hidden state: HuBERT-ECG as
   ``transformers.HubertModel(output_hidden_states=True)`` mean-pooled per
   layer; ECGFounder as the authors' ``Net1D`` with forward hooks on the stem
-  and every stage, each globally averaged,
+  and every stage, each globally averaged; MERL as the authors' linear-probe
+  ``ResNet18`` with hooks on the stem's output and the four stages, each
+  globally averaged,
 
 in float32 and in bfloat16 (both as bfloat16 copies of the weights), on a
 batch of real ECG windows (LUDB records through ``ECGPreprocessor`` with the
@@ -23,12 +25,13 @@ number of records.
 
 References (test-time only, never runtime dependencies): ``transformers``
 (the ``parity`` extra) for HuBERT-ECG; a checkout of the ECGFounder
-repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder.  A
+repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder; a
+checkout of MERL-ICML2024 named by ``ECGSOUP_REFERENCE_MERL`` for MERL.  A
 family whose reference is missing is skipped with the reason.
 
 Run::
 
-    python benchmarks/backbones.py [--families hubert-ecg ecgfounder] [--batch 16]
+    python benchmarks/backbones.py [--families hubert-ecg ecgfounder merl] [--batch 16]
         [--repeats 5] [--memory-records 8]
 """
 
@@ -112,7 +115,34 @@ def _ecgfounder(folder: Path):
     return model, forward, f"ecgfounder:{file}", "authors' Net1D with forward hooks on the stem and stages"
 
 
-REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder}
+def _merl(folder: Path):
+    path = os.environ.get("ECGSOUP_REFERENCE_MERL")
+    if not path or not (Path(path) / "finetune" / "models" / "resnet1d.py").is_file():
+        raise RuntimeError("set ECGSOUP_REFERENCE_MERL to a checkout of cheliu-computation/MERL-ICML2024")
+    import make_golden_merl as golden
+
+    resnet1d = golden.import_file(Path(path) / "finetune" / "models" / "resnet1d.py", "_merl_resnet1d")
+    model = golden.perturb(resnet1d.ResNet18(num_classes=10), torch.Generator().manual_seed(0))
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "res18_best_encoder.pth"
+    torch.save(model.state_dict(), file)
+
+    def forward(net, x):
+        captured = []
+        handles = [net.layer1.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].mean(-1)))]
+        handles += [getattr(net, f"layer{i}").register_forward_hook(
+            lambda module, inputs, output: captured.append(output.mean(-1))) for i in range(1, 5)]
+        try:
+            net(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat(captured, dim=1)
+
+    return model, forward, f"merl:{file}", "authors' ResNet18 with hooks on the stem's output and the stages"
+
+
+REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "merl": _merl}
 
 
 # -- inputs -------------------------------------------------------------------------------

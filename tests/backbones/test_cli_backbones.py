@@ -18,6 +18,7 @@ GOLDEN = Path(__file__).parent / "golden"
 MODELS = {
     "ecgfounder": f"ecgfounder:{GOLDEN / 'ecgfounder-tiny.pth'}",
     "hubert-ecg": f"hubert-ecg:{GOLDEN / 'hubert-ecg-tiny'}",
+    "merl": f"merl:{GOLDEN / 'merl-tiny.pth'}",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -39,7 +40,7 @@ def test_embed_and_evaluate_an_original_checkpoint(family, shared_data, tmp_path
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "best single layer" in out and (tmp_path / "probe" / "layer_probe.csv").exists()
-    if family == "ecgfounder":  # stages of different widths: no PPA, a balanced row instead
+    if family in ("ecgfounder", "merl"):  # stages of different widths: no PPA, a balanced row instead
         assert "all_balanced" in out and "ppa" not in out.split("representation")[-1]
     else:
         assert "ppa" in out
