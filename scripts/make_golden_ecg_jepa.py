@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -57,7 +58,7 @@ def import_reference(path: Path):
     """The authors' ``ecg_jepa`` module; timm's two names get inert stand-ins when timm is absent."""
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
-    if importlib.util.find_spec("timm") is None:
+    if "timm" not in sys.modules and importlib.util.find_spec("timm") is None:
         layers = types.ModuleType("timm.models.layers")
 
         def unused(*args, **kwargs):
