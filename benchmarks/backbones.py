@@ -10,7 +10,10 @@ repeat** so that load from other jobs hits every variant alike:
 * the original forward pass with every hidden state: HuBERT-ECG as
   ``transformers.HubertModel(output_hidden_states=True)`` mean-pooled per
   layer; ECGFounder as the authors' ``Net1D`` with forward hooks on the stem
-  and every stage, each globally averaged,
+  and every stage, each globally averaged; ECG-JEPA as the authors'
+  ``MaskTransformer.representation`` (ViT-B) with forward hooks on the token
+  projection and every block, each pooled as the authors pool the last one
+  (final LayerNorm per token, then the mean),
 
 in float32 and in bfloat16 (both as bfloat16 copies of the weights), on a
 batch of real ECG windows (LUDB records through ``ECGPreprocessor`` with the
@@ -23,12 +26,13 @@ number of records.
 
 References (test-time only, never runtime dependencies): ``transformers``
 (the ``parity`` extra) for HuBERT-ECG; a checkout of the ECGFounder
-repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder.  A
-family whose reference is missing is skipped with the reason.
+repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder; a
+checkout of Kim's ECG_JEPA repository named by ``ECGSOUP_REFERENCE_ECG_JEPA``
+for ECG-JEPA.  A family whose reference is missing is skipped with the reason.
 
 Run::
 
-    python benchmarks/backbones.py [--families hubert-ecg ecgfounder] [--batch 16]
+    python benchmarks/backbones.py [--families hubert-ecg ecgfounder ecg-jepa] [--batch 16]
         [--repeats 5] [--memory-records 8]
 """
 
@@ -112,7 +116,40 @@ def _ecgfounder(folder: Path):
     return model, forward, f"ecgfounder:{file}", "authors' Net1D with forward hooks on the stem and stages"
 
 
-REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder}
+def _ecg_jepa(folder: Path):
+    path = os.environ.get("ECGSOUP_REFERENCE_ECG_JEPA")
+    if not path or not (Path(path) / "ecg_jepa.py").is_file():
+        raise RuntimeError("set ECGSOUP_REFERENCE_ECG_JEPA to a checkout of sehunfromdaegu/ECG_JEPA")
+    import torch.nn.functional as F
+
+    import make_golden_ecg_jepa as golden
+
+    from ecgsoup.backbones.ecg_jepa import ENTRY
+
+    ecg_jepa = golden.import_reference(Path(path))
+    model = golden.seeded_encoder(ecg_jepa, dict(ENTRY.sizes["base"]), torch.Generator().manual_seed(0))
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "multiblock_epoch100.pth"
+    torch.save({"encoder": model.state_dict(), "epoch": 100}, file)
+
+    def forward(net, x):
+        captured, norm = [], net.norm
+        pool = lambda h: F.layer_norm(h, norm.normalized_shape, norm.weight, norm.bias, norm.eps).mean(1)  # noqa: E731
+        hook = lambda module, inputs, output: captured.append(pool(output))  # noqa: E731
+        handles = [net.W_P.register_forward_hook(hook)]
+        handles += [block.register_forward_hook(hook) for block in net.encoder_blocks.blocks]
+        try:
+            net.representation(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat(captured, dim=1)
+
+    return model, forward, f"ecg-jepa:{file}", ("authors' MaskTransformer.representation with forward hooks on "
+                                                "the token projection and every block (final norm per token, mean)")
+
+
+REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "ecg-jepa": _ecg_jepa}
 
 
 # -- inputs -------------------------------------------------------------------------------
