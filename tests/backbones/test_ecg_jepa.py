@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import pytest
 import torch
 
 from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample
-from ecgsoup.backbones import Backbone, InputContract, LayerInfo, WeightsError, load_backbone
+from ecgsoup.backbones import Backbone, InputContract, LayerInfo, WeightsError, load_backbone, save_backbone
 from ecgsoup.backbones._checkpoint import sha256_file
 from ecgsoup.backbones.ecg_jepa import ENTRY
 from ecgsoup.backbones.ecg_jepa.convert import convert
@@ -135,6 +134,13 @@ def test_converter_reads_the_geometry_and_records_the_heads():
     assert convert(CHECKPOINT).config.num_heads == 16  # the authors' loader's value
 
 
+def test_converter_options_are_checked():
+    with pytest.raises(WeightsError, match="invalid ECG-JEPA geometry.*num_heads=5"):
+        convert(CHECKPOINT, num_heads=5)
+    with pytest.raises(TypeError, match="takes only num_heads"):
+        convert(CHECKPOINT, sampling_rate=500)
+
+
 @pytest.mark.parametrize("layout", ["bare", "data-parallel", "whole-module"])
 def test_converter_accepts_the_other_layouts(tmp_path, golden, layout):
     state = original_state()
@@ -149,6 +155,14 @@ def test_converter_accepts_the_other_layouts(tmp_path, golden, layout):
     path = tmp_path / "other.pth"
     torch.save(obj, path)
     assert worst_layer_error(load_tiny(path), golden) <= TOLERANCE
+
+
+def test_converted_folder_keeps_the_head_count_and_parity(tmp_path, golden):
+    folder = save_backbone(load_tiny(), tmp_path / "tiny")
+    again = load_backbone(str(folder))
+    assert again.config.num_heads == ENTRY.tiny["num_heads"]
+    assert again.contract == ENTRY.contracts["linear-eval"]
+    assert worst_layer_error(again, golden) <= TOLERANCE
 
 
 def test_fft_recipe_matches_the_authors_resampling(golden):

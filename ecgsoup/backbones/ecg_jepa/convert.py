@@ -82,7 +82,7 @@ def _geometry(state: dict, origin, num_heads: int) -> ECGJEPAConfig:
         raise WeightsError(f"{origin}: the tensor shapes imply an invalid ECG-JEPA geometry ({exc}).") from exc
 
 
-def convert(path, num_heads: int = DEFAULT_HEADS) -> Converted:
+def convert(path, num_heads: int = DEFAULT_HEADS, **options) -> Converted:
     """Read an original ECG-JEPA ``.pth`` and return it in ecgsoup's ECGJEPA names.
 
     Parameters
@@ -96,6 +96,8 @@ def convert(path, num_heads: int = DEFAULT_HEADS) -> Converted:
     num_heads : int, default=16
         Attention heads per block.  The weights do not record it; every
         released file uses 16.
+    **options
+        None other is accepted; present for a uniform converter signature.
 
     Returns
     -------
@@ -110,6 +112,8 @@ def convert(path, num_heads: int = DEFAULT_HEADS) -> Converted:
         the encoder (a predictor, a target encoder), or implies an invalid
         geometry.
     """
+    if options:
+        raise TypeError(f"convert() takes only num_heads for ecg-jepa, got {sorted(options)}.")
     origin = Path(path)
     # A whole ecg_jepa module's state dict also holds target_encoder.* and predictor.*; the
     # authors' downstream code uses the context encoder, which is what "encoder." selects.
