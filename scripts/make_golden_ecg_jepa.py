@@ -5,7 +5,10 @@ Usage::
     ECGSOUP_REFERENCE_ECG_JEPA=/path/to/ECG_JEPA python scripts/make_golden_ecg_jepa.py
 
 ``ECGSOUP_REFERENCE_ECG_JEPA`` names a local checkout of
-https://github.com/sehunfromdaegu/ECG_JEPA (MIT); its ``ecg_jepa.py`` and
+https://github.com/sehunfromdaegu/ECG_JEPA (MIT; the fixtures were made at
+commit d937ad2c2c8a1e22856ce7e4a23a30f84a71217c, which is recorded in them:
+for an exported tree without ``.git``, give it in
+``ECGSOUP_REFERENCE_ECG_JEPA_COMMIT``); its ``ecg_jepa.py`` and
 ``pos_encoding.py`` are imported from there and nothing of it is copied.  The
 authors' module imports ``DropPath`` and ``trunc_normal_`` from timm at import
 time but runs neither at the settings used here (no drop path; its own
