@@ -12,7 +12,10 @@ repeat** so that load from other jobs hits every variant alike:
   layer; ECGFounder as the authors' ``Net1D`` with forward hooks on the stem
   and every stage, each globally averaged; MERL as the authors' linear-probe
   ``ResNet18`` with hooks on the stem's output and the four stages, each
-  globally averaged,
+  globally averaged; ECG-JEPA as the authors'
+  ``MaskTransformer.representation`` (ViT-B) with forward hooks on the token
+  projection and every block, each pooled as the authors pool the last one
+  (final LayerNorm per token, then the mean),
 
 in float32 and in bfloat16 (both as bfloat16 copies of the weights), on a
 batch of real ECG windows (LUDB records through ``ECGPreprocessor`` with the
@@ -26,12 +29,13 @@ number of records.
 References (test-time only, never runtime dependencies): ``transformers``
 (the ``parity`` extra) for HuBERT-ECG; a checkout of the ECGFounder
 repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder; a
-checkout of MERL-ICML2024 named by ``ECGSOUP_REFERENCE_MERL`` for MERL.  A
-family whose reference is missing is skipped with the reason.
+checkout of MERL-ICML2024 named by ``ECGSOUP_REFERENCE_MERL`` for MERL; a
+checkout of Kim's ECG_JEPA repository named by ``ECGSOUP_REFERENCE_ECG_JEPA``
+for ECG-JEPA.  A family whose reference is missing is skipped with the reason.
 
 Run::
 
-    python benchmarks/backbones.py [--families hubert-ecg ecgfounder merl] [--batch 16]
+    python benchmarks/backbones.py [--families hubert-ecg ecgfounder merl ecg-jepa] [--batch 16]
         [--repeats 5] [--memory-records 8]
 """
 
@@ -142,7 +146,40 @@ def _merl(folder: Path):
     return model, forward, f"merl:{file}", "authors' ResNet18 with hooks on the stem's output and the stages"
 
 
-REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "merl": _merl}
+def _ecg_jepa(folder: Path):
+    path = os.environ.get("ECGSOUP_REFERENCE_ECG_JEPA")
+    if not path or not (Path(path) / "ecg_jepa.py").is_file():
+        raise RuntimeError("set ECGSOUP_REFERENCE_ECG_JEPA to a checkout of sehunfromdaegu/ECG_JEPA")
+    import torch.nn.functional as F
+
+    import make_golden_ecg_jepa as golden
+
+    from ecgsoup.backbones.ecg_jepa import ENTRY
+
+    ecg_jepa = golden.import_reference(Path(path))
+    model = golden.seeded_encoder(ecg_jepa, dict(ENTRY.sizes["base"]), torch.Generator().manual_seed(0))
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "multiblock_epoch100.pth"
+    torch.save({"encoder": model.state_dict(), "epoch": 100}, file)
+
+    def forward(net, x):
+        captured, norm = [], net.norm
+        pool = lambda h: F.layer_norm(h, norm.normalized_shape, norm.weight, norm.bias, norm.eps).mean(1)  # noqa: E731
+        hook = lambda module, inputs, output: captured.append(pool(output))  # noqa: E731
+        handles = [net.W_P.register_forward_hook(hook)]
+        handles += [block.register_forward_hook(hook) for block in net.encoder_blocks.blocks]
+        try:
+            net.representation(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat(captured, dim=1)
+
+    return model, forward, f"ecg-jepa:{file}", ("authors' MaskTransformer.representation with forward hooks on "
+                                                "the token projection and every block (final norm per token, mean)")
+
+
+REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "merl": _merl, "ecg-jepa": _ecg_jepa}
 
 
 # -- inputs -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ validates the parameters against the input's shape.
 
 from __future__ import annotations
 
+import logging
 import os
 from numbers import Real
 
@@ -26,6 +27,8 @@ from ecgsoup.recipes import record_recipe, resample_recipe
 from ecgsoup.signal import as_time_major, lead_indices, resampled_length
 
 __all__ = ["ECGPreprocessor"]
+
+_logger = logging.getLogger("ecgsoup")
 
 _RATE_HELP = (
     "sampling_rate is required: pass the sampling rate of your data in Hz, e.g. "
@@ -272,6 +275,12 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         data_leads = self._data_leads()
         config = self.model if isinstance(self.model, InputContract) else resolve_contract(self.model)
         indices = self._lead_indices(data_leads, config)
+        used = set(indices.tolist())
+        unused = [name for i, name in enumerate(data_leads) if i not in used]
+        if unused:
+            # A model on fewer leads (ECG-JEPA's 8, a 1-lead model) simply leaves the others out.
+            _logger.info("The model reads %d of the %d leads (%s); not used: %s.", len(indices), len(data_leads),
+                         ", ".join(config.lead_names), ", ".join(unused))
         band = self._resolve_bandpass(config)
         X = validate_data(
             self, X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False

@@ -51,6 +51,7 @@ FAMILY_PACKAGES = (
     "ecgsoup.backbones.hubert_ecg",
     "ecgsoup.backbones.ecgfounder",
     "ecgsoup.backbones.merl",
+    "ecgsoup.backbones.ecg_jepa",
 )
 DEFAULT_NAME = "stmem-tiny.ecgsoup-ipa"
 RANDOM_SEED = 0

@@ -1,4 +1,4 @@
-"""Original-layout checkpoints of HuBERT-ECG and ECGFounder through the command line, end to end.
+"""Original-layout checkpoints of every family through the command line, end to end.
 
 The golden fixtures are tiny models with random weights saved in each
 family's published layout; `ecgsoup embed`, `ecgsoup evaluate` and `ecgsoup
@@ -19,6 +19,7 @@ MODELS = {
     "ecgfounder": f"ecgfounder:{GOLDEN / 'ecgfounder-tiny.pth'}",
     "hubert-ecg": f"hubert-ecg:{GOLDEN / 'hubert-ecg-tiny'}",
     "merl": f"merl:{GOLDEN / 'merl-tiny.pth'}",
+    "ecg-jepa": f"ecg-jepa:{GOLDEN / 'ecg-jepa-tiny.pth'}",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
