@@ -50,6 +50,7 @@ FAMILY_PACKAGES = (
     "ecgsoup.backbones.stmem",
     "ecgsoup.backbones.hubert_ecg",
     "ecgsoup.backbones.ecgfounder",
+    "ecgsoup.backbones.ecg_fm",
 )
 DEFAULT_NAME = "stmem-tiny.ecgsoup-ipa"
 RANDOM_SEED = 0
