@@ -284,22 +284,34 @@ class ECGFM(Backbone):
         return F.conv1d(h, conv.weight.to(h.dtype), bias, stride=conv.stride,
                         padding=conv.padding, groups=conv.groups)
 
+    @staticmethod
+    def _compute_dtype(h: torch.Tensor) -> torch.dtype:
+        """The dtype the convolutions run in: float32 for bfloat16 input on a CPU.
+
+        CPUs without native bfloat16 run bfloat16 convolutions (grouped ones
+        one group at a time) in a slow reference kernel; the convolutions are
+        a small part of the work, so float32 there costs little.
+        """
+        if h.dtype == torch.bfloat16 and h.device.type == "cpu":
+            return torch.float32
+        return h.dtype
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The frames with positions added, before the transformer: ``(B, frames, width)``."""
         self._check(x)
-        h = x
+        h = x.to(self._compute_dtype(x))
         for i, conv in enumerate(self.conv):
             h = self._conv(conv, h)
             if i == 0:
                 # The original's GroupNorm runs in float32 whatever the input dtype.
                 norm = self.conv_norm
                 h = F.group_norm(h.float(), norm.num_groups, norm.weight.float(), norm.bias.float(),
-                                 norm.eps).to(x.dtype)
+                                 norm.eps).to(h.dtype)
             h = F.gelu(h)
-        h = self.feat_norm(h.transpose(1, 2))
+        h = self.feat_norm(h.transpose(1, 2).to(x.dtype))
         if self.proj is not None:
             h = self.proj(h)
-        pos = self._conv(self.pos_conv, h.transpose(1, 2))
+        pos = self._conv(self.pos_conv, h.transpose(1, 2).to(self._compute_dtype(h))).to(h.dtype)
         if self._pos_trim:
             pos = pos[..., : -self._pos_trim]
         return h + F.gelu(pos).transpose(1, 2)
