@@ -390,3 +390,23 @@ def test_parity_with_fairseq_signals(tmp_path, geometry, spelling, layer_norm_fi
     assert errors.max() <= RTOL, f"per-layer relative errors {errors}"
     embedding = expected["embedding"]
     assert np.abs(module.readout()(ours[-1]) - embedding).max() <= RTOL * np.abs(embedding).max()
+
+
+# -- end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embed_real_records_with_an_original_checkpoint(shared_data, tmp_path, capsys):
+    from ecgsoup.cli import main
+    from ecgsoup.store import open_store
+
+    store = tmp_path / "emb.zarr"
+    assert main(["embed", str(shared_data / "ptbxl_sample"), "--model", f"ecg-fm:{CHECKPOINT}",
+                 "--out", str(store), "--quiet"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "30 of 30 records embedded" in out
+    assert "licence:" in err and "MIT" in err  # the licence notice, as one line
+    stored = open_store(store)
+    assert stored.attrs["model_family"] == "ecg-fm"
+    assert stored.attrs["model_sha256"] == sha256_file(CHECKPOINT)
+    assert stored.X.shape == (30, 3 * 32) and np.isfinite(stored.X).all()
