@@ -10,7 +10,9 @@ repeat** so that load from other jobs hits every variant alike:
 * the original forward pass with every hidden state: HuBERT-ECG as
   ``transformers.HubertModel(output_hidden_states=True)`` mean-pooled per
   layer; ECGFounder as the authors' ``Net1D`` with forward hooks on the stem
-  and every stage, each globally averaged,
+  and every stage, each globally averaged; ECG-FM as fairseq-signals'
+  ``Wav2Vec2CMSCModel.extract_features`` with hooks on the input of the
+  first transformer layer and every layer's output, each mean-pooled,
 
 in float32 and in bfloat16 (both as bfloat16 copies of the weights), on a
 batch of real ECG windows (LUDB records through ``ECGPreprocessor`` with the
@@ -23,12 +25,13 @@ number of records.
 
 References (test-time only, never runtime dependencies): ``transformers``
 (the ``parity`` extra) for HuBERT-ECG; a checkout of the ECGFounder
-repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder.  A
-family whose reference is missing is skipped with the reason.
+repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder; a
+checkout of fairseq-signals named by ``ECGSOUP_REFERENCE_ECG_FM`` for ECG-FM.
+A family whose reference is missing is skipped with the reason.
 
 Run::
 
-    python benchmarks/backbones.py [--families hubert-ecg ecgfounder] [--batch 16]
+    python benchmarks/backbones.py [--families hubert-ecg ecgfounder ecg-fm] [--batch 16]
         [--repeats 5] [--memory-records 8]
 """
 
@@ -112,7 +115,35 @@ def _ecgfounder(folder: Path):
     return model, forward, f"ecgfounder:{file}", "authors' Net1D with forward hooks on the stem and stages"
 
 
-REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder}
+def _ecg_fm(folder: Path):
+    """The authors' Wav2Vec2CMSCModel (fairseq-signals checkout), released geometry, seeded."""
+    import make_golden_ecg_fm as golden
+
+    root = golden.reference_root()
+    if root is None:
+        raise RuntimeError(f"set {golden.REFERENCE_ENV} to a checkout of {golden.REFERENCE_REPO}")
+    model, cfg = golden.build_reference(root, golden.BASE, seed=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "mimic_iv_ecg_physionet_pretrained.pt"
+    torch.save(golden.original_checkpoint(model, cfg), file)
+
+    def forward(net, x):
+        captured = []
+        encoder = net.encoder
+        handles = [encoder.layers[0].register_forward_pre_hook(lambda m, args: captured.append(args[0]))]
+        handles += [layer.register_forward_hook(lambda m, args, out: captured.append(out[0]))
+                    for layer in encoder.layers]
+        try:
+            net.extract_features(x, None)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat([h.mean(dim=0) for h in captured], dim=1)  # (T, B, C): mean over frames
+
+    return model, forward, f"ecg-fm:{file}", "fairseq-signals Wav2Vec2CMSCModel.extract_features with layer hooks"
+
+
+REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "ecg-fm": _ecg_fm}
 
 
 # -- inputs -------------------------------------------------------------------------------
