@@ -174,7 +174,10 @@ def _architecture(state: dict, model: dict, origin) -> ECGFMConfig:
             "not a complete ECG-FM checkpoint. Nothing was loaded."
         ) from None
     if problems:
-        raise WeightsError(f"{origin}: cfg['model'] and the weights disagree: " + "; ".join(problems) + ".")
+        raise WeightsError(
+            f"{origin}: cfg['model'] and the weights disagree: " + "; ".join(problems) + ". Nothing was "
+            "loaded; if you know the settings these weights were trained with, pass them as model_cfg={...}."
+        )
     layer_norm_first = _required(model, "layer_norm_first", origin)
     if not isinstance(layer_norm_first, bool):
         raise WeightsError(f"{origin}: cfg['model']['layer_norm_first']={layer_norm_first!r} is not a boolean.")
