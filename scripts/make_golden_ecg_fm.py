@@ -275,26 +275,18 @@ RECIPE_SAMPLES = 200
 
 def recipe_reference(root: Path, shared: Path) -> dict:
     """The authors' resampling and standardisation (``scripts/preprocess/ecg/preprocess.py``) of one record."""
-    import ast
-
-    source = (root / "scripts" / "preprocess" / "ecg" / "preprocess.py").read_text()
-    tree = ast.parse(source)
-    # preprocess.py imports data-set libraries at the top; only its two signal functions are needed.
-    wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-              and node.name in ("resample", "lead_std_divide")]
-    namespace = {"np": np}
-    from scipy.interpolate import interp1d
-
-    namespace["interp1d"] = interp1d
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), str(root / "scripts/preprocess/ecg/preprocess.py"),
-                 "exec"), namespace)
+    reference_classes(root)  # the stand-in parent packages, so its fairseq_signals.utils imports resolve
+    path = root / "scripts" / "preprocess" / "ecg" / "preprocess.py"
+    spec = importlib.util.spec_from_file_location("_ecgsoup_reference_ecg_fm_preprocess", path)
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
     data = np.load(shared / "ptbxl_sample" / "ptbxl_sample_100hz.npz")
     # The first 2 s, (12, time) in mV at 100 Hz.
     record = data["x"][RECIPE_RECORD, :RECIPE_SAMPLES].T.astype(np.float64) / 1000.0
     record[7] = 0.25  # a constant lead, which the authors set to zero
-    feats = namespace["resample"](record, 100, 500)
-    feats = feats - feats.mean(axis=1, keepdims=True)
-    feats, _ = namespace["lead_std_divide"](feats, constant_lead_strategy="zero")
+    feats = preprocess.resample(record, 100, 500)
+    feats = feats - feats.mean(axis=1, keepdims=True)  # as its preprocess_mat does before dividing
+    feats, _ = preprocess.lead_std_divide(feats, constant_lead_strategy="zero")
     return {"recipe_input": record.astype(np.float32), "recipe_fs": np.array(100.0),
             "recipe_output": feats.astype(np.float32), "recipe_ecg_id": data["ecg_id"][RECIPE_RECORD]}
 

@@ -401,6 +401,7 @@ def test_embed_real_records_with_an_original_checkpoint(shared_data, tmp_path, c
     from ecgsoup.store import open_store
 
     store = tmp_path / "emb.zarr"
+    _NOTICED.clear()  # the notice shows once per process and weights file; earlier tests showed it
     assert main(["embed", str(shared_data / "ptbxl_sample"), "--model", f"ecg-fm:{CHECKPOINT}",
                  "--out", str(store), "--quiet"]) == 0  # fmt: skip
     out, err = capsys.readouterr()
@@ -410,3 +411,11 @@ def test_embed_real_records_with_an_original_checkpoint(shared_data, tmp_path, c
     assert stored.attrs["model_family"] == "ecg-fm"
     assert stored.attrs["model_sha256"] == sha256_file(CHECKPOINT)
     assert stored.X.shape == (30, 3 * 32) and np.isfinite(stored.X).all()
+
+
+@pytest.mark.parity
+def test_parity_recipe_with_the_authors_preprocessing(shared_data):
+    root = _reference_root()
+    expected = _script().recipe_reference(root, shared_data)
+    ours = ecg_fm_recipe(expected["recipe_input"].T[None].astype(np.float64), 100.0, ENTRY.contracts["repo"])
+    assert np.abs(ours[0].T - expected["recipe_output"]).max() < 1e-5

@@ -29,10 +29,17 @@ from pathlib import Path
 import torch
 
 from .._base import Converted
-from .._checkpoint import WeightsError, fold_weight_norm, map_keys, read_checkpoint, short_list, unwrap
+from .._checkpoint import (
+    WeightsError,
+    fold_weight_norm,
+    map_keys,
+    read_checkpoint,
+    short_list,
+    unwrap,
+)
 from .model import ECGFMConfig
 
-__all__ = ["convert", "KEY_MAP", "IGNORED", "parse_conv_layers"]
+__all__ = ["IGNORED", "KEY_MAP", "convert", "parse_conv_layers"]
 
 FAMILY = "ecg-fm"
 POS_CONV = "conv_pos.pos_conv.0"
@@ -250,7 +257,7 @@ def convert(path, *, model_cfg: dict | None = None) -> Converted:
     state, notes = unwrap(checkpoint, origin, wrapper_keys=("model", "state_dict"), prefixes=("module.",))
     if any(key.startswith(_FINETUNED_MARK) for key in state):
         # A fine-tuned classifier wraps the pretrained model as `encoder`.
-        state = {key[len("encoder."):] if key.startswith("encoder.") else key: t for key, t in state.items()}
+        state = {key.removeprefix("encoder."): t for key, t in state.items()}
         notes.append("stripped prefix 'encoder.' of a fine-tuned checkpoint")
     state, folded = fold_weight_norm(state, POS_CONV, dim=2)
     if folded:

@@ -36,7 +36,7 @@ from torch import nn
 
 from .._base import Backbone, LayerInfo
 
-__all__ = ["ECGFMConfig", "ECGFM"]
+__all__ = ["ECGFM", "ECGFMConfig"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class ECGFMConfig:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ECGFMConfig":
+    def from_dict(cls, data: dict) -> ECGFMConfig:
         return cls(**data)
 
 
@@ -231,7 +231,7 @@ class ECGFM(Backbone):
                 tensor.fill_(1.0 if is_norm_scale else 0.0)
 
     @torch.no_grad()
-    def init_weights(self, generator: torch.Generator) -> "ECGFM":
+    def init_weights(self, generator: torch.Generator) -> ECGFM:
         """Draw random weights from ``generator`` (torch's global generator is not used).
 
         Linear and convolution weights are normal with standard deviation

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["linear_resample", "record_zscore", "ecg_fm_recipe"]
+__all__ = ["ecg_fm_recipe", "linear_resample", "record_zscore"]
 
 
 def linear_resample(x: np.ndarray, fs: float, target: float) -> np.ndarray:
