@@ -27,8 +27,9 @@ Writes, under ``OUT``:
   reference's per-layer hidden states (the input of the first transformer
   layer and every layer's output, captured with hooks) mean-pooled over
   frames, the authors' embedding of the encoder output
-  (``sum / count of non-zero`` over frames, ``scripts/embs.py``), the
-  authors' preprocessing of one real PTB-XL record, and the reference
+  (``sum / count of non-zero`` over frames, ``scripts/embs.py``), the same
+  for the same tensors read as a pre-LN encoder (``layer_norm_first=True``),
+  the authors' preprocessing of one real PTB-XL record, and the reference
   repository and commit.
 """
 
@@ -311,11 +312,17 @@ def main(argv=None) -> None:
     torch.save(checkpoint, path)
     x = make_input(SEED)
     outputs = reference_outputs(model, x)
+    # The same tensors read as a pre-LN encoder (cfg layer_norm_first=True), the other branch.
+    pre_ln, _ = build_reference(root, {**TINY, "layer_norm_first": True}, SEED)
+    pre_ln.load_state_dict(model.state_dict())
+    pre_ln_outputs = reference_outputs(pre_ln.eval(), x)
     np.savez_compressed(
         args.out / "ecg-fm-tiny.npz",
         input=x.astype(np.float16),  # exact: make_input rounds to float16
         pooled=outputs["pooled"].astype(np.float32),
         embedding=outputs["embedding"].astype(np.float32),
+        pooled_pre_ln=pre_ln_outputs["pooled"].astype(np.float32),
+        embedding_pre_ln=pre_ln_outputs["embedding"].astype(np.float32),
         geometry=np.array(json.dumps(TINY)),
         reference_repo=np.array(REFERENCE_REPO),
         reference_commit=np.array(reference_commit(root)),

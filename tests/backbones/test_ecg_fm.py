@@ -199,13 +199,22 @@ def test_control_swapped_tensors_load_but_fail(golden, tmp_path):
     assert _errors(_pooled(module, golden["input"]), golden["pooled"])[-1] > 100 * RTOL
 
 
-def test_control_flipped_layer_norm_first_loads_but_fails(golden, tmp_path):
-    """The pre-LN reading of post-LN weights fits every key and shape, and computes another function."""
+def test_layer_norm_first_is_read_from_cfg_and_each_reading_matches_its_reference(golden, tmp_path):
+    """The pre-LN reading of post-LN weights fits every key and shape, and computes another function.
+
+    Only ``cfg['model']['layer_norm_first']`` tells them apart; each reading
+    matches the authors' encoder built that way.
+    """
     checkpoint = _original()
     cfg = {**checkpoint["cfg"], "model": {**checkpoint["cfg"]["model"], "layer_norm_first": True}}
     module = _load(_save(tmp_path, {**checkpoint, "cfg": cfg}))
     assert module.config.layer_norm_first
-    assert _errors(_pooled(module, golden["input"]), golden["pooled"]).min() > 100 * RTOL
+    ours = _pooled(module, golden["input"])
+    assert _errors(ours, golden["pooled"]).min() > 100 * RTOL  # not the post-LN reference
+    errors = _errors(ours, golden["pooled_pre_ln"])
+    assert errors.max() <= RTOL, f"per-layer relative errors {errors}"
+    embedding = golden["embedding_pre_ln"].astype(np.float64)
+    assert np.abs(ours[-1] - embedding).max() <= RTOL * np.abs(embedding).max()
 
 
 def test_control_skipped_weight_norm_fold_fails(golden, tmp_path):
