@@ -15,7 +15,10 @@ repeat** so that load from other jobs hits every variant alike:
   globally averaged; ECG-JEPA as the authors'
   ``MaskTransformer.representation`` (ViT-B) with forward hooks on the token
   projection and every block, each pooled as the authors pool the last one
-  (final LayerNorm per token, then the mean),
+  (final LayerNorm per token, then the mean);
+  ECG-FM as fairseq-signals'
+  ``Wav2Vec2CMSCModel.extract_features`` with hooks on the input of the
+  first transformer layer and every layer's output, each mean-pooled,
 
 in float32 and in bfloat16 (both as bfloat16 copies of the weights), on a
 batch of real ECG windows (LUDB records through ``ECGPreprocessor`` with the
@@ -31,11 +34,12 @@ References (test-time only, never runtime dependencies): ``transformers``
 repository named by ``ECGSOUP_REFERENCE_ECGFOUNDER`` for ECGFounder; a
 checkout of MERL-ICML2024 named by ``ECGSOUP_REFERENCE_MERL`` for MERL; a
 checkout of Kim's ECG_JEPA repository named by ``ECGSOUP_REFERENCE_ECG_JEPA``
-for ECG-JEPA.  A family whose reference is missing is skipped with the reason.
+for ECG-JEPA; a checkout of fairseq-signals named by ``ECGSOUP_REFERENCE_ECG_FM``
+for ECG-FM.  A family whose reference is missing is skipped with the reason.
 
 Run::
 
-    python benchmarks/backbones.py [--families hubert-ecg ecgfounder merl ecg-jepa] [--batch 16]
+    python benchmarks/backbones.py [--families hubert-ecg ecgfounder merl ecg-jepa ecg-fm] [--batch 16]
         [--repeats 5] [--memory-records 8]
 """
 
@@ -179,7 +183,36 @@ def _ecg_jepa(folder: Path):
                                                 "the token projection and every block (final norm per token, mean)")
 
 
-REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "merl": _merl, "ecg-jepa": _ecg_jepa}
+def _ecg_fm(folder: Path):
+    """The authors' Wav2Vec2CMSCModel (fairseq-signals checkout), released geometry, seeded."""
+    import make_golden_ecg_fm as golden
+
+    root = golden.reference_root()
+    if root is None:
+        raise RuntimeError(f"set {golden.REFERENCE_ENV} to a checkout of {golden.REFERENCE_REPO}")
+    model, cfg = golden.build_reference(root, golden.BASE, seed=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "mimic_iv_ecg_physionet_pretrained.pt"
+    torch.save(golden.original_checkpoint(model, cfg), file)
+
+    def forward(net, x):
+        captured = []
+        encoder = net.encoder
+        handles = [encoder.layers[0].register_forward_pre_hook(lambda m, args: captured.append(args[0]))]
+        handles += [layer.register_forward_hook(lambda m, args, out: captured.append(out[0]))
+                    for layer in encoder.layers]
+        try:
+            net.extract_features(x, None)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat([h.mean(dim=0) for h in captured], dim=1)  # (T, B, C): mean over frames
+
+    return model, forward, f"ecg-fm:{file}", "fairseq-signals Wav2Vec2CMSCModel.extract_features with layer hooks"
+
+
+REFERENCES = {"hubert-ecg": _hubert, "ecgfounder": _ecgfounder, "merl": _merl, "ecg-jepa": _ecg_jepa,
+              "ecg-fm": _ecg_fm}
 
 
 # -- inputs -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ FAMILY_PACKAGES = (
     "ecgsoup.backbones.ecgfounder",
     "ecgsoup.backbones.merl",
     "ecgsoup.backbones.ecg_jepa",
+    "ecgsoup.backbones.ecg_fm",
 )
 DEFAULT_NAME = "stmem-tiny.ecgsoup-ipa"
 RANDOM_SEED = 0

@@ -20,6 +20,7 @@ MODELS = {
     "hubert-ecg": f"hubert-ecg:{GOLDEN / 'hubert-ecg-tiny'}",
     "merl": f"merl:{GOLDEN / 'merl-tiny.pth'}",
     "ecg-jepa": f"ecg-jepa:{GOLDEN / 'ecg-jepa-tiny.pth'}",
+    "ecg-fm": f"ecg-fm:{GOLDEN / 'ecg-fm-tiny.pt'}",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
