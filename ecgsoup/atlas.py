@@ -297,8 +297,10 @@ def _combine(runs, n_bootstrap) -> AtlasResult:
                               "n_scored": row.n_scored, "classes": row.classes,
                               "classes_absent": row.classes_absent})  # fmt: skip
             break
+    # Results travel (docs, papers): the data folder is named, never this machine's path to it.
+    source = re.sub(r"\((/[^)]*)\)", lambda m: f"({Path(m.group(1)).name})", first.source)
     return AtlasResult(runs, pd.DataFrame(layers), pd.DataFrame(table), pd.DataFrame(claims), first.scored_fold,
-                       first.selection, first.source, n_bootstrap)  # fmt: skip
+                       first.selection, source, n_bootstrap)  # fmt: skip
 
 
 def plot_atlas(result: AtlasResult, path=None, probe: str = "logistic"):

@@ -24,7 +24,7 @@ def finished(subset, tmp_path_factory):
     return out, result
 
 
-def test_the_atlas_combines_every_model_on_one_depth_axis(finished):
+def test_the_atlas_combines_every_model_on_one_depth_axis(finished, subset):
     out, result = finished
     assert [run.model for run in result.runs] == MODELS and not any(run.reused for run in result.runs)
     layers = result.layers
@@ -50,6 +50,7 @@ def test_the_atlas_combines_every_model_on_one_depth_axis(finished):
     assert [m["model"] for m in payload["models"]] == MODELS and (out / "atlas.png").stat().st_size > 10_000
     text = (out / "atlas.md").read_text()
     assert "Scored fold: 9" in text and "random weights" in text and "chosen layer - last layer" in text
+    assert str(subset) not in text + json.dumps(payload)  # no path of this machine in the results
 
 
 def test_an_interrupted_atlas_continues_with_the_next_model(finished, subset, capsys):
