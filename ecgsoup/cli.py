@@ -469,6 +469,12 @@ def _read_labels(args):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise CLIError(f"--labels {path}: not a readable CSV ({error}).") from None
     columns = list(table.columns)
+    other = next((sep for sep in (";", "\t") if len(columns) == 1 and sep in columns[0]), None)
+    if other is not None:
+        name = "semicolon" if other == ";" else "tab"
+        raise CLIError(f"--labels {path} reads as one column {columns[0][:50]!r}: its fields are {name}-separated; "
+                       f"save it with commas, e.g. pandas.read_csv(path, sep={other!r}, dtype=str)"
+                       ".to_csv('labels.csv', index=False).")  # fmt: skip
     if args.target not in columns:
         raise CLIError(f"--target {args.target!r} is not a column of {path}; its columns are {columns}.")
     for option, column in (("--folds", args.folds), ("--groups", args.groups)):
