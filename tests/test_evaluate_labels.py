@@ -76,7 +76,7 @@ def test_a_comma_inside_a_single_label_is_not_a_separator(ptbxl_store, labels, t
     table["rhythm"] = ["Atrial flutter, typical" if i % 3 == 0 else "Sinus rhythm" for i in range(len(table))]
     table.to_csv(tmp_path / "labels.csv", index=False)
     assert _evaluate(ptbxl_store, tmp_path / "labels.csv", "--target", "rhythm", "--folds", "none",
-                     "--cv", "3") == EXIT_OK  # fmt: skip
+                     "--cv", "3", "--positive", "Sinus rhythm") == EXIT_OK  # fmt: skip
     out = capsys.readouterr().out
     assert "task: binary on --target 'rhythm'\n" in out and "rhythm == 'Sinus rhythm'" in out
 
