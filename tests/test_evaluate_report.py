@@ -190,3 +190,19 @@ def test_nested_choice_never_sees_the_test_fold():
     assert result.chosen == ["layer_01"] * 3
     assert result.headline[0] == pytest.approx(result.table.loc["layer_01", "pooled"])
     assert result.headline[1] < result.headline[0] < result.headline[2]
+
+
+def test_hybrid_features_take_a_fusion(ludb):
+    """hybrid_features(features, "ppa") or a fusion instance: PPA of the layers beside the clinical block."""
+    from ecgsoup import ECGFeatures
+    from ecgsoup.fusion import PPA
+    from ecgsoup.hybrid import embedding_block, hybrid_features
+
+    features = ECGFeatures(sampling_rate=ludb.sampling_rate, lead_names=ludb.lead_names, units="mV")
+    union = hybrid_features(features, "ppa")
+    assert isinstance(union.transformer_list[1][1].named_steps["encoder"].named_steps["embed"].fusion, PPA)
+    block = embedding_block(ludb.sampling_rate, ludb.lead_names, model="random:ecgsoup-100hz-tiny", layers=PPA())
+    Z = hybrid_features(features, block).fit_transform(ludb.X[:6])
+    assert Z.shape == (6, 14 + 192) and np.isfinite(Z).all()
+    with pytest.raises(ValueError, match="'default', 'ppa', a fusion"):
+        hybrid_features(features, "pma")
