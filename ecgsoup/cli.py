@@ -374,6 +374,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--threshold", type=float, action="append", default=None, metavar="T",
                    help="binary: also report sensitivity and specificity at this probability (repeatable)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the records for intervals")
+    p.add_argument("--clinical", choices=["auto", "none"], default="auto",
+                   help="a baseline row of 14 clinical ECG features (heart rate, intervals, axis ...) on the same "
+                        "folds; 'auto': when the records can be read again (the input, or the store's source)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds the folds, PMA and the bootstrap")
     p.add_argument("--out", default=None, help="directory for the report files (see above)")
     _add_model_options(p)
@@ -874,10 +877,11 @@ def _evaluate(args, table, id_column, fusions) -> int:
     print(f"{len(rows)} records, target {description}, {split_description}, "
           f"model {attrs['model_name']} ({attrs['model_sha256'][:12]})", flush=True)  # fmt: skip
     fusions = _auto_fusions(fusions, len(rows))
+    baselines = _clinical(args, attrs, [record_ids[i] for i in rows])
     try:
         with _WarningSummary(args.command):
             result = nested_probe(X, y, task=task, cv=cv, n_repeats=args.repeats, inner_cv=args.inner_cv,
-                                  fusions=fusions, layer_spec=layer_spec, groups=groups,
+                                  fusions=fusions, layer_spec=layer_spec, groups=groups, baselines=baselines,
                                   thresholds=tuple(args.threshold or ()), n_bootstrap=args.bootstrap,
                                   random_state=args.seed, progress=lambda line: print(line, flush=True))  # fmt: skip
     except ValueError as error:
@@ -891,7 +895,8 @@ def _evaluate(args, table, id_column, fusions) -> int:
         result.table.to_csv(out / "layer_probe.csv")
         title = f"{description}, n={len(rows)}, {attrs['model_name']}"
         ylabel = ("R²" if task == "regression" else "macro ROC AUC") + " (mean ± std over folds)"
-        plot_layer_probe(result.table, path=out / "layer_probe.png", title=title, ylabel=ylabel)
+        plot_layer_probe(result.table, path=out / "layer_probe.png", title=title, ylabel=ylabel,
+                         baselines=result.baselines)
         written = write_report(
             result, out, record_ids=[record_ids[i] for i in rows], model_name=attrs["model_name"],
             model_sha256=attrs["model_sha256"], contract=attrs.get("model_contract"),
@@ -901,6 +906,28 @@ def _evaluate(args, table, id_column, fusions) -> int:
         print(f"wrote {', '.join(p.name for p in [out / 'layer_probe.csv', out / 'layer_probe.png', *written])} "
               f"in {out}")  # fmt: skip
     return EXIT_PARTIAL if n_failed else EXIT_OK
+
+
+def _clinical(args, attrs, record_ids) -> dict:
+    """``{"clinical features": F}`` when the records can be read again, else ``{}`` (and why, in one line)."""
+    if args.clinical == "none":
+        return {}
+    from ecgsoup.report import clinical_baseline
+
+    source = Path(attrs.get("source") or args.input)
+    if not source.exists():
+        print(f"clinical baseline: not computed ({source.name}, the embedded input, is not at hand; "
+              "--clinical none hides this line)")  # fmt: skip
+        return {}
+    try:
+        F, note = clinical_baseline(source, record_ids, derive_leads=bool(attrs.get("derived_leads")))
+    except (ValueError, OSError) as error:
+        F, note = None, str(error).splitlines()[0]
+    if F is None:
+        print(f"clinical baseline: not computed ({note})")
+        return {}
+    print(f"clinical baseline: {note}")
+    return {"clinical features": F}
 
 
 def _print_result(result, attrs) -> None:

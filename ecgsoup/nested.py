@@ -489,42 +489,45 @@ def nested_probe(
     def data(name):
         return baselines[name] if name in baselines else X_layers
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for k, (train, test) in enumerate(folds):
-            started = time.perf_counter()
-            train, test = np.asarray(train), np.asarray(test)
-            this_fold = {}
-            for name in names:
-                fitted = pipeline(name).fit(data(name)[train], y[train])
-                fold_scores[name].append(float(scoring(fitted, data(name)[test], y[test])))
-                this_fold[name] = _oriented_scores(fitted, data(name)[test], task, classes)
-                sums[name][test] += this_fold[name]
-            # Inner CV: which representation, and which threshold, the training records alone choose.
-            inner = _inner_splits(task, y[train], None if groups is None else groups[train], inner_cv,
-                                  random_state + k)  # fmt: skip
-            inner_oof = {name: np.zeros((len(train),) + shape[1:]) for name in steps}
+    for k, (train, test) in enumerate(folds):  # the outer folds' warnings reach the caller
+        started = time.perf_counter()
+        train, test = np.asarray(train), np.asarray(test)
+        this_fold = {}
+        for name in names:
+            fitted = pipeline(name).fit(data(name)[train], y[train])
+            fold_scores[name].append(float(scoring(fitted, data(name)[test], y[test])))
+            this_fold[name] = _oriented_scores(fitted, data(name)[test], task, classes)
+            sums[name][test] += this_fold[name]
+        # Inner CV: which representation, and which threshold, the training records alone choose.
+        inner = _inner_splits(task, y[train], None if groups is None else groups[train], inner_cv,
+                              random_state + k)  # fmt: skip
+        inner_oof = {name: np.zeros((len(train),) + shape[1:]) for name in steps}
+        with warnings.catch_warnings():
+            # The inner fits repeat the outer folds' warnings several times over: one report is enough.
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
             for inner_train, inner_test in inner:
                 for name in steps:
                     fitted = pipeline(name).fit(X_layers[train[inner_train]], y[train[inner_train]])
-                    inner_oof[name][inner_test] = _oriented_scores(fitted, X_layers[train[inner_test]], task, classes)
-            y_train = y[train]
-            truth = None if task == "regression" else _truth(y_train, task, classes)
-            values = {name: _point(task, truth, inner_oof[name], y_train) for name in steps}
-            best = max(values, key=lambda name: values[name])
-            chosen.append(best)
-            inner_scores.append(values)
-            if task == "binary":
-                fold_thresholds.append(_youden(truth[:, 0], inner_oof[best]))
-                threshold_sum[test] += fold_thresholds[-1]
-            chosen_sum[test] += this_fold[best]
-            coverage[test] += 1
-            fold_of[test] = np.where(fold_of[test] < 0, k, fold_of[test])
-            if progress is not None:
-                progress(f"fold {k + 1}/{len(folds)}: {len(train)} training records, chosen {best} "
-                         f"(inner {values[best]:.3f}); this fold {fold_scores[best][-1]:.3f} "
-                         f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+                    inner_oof[name][inner_test] = _oriented_scores(fitted, X_layers[train[inner_test]], task,
+                                                                   classes)  # fmt: skip
+        y_train = y[train]
+        truth = None if task == "regression" else _truth(y_train, task, classes)
+        values = {name: _point(task, truth, inner_oof[name], y_train) for name in steps}
+        best = max(values, key=lambda name: values[name])
+        chosen.append(best)
+        inner_scores.append(values)
+        if task == "binary":
+            fold_thresholds.append(_youden(truth[:, 0], inner_oof[best]))
+            threshold_sum[test] += fold_thresholds[-1]
+        chosen_sum[test] += this_fold[best]
+        coverage[test] += 1
+        fold_of[test] = np.where(fold_of[test] < 0, k, fold_of[test])
+        if progress is not None:
+            progress(f"fold {k + 1}/{len(folds)}: {len(train)} training records, chosen {best} "
+                     f"(inner {values[best]:.3f}); this fold {fold_scores[best][-1]:.3f} "
+                     f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     scored = coverage > 0
     if not scored.all():
         raise ValueError(f"{int((~scored).sum())} records are in no test fold; every record needs one.")

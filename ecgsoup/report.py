@@ -22,13 +22,57 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["REPORT_FILES", "methods_paragraph", "plot_calibration", "plot_roc", "write_report"]
+__all__ = ["REPORT_FILES", "clinical_baseline", "methods_paragraph", "plot_calibration", "plot_roc", "write_report"]
 
 #: Files :func:`write_report` may write (checked before a run so that none is a folder).
 REPORT_FILES = ("predictions.csv", "roc.png", "calibration.png", "operating_points.csv", "verdict.csv",
                 "methods.md", "layer_probe.csv", "layer_probe.png")  # fmt: skip
 
 _BAND_RESAMPLES = 200  # bootstrap curves drawn for a figure's band (the intervals use the full count)
+
+
+def _id_key(value):
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def clinical_baseline(source, record_ids, *, derive_leads=False):
+    """Clinical ECG features (:class:`~ecgsoup.features.ECGFeatures`) of the given records, read again from ``source``.
+
+    Returns ``(F, note)``: ``F`` has one row per id of ``record_ids``, or is
+    ``None`` when some record cannot be found or read, with ``note`` saying
+    why.  Records are grouped by sampling rate, leads, units and length, so a
+    folder of mixed exports works.
+    """
+    import warnings
+
+    from ecgsoup.features import ECGFeatures
+    from ecgsoup.io import read_records
+
+    wanted = {_id_key(r): i for i, r in enumerate(record_ids)}
+    groups: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for record in read_records(source, on_error="skip", derive_leads=derive_leads):
+            position = wanted.get(_id_key(record.record_id))
+            if position is None:
+                continue
+            units = record.units if record.units in ("mV", "uV") else "normalized"
+            key = (float(record.fs), tuple(record.lead_names), units, record.signal.shape[0])
+            groups.setdefault(key, []).append((position, np.asarray(record.signal, dtype=np.float32)))
+        found = sum(len(items) for items in groups.values())
+        if found < len(record_ids):
+            return None, (f"{len(record_ids) - found} of {len(record_ids)} records were not found in "
+                          f"{Path(source).name}")  # fmt: skip
+        F = None
+        for (fs, leads, units, _), items in groups.items():
+            extractor = ECGFeatures(sampling_rate=fs, lead_names=list(leads), units=units)
+            values = extractor.fit_transform(np.stack([signal for _, signal in items]))
+            values = np.asarray(values, dtype=float)
+            if F is None:
+                F = np.full((len(record_ids), values.shape[1]), np.nan)
+            F[[position for position, _ in items]] = values
+    return F, f"{F.shape[1]} clinical features from {found} records"
 
 
 def _label_text(value) -> str:

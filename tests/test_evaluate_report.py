@@ -45,6 +45,8 @@ def labels_csv(shared_data, tmp_path_factory):
 
 
 def _run(store, labels_csv, *options):
+    if "--out" not in options or "sex" not in options:  # the clinical baseline is tested once
+        options = ("--clinical", "none", *options)
     return main(["evaluate", str(store), "--labels", str(labels_csv), "--cv", "3", "--bootstrap", "50", *options])
 
 
@@ -56,13 +58,15 @@ def test_binary_report_files_and_an_honest_headline(store, labels_csv, tmp_path,
     assert re.search(r"nested CV verdict: ROC AUC 0\.\d{4} \[95 % CI 0\.\d{4}, 0\.\d{4}\]", printed)
     assert "chosen on these folds (optimistic)" in printed
     assert "PMA left out: 30 records" in printed and "it runs from 300 records" in printed
+    assert "clinical baseline: 26 clinical features from 30 records" in printed  # the records read again
     assert len(re.findall(r"^fold \d/3: 20 training records, chosen layer_\d\d|^fold \d/3: .* chosen ppa",
                           printed, re.MULTILINE)) == 3  # fmt: skip
     assert "at Youden threshold chosen inside each training fold: sensitivity" in printed
     assert "at threshold 0.5: sensitivity" in printed
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == 30 and set(predictions["fold"]) == {1, 2, 3}
-    assert {"record_id", "label", "chosen_representation", "chosen", "layer_00", "layer_02", "ppa"} <= set(predictions)
+    assert {"record_id", "label", "chosen_representation", "chosen", "layer_00", "layer_02", "ppa",
+            "clinical features"} <= set(predictions)
     assert predictions["label"].sum() == 17  # 17 men
     # The chosen score of each record is the score of the representation chosen for its fold.
     for _, row in predictions.iterrows():
@@ -192,13 +196,14 @@ def test_nested_choice_never_sees_the_test_fold():
     assert result.headline[1] < result.headline[0] < result.headline[2]
 
 
-def test_hybrid_features_take_a_fusion(ludb):
+def test_hybrid_features_take_a_fusion():
     """hybrid_features(features, "ppa") or a fusion instance: PPA of the layers beside the clinical block."""
-    from ecgsoup import ECGFeatures
+    from ecgsoup import ECGFeatures, load_sample
     from ecgsoup.fusion import PPA
     from ecgsoup.hybrid import embedding_block, hybrid_features
 
-    features = ECGFeatures(sampling_rate=ludb.sampling_rate, lead_names=ludb.lead_names, units="mV")
+    ludb = load_sample()
+    features = ECGFeatures(sampling_rate=ludb.sampling_rate, lead_names=ludb.lead_names, units="normalized")
     union = hybrid_features(features, "ppa")
     assert isinstance(union.transformer_list[1][1].named_steps["encoder"].named_steps["embed"].fusion, PPA)
     block = embedding_block(ludb.sampling_rate, ludb.lead_names, model="random:ecgsoup-100hz-tiny", layers=PPA())
@@ -206,3 +211,16 @@ def test_hybrid_features_take_a_fusion(ludb):
     assert Z.shape == (6, 14 + 192) and np.isfinite(Z).all()
     with pytest.raises(ValueError, match="'default', 'ppa', a fusion"):
         hybrid_features(features, "pma")
+
+
+def test_a_ragged_list_of_records_names_the_fix():
+    from ecgsoup import load_sample
+    from ecgsoup.embedding import LayerwiseEmbedder
+    from ecgsoup.preprocessing import ECGPreprocessor
+
+    ludb = load_sample()
+    ragged = [ludb.X[0], ludb.X[1][:900]]
+    for step in (ECGPreprocessor(sampling_rate=ludb.sampling_rate, lead_names=ludb.lead_names),
+                 LayerwiseEmbedder(model="random:ecgsoup-100hz-tiny")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"list of 2 records of 2 different shapes .*read_dataset\(path, length=N\)"):
+            step.fit_transform(ragged)
