@@ -55,7 +55,7 @@ _METRIC_NAMES = {
 def target_kind(y) -> str:
     """``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
 
-    A numeric 1-D target with more than :data:`REGRESSION_MIN_VALUES`
+    A numeric 1-D target with more than ``REGRESSION_MIN_VALUES`` (20)
     distinct values (ages, QTc, ejection fraction) is a regression target,
     never a many-class one; so is any non-integer numeric target.
     """
