@@ -34,7 +34,9 @@ def labels(shared_data):
 
 
 def _evaluate(store, labels_csv, *options):
-    return main(["evaluate", str(store), "--labels", str(labels_csv), "--fusions", "none", *options])
+    # Few resamples, two inner folds and no clinical row: these tests are about reading the labels.
+    return main(["evaluate", str(store), "--labels", str(labels_csv), "--fusions", "none", "--bootstrap", "20",
+                 "--inner-cv", "2", "--clinical", "none", *options])
 
 
 def test_comma_separated_multilabel_is_detected_and_printed_before_fitting(ptbxl_store, shared_data, labels, capsys):

@@ -141,7 +141,8 @@ def test_two_values_need_positive_unless_one_is_an_obvious_negative(store, label
 def test_min_count_drops_rare_labels_and_says_which(store, shared_data, capsys):
     labels = shared_data / "ptbxl_sample" / "labels.csv"
     assert main(["evaluate", str(store), "--labels", str(labels), "--target", "challenge2024_labels",
-                 "--fusions", "none", "--min-count", "5", "--bootstrap", "20"]) == EXIT_OK  # fmt: skip
+                 "--fusions", "none", "--min-count", "5", "--bootstrap", "20", "--folds", "none", "--cv", "3",
+                 "--inner-cv", "2", "--clinical", "none"]) == EXIT_OK  # fmt: skip
     printed = capsys.readouterr().out
     line = next(line for line in printed.splitlines() if "--min-count 5: dropped" in line)
     table = pd.read_csv(labels, dtype=str, keep_default_na=False)["challenge2024_labels"]
