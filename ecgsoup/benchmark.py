@@ -436,7 +436,7 @@ class PTBXLResult:
             lines += ["**Warnings**", ""] + [f"- {w}" for w in found] + [""]
         lines += ["## Tasks", "", self.tasks_markdown(), ""]
         for probe in dict.fromkeys(self.table["probe"]):
-            lines += [f"## {_PROBE_NAMES[probe].capitalize()}", "",
+            lines += [f"## {_PROBE_NAMES[probe][0].upper()}{_PROBE_NAMES[probe][1:]}", "",
                       f"Macro ROC AUC, ECG-Soup rule [bootstrap 95 % interval, {self.n_bootstrap} resamples of "
                       "the scored records]; (layer N): the layer chosen. Headers: task (classes used).", "",
                       self.full_markdown(probe), ""]  # fmt: skip
