@@ -410,6 +410,7 @@ class PTBXLResult:
             "auc_present", "ci_present_low", "ci_present_high")  # fmt: skip
         lines = ["| representation | " + " | ".join(f"{t} ({n})" for t, n in self._task_sizes()) + " |",
                  "|---|" + "---|" * len(tasks)]  # fmt: skip
+        picks = {}
         for rep in dict.fromkeys(sub["representation"]):
             cells = []
             for task in tasks:
@@ -418,10 +419,13 @@ class PTBXLResult:
                     cells.append("")
                     continue
                 r = row.iloc[0]
-                layer = str(r["chosen"]).split(",")[0] if str(r["chosen"]).startswith("layer") else ""
-                pick = f" ({layer})" if layer and "chosen" in rep else ""
-                cells.append(f"{r[auc]:.3f} [{r[low]:.3f}, {r[high]:.3f}]{pick}")
+                if "chosen" in rep:  # which layer or fusion was chosen: a row of its own keeps cells short
+                    picks.setdefault(rep, {})[task] = str(r["chosen"]).split(", C=")[0].split(",")[0]
+                cells.append(f"{r[auc]:.3f} [{r[low]:.3f}, {r[high]:.3f}]")
             lines.append(f"| {rep} | " + " | ".join(cells) + " |")
+        for rep, chosen in picks.items():
+            what = rep.split(" (")[0]
+            lines.append(f"| *{what}: which* | " + " | ".join(chosen.get(t, "") for t in tasks) + " |")
         return "\n".join(lines)
 
     def report_markdown(self, *, title: str = "PTB-XL benchmark", caveats: str | None = None) -> str:
@@ -438,7 +442,7 @@ class PTBXLResult:
         for probe in dict.fromkeys(self.table["probe"]):
             lines += [f"## {_PROBE_NAMES[probe][0].upper()}{_PROBE_NAMES[probe][1:]}", "",
                       f"Macro ROC AUC, ECG-Soup rule [bootstrap 95 % interval, {self.n_bootstrap} resamples of "
-                      "the scored records]; (layer N): the layer chosen. Headers: task (classes used).", "",
+                      "the scored records]; the last rows name what was chosen. Headers: task (classes used).", "",
                       self.full_markdown(probe), ""]  # fmt: skip
         if "logistic" in set(self.table["probe"]):
             lines += ["## \"Classes present\" variant (logistic probe)", "",
