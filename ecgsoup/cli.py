@@ -17,6 +17,7 @@ by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
 from __future__ import annotations
 
 import argparse
+import re
 import contextlib
 import json
 import os
@@ -701,11 +702,20 @@ def _make_target(values: list, args):
     return y, keep, task, f"{args.target} ({y.shape[1]} labels)", report
 
 
+_BOUND = re.compile(r"^\s*(?:[<>]=?|[≤≥])\s*(?P<a>[-+]?\d+(?:\.\d+)?)\s*$|^\s*(?P<b>\d+(?:\.\d+)?)\s*\+\s*$")
+
+
+def _bound(text: str):
+    """The number of a bound written as a cell (">89", "90+", "<18"): ages censored for anonymity."""
+    match = _BOUND.match(text)
+    return None if match is None else float(match.group("a") or match.group("b"))
+
+
 def _number(text: str):
     try:
         value = float(text)
     except ValueError:
-        return None
+        return _bound(text)
     return value if value == value and abs(value) != float("inf") else None
 
 
@@ -727,6 +737,7 @@ def _regression_target(values: list, args):
         raise CLIError(f"--target {args.target!r} --task regression: {len(bad)} cells are not numbers "
                        f"(first: {bad[0]!r}); fix them or leave them empty.")  # fmt: skip
     y = np.asarray([_number(values[i]) for i in keep], dtype=float)
+    bounds = sorted({values[i] for i in keep if _bound(values[i]) is not None})
     if len(np.unique(y)) < 3:
         raise CLIError(f"--target {args.target!r} has {len(np.unique(y))} distinct values; a regression needs "
                        "more (use --task binary or multiclass).")  # fmt: skip
@@ -735,6 +746,10 @@ def _regression_target(values: list, args):
               f"  values: {len(y)} records, min {y.min():g}, median {np.median(y):g}, max {y.max():g}, "
               f"{len(np.unique(y))} distinct",
               f"  empty labels: {empty} records, dropped (a regression has no negative class)"]  # fmt: skip
+    if bounds:
+        n_bound = sum(_bound(values[i]) is not None for i in keep)
+        report.append(f"  bounds: {n_bound} cells such as {bounds[0]!r} are read as their number "
+                      f"({_bound(bounds[0]):g}), the limit of an anonymised value")  # fmt: skip
     return y, keep, "regression", f"{args.target} (continuous, {len(y)} records)", report
 
 

@@ -127,6 +127,13 @@ def test_age_is_a_regression_with_r2_mae_and_a_calibration_plot(store, labels_cs
     assert target_kind(ages.to_numpy()) == "regression"
     table = layer_probe(stored.X, ages.to_numpy(), cv=3, fusions=(), layer_spec=stored.layer_spec, random_state=0)
     assert list(table.index) == ["layer_00", "layer_01", "layer_02"] and (table["mean"] < 1).all()
+    # An anonymised ceiling such as LUDB's ">89" is the number it bounds, not a reason to read 33 classes.
+    censored = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    censored.loc[0, "age"] = ">89"
+    censored.to_csv(tmp_path / "censored.csv", index=False)
+    assert _run(store, tmp_path / "censored.csv", "--target", "age", "--fusions", "none") == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "task: regression" in printed and "bounds: 1 cells such as '>89' are read as their number (89)" in printed
 
 
 def test_two_values_need_positive_unless_one_is_an_obvious_negative(store, labels_csv, capsys):
