@@ -228,7 +228,7 @@ def methods_paragraph(result, *, model_name, model_sha256, contract=None, n_laye
     fusions = result.settings.get("fusions") or []
     fusion_text = (" and on their fusion" + ("s " if len(fusions) > 1 else " ")
                    + ", ".join(f.upper() if f in ("ppa", "pma") else f for f in fusions)) if fusions else ""  # fmt: skip
-    names = {"ppa": "PPA, the mean of the layers after each layer's normalisation",
+    names = {"ppa": "PPA, the mean of the block outputs through the model's final normalisation",
              "pma": "PMA, a gate over the layers trained on the training records"}
     explained = "; ".join(names[f] for f in fusions if f in names)
     layers = f"each of the model's {n_layers} layers" if n_layers else "each layer"
@@ -237,6 +237,14 @@ def methods_paragraph(result, *, model_name, model_sha256, contract=None, n_laye
     threshold = (" The decision threshold of each test fold was the one maximising Youden's J "
                  "(sensitivity + specificity - 1) on the inner out-of-fold scores of its training records; "
                  "sensitivity and specificity are reported at that threshold." if result.task == "binary" else "")
+    import re
+
+    match = re.match(r"^(\d+)-fold CV x (\d+)(.*)$", folds or "")
+    if match:  # the command line's short form, spelled out
+        k, repeats, rest = int(match.group(1)), int(match.group(2)), match.group(3)
+        kind = "" if result.task in ("multilabel", "regression") else "stratified "
+        folds = (f"{kind}{k}-fold cross-validation (shuffled, seed {result.settings['random_state']}"
+                 + (f", repeated {repeats} times" if repeats > 1 else "") + f"){rest}")  # fmt: skip
     extra = ""
     if result.task == "regression":
         mae = result.verdict.loc["MAE"]
