@@ -17,6 +17,7 @@ by an ``_add_*`` function listed in ``_REGISTRARS``.  Exit statuses:
 from __future__ import annotations
 
 import argparse
+import re
 import contextlib
 import json
 import os
@@ -323,17 +324,25 @@ def _cmd_embed(args) -> int:
 _ID_COLUMNS = ("record_id", "ecg_id", "record", "id")
 _SEPARATORS = (";", ",", "|")  # what --separator auto looks for inside label cells
 _AUTO_FOLDS = "strat_fold"  # PTB-XL's official folds: used by default when the labels have them
+_REGRESSION_MIN_VALUES = 20  # ecgsoup.nested.REGRESSION_MIN_VALUES, without importing scikit-learn for --help
+_CLINICAL_AUTO_MAX = 2000  # more records: the features take minutes, so --clinical yes asks for them
+_PMA_MIN_RECORDS = 300  # PMA's trained gate scored below PPA on 60 records; the user guide says a few hundred
+# Values that read as "no" in a two-value column: the other value is then the positive class.
+_OBVIOUS_NEGATIVES = {"no", "0", "false", "normal", "negative", "absent", "n"}
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="layer-wise linear probe (every layer, PPA, PMA) of a store or input against labels",
+        help="nested-CV verdict of a linear probe on every layer and fusion, with intervals, for a store or input",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Cross-validate a linear probe on every layer and on the PPA/PMA fusions "
-        "(macro AUC), print the table, and write layer_probe.csv and layer_probe.png. "
-        "The parsed task (its type, every class with its count, the records with empty labels "
-        "and what was done with them) is printed before anything is fitted.",
+        description="Cross-validate the probe (standardisation + logistic regression, C=1; ridge regression for "
+        "a continuous target) on every layer and on the fusions, choose the representation by inner CV inside "
+        "each training fold (nested CV), and report that choice's out-of-fold metric with a bootstrap 95 % "
+        "interval over records. The per-layer table follows; its best row was chosen on the folds that score "
+        "it (optimistic). The parsed task is printed before anything is fitted. With --out: predictions.csv, "
+        "roc.png (calibration.png for regression), operating_points.csv, verdict.csv, methods.md, "
+        "layer_probe.csv and layer_probe.png.",
     )
     p.add_argument("input", help="a store written by `ecgsoup embed`, or an input it accepts "
                                  "(embedded first, into OUT/embeddings.npz when --out is given)")  # fmt: skip
@@ -341,19 +350,23 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--target", required=True, help="the label column")
     p.add_argument("--id-column", default=None,
                    help=f"record identifier column (None: the first of {', '.join(_ID_COLUMNS)})")  # fmt: skip
-    p.add_argument("--task", choices=["binary", "multiclass", "multilabel"], default=None,
-                   help="None: binary with --positive or two values (or one value and empty cells), "
-                        "multilabel when cells hold a separator, else multiclass")  # fmt: skip
+    p.add_argument("--task", choices=["binary", "multiclass", "multilabel", "regression"], default=None,
+                   help=f"None: regression for a numeric column with more than {_REGRESSION_MIN_VALUES} distinct "
+                        "values; binary with --positive or two values (or one value and empty cells); "
+                        "multilabel when cells hold a separator; else multiclass")  # fmt: skip
     p.add_argument("--positive", default=None,
-                   help="binary: the positive label, matched as a whole cell or as one label of a "
-                        "multi-label cell (None: the non-empty cells when the column has empty ones, "
-                        "else the larger of two values)")  # fmt: skip
+                   help="binary: the positive label, matched as a whole cell or as one label of a multi-label "
+                        "cell (None: the other value when one of two is an obvious negative such as no, 0, "
+                        "false, normal; the non-empty cells when the column has empty ones)")  # fmt: skip
     p.add_argument("--separator", default="auto",
                    help=f"separator of the labels inside a cell; 'auto' detects one of "
                         f"{' '.join(_SEPARATORS)} and refuses to guess when several occur")  # fmt: skip
     p.add_argument("--empty", choices=["drop", "negative"], default="drop",
                    help="records whose label cell is empty: leave them out, or keep them as negatives "
                         "(no label; a class of their own for multiclass)")  # fmt: skip
+    p.add_argument("--min-count", type=int, default=0, metavar="N",
+                   help="multilabel: drop labels with fewer than N records; multiclass: drop the records "
+                        "of classes with fewer than N (0: keep all)")  # fmt: skip
     p.add_argument("--cv", type=int, default=5, help="folds (when neither --folds nor --groups applies)")
     p.add_argument("--repeats", type=int, default=1, help="repetitions of the folds (not with --folds)")
     p.add_argument("--folds", default=None, metavar="COLUMN",
@@ -361,9 +374,20 @@ def _add_evaluate(sub) -> None:
                         "the labels have it, as PTB-XL's do; 'none': never)")  # fmt: skip
     p.add_argument("--groups", default=None, metavar="COLUMN",
                    help="a labels column of groups (e.g. patient_id) that never straddle a train/test split")
-    p.add_argument("--fusions", default="ppa,pma", help="comma-separated fusion rows: ppa, pma, or 'none'")
-    p.add_argument("--seed", type=int, default=0, help="seeds the folds and PMA")
-    p.add_argument("--out", default=None, help="directory for layer_probe.csv and layer_probe.png")
+    p.add_argument("--inner-cv", type=int, default=3,
+                   help="inner folds inside each training fold that choose the representation (and threshold)")
+    p.add_argument("--fusions", default="auto",
+                   help=f"comma-separated fusion rows: ppa, pma, or 'none'; 'auto': ppa, and pma from "
+                        f"{_PMA_MIN_RECORDS} records (its trained gate needs a few hundred)")  # fmt: skip
+    p.add_argument("--threshold", type=float, action="append", default=None, metavar="T",
+                   help="binary: also report sensitivity and specificity at this probability (repeatable)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the records for intervals")
+    p.add_argument("--clinical", choices=["auto", "yes", "none"], default="auto",
+                   help="a baseline row of clinical ECG features (heart rate, intervals, axis ...) on the same "
+                        "folds, from the records read again (the input, or the store's source); 'auto': up to "
+                        f"{_CLINICAL_AUTO_MAX} records (1,625 PTB-XL records take about 90 s on two cores)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seeds the folds, PMA and the bootstrap")
+    p.add_argument("--out", default=None, help="directory for the report files (see above)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -457,6 +481,12 @@ def _read_labels(args):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise CLIError(f"--labels {path}: not a readable CSV ({error}).") from None
     columns = list(table.columns)
+    other = next((sep for sep in (";", "\t") if len(columns) == 1 and sep in columns[0]), None)
+    if other is not None:
+        name = "semicolon" if other == ";" else "tab"
+        raise CLIError(f"--labels {path} reads as one column {columns[0][:50]!r}: its fields are {name}-separated; "
+                       f"save it with commas, e.g. pandas.read_csv(path, sep={other!r}, dtype=str)"
+                       ".to_csv('labels.csv', index=False).")  # fmt: skip
     if args.target not in columns:
         raise CLIError(f"--target {args.target!r} is not a column of {path}; its columns are {columns}.")
     for option, column in (("--folds", args.folds), ("--groups", args.groups)):
@@ -569,6 +599,10 @@ def _make_target(values: list, args):
     empty = [i for i, v in enumerate(values) if not labels[i]]
     every = sorted({label for cell in labels for label in cell})
     task = args.task
+    if task is None and separator is None and args.positive is None and _numeric_column(values):
+        task = "regression"
+    if task == "regression":
+        return _regression_target(values, args)
     if task is None:
         if args.positive is not None:
             task = "binary"
@@ -596,8 +630,9 @@ def _make_target(values: list, args):
             hit = [bool(cell) for cell in labels]
             what = f"{args.target} non-empty"
         elif len(every) == 2:
-            hit = [every[1] in cell for cell in labels]
-            what = f"{args.target} == {every[1]!r}"
+            positive = _obvious_positive(every, labels, args)
+            hit = [positive in cell for cell in labels]
+            what = f"{args.target} == {positive!r}"
         else:
             raise CLIError(f"--target {args.target!r} has {len(every)} values {every[:10]}; "
                            "name the positive one with --positive, or use --task multiclass.")  # fmt: skip
@@ -624,6 +659,13 @@ def _make_target(values: list, args):
         else:
             keep = list(range(len(values)))
             empty_note = f"{len(empty)} records, kept as the class '(empty)' (--empty negative)"
+        if args.min_count > 1:
+            sizes = {c: sum(classes[i] == c for i in keep) for c in {classes[i] for i in keep}}
+            rare = sorted(c for c, n in sizes.items() if n < args.min_count)
+            if rare:
+                keep = [i for i in keep if classes[i] not in rare]
+                report.append(f"  --min-count {args.min_count}: dropped the records of {len(rare)} rare "
+                              f"classes: {_counts(c for c in classes if c in rare)}")  # fmt: skip
         y = np.asarray([classes[i] for i in keep], dtype=object)
         distinct = sorted(set(y))
         if len(distinct) < 2:
@@ -640,13 +682,92 @@ def _make_target(values: list, args):
     else:
         keep = list(range(len(values)))
         empty_note = f"{len(empty)} records, kept with no label (negative for every class; --empty negative)"
+    if args.min_count > 1:
+        sizes: dict = {}
+        for i in keep:
+            for label in labels[i]:
+                sizes[label] = sizes.get(label, 0) + 1
+        rare = {label for label, n in sizes.items() if n < args.min_count}
+        if rare:
+            report.append(f"  --min-count {args.min_count}: dropped {len(rare)} rare labels: "
+                          f"{', '.join(f'{r} {sizes[r]}' for r in sorted(rare, key=lambda r: (sizes[r], r)))}")  # fmt: skip
+            labels = [[label for label in cell if label not in rare] for cell in labels]
+            left = [i for i in keep if not labels[i] and values[i]]
+            if left and drop:
+                keep = [i for i in keep if labels[i]]
+                report.append(f"  {len(left)} records had only rare labels and are dropped (--empty drop)")
+            elif left:
+                report.append(f"  {len(left)} records had only rare labels and stay as negatives (--empty negative)")
     binarizer = MultiLabelBinarizer()
     y = binarizer.fit_transform([labels[i] for i in keep])
+    args.label_names = [str(c) for c in binarizer.classes_]  # the columns of y, for predictions.csv
     if y.shape[1] == 0:
         raise CLIError(f"--target {args.target!r} holds no label.")
     report.append(f"  classes ({y.shape[1]}): {_counts(label for i in keep for label in labels[i])}")
     report.append(f"  empty labels: {empty_note}")
     return y, keep, task, f"{args.target} ({y.shape[1]} labels)", report
+
+
+_BOUND = re.compile(r"^\s*(?:[<>]=?|[≤≥])\s*(?P<a>[-+]?\d+(?:\.\d+)?)\s*$|^\s*(?P<b>\d+(?:\.\d+)?)\s*\+\s*$")
+
+
+def _bound(text: str):
+    """The number of a bound written as a cell (">89", "90+", "<18"): ages censored for anonymity."""
+    match = _BOUND.match(text)
+    return None if match is None else float(match.group("a") or match.group("b"))
+
+
+def _number(text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        return _bound(text)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _numeric_column(values: list) -> bool:
+    """Every non-empty cell a number, with more distinct values than a classification target has."""
+    cells = [v for v in values if v]
+    if not cells or any(_number(v) is None for v in cells):
+        return False
+    return len({_number(v) for v in cells}) > _REGRESSION_MIN_VALUES
+
+
+def _regression_target(values: list, args):
+    """``(y, keep, "regression", description, report)``: a continuous target; empty cells are left out."""
+    import numpy as np
+
+    keep = [i for i, v in enumerate(values) if v]
+    bad = [values[i] for i in keep if _number(values[i]) is None]
+    if bad:
+        raise CLIError(f"--target {args.target!r} --task regression: {len(bad)} cells are not numbers "
+                       f"(first: {bad[0]!r}); fix them or leave them empty.")  # fmt: skip
+    y = np.asarray([_number(values[i]) for i in keep], dtype=float)
+    bounds = sorted({values[i] for i in keep if _bound(values[i]) is not None})
+    if len(np.unique(y)) < 3:
+        raise CLIError(f"--target {args.target!r} has {len(np.unique(y))} distinct values; a regression needs "
+                       "more (use --task binary or multiclass).")  # fmt: skip
+    empty = len(values) - len(keep)
+    report = [f"task: regression on --target {args.target!r} (a number per record; ridge regression, R² and MAE)",
+              f"  values: {len(y)} records, min {y.min():g}, median {np.median(y):g}, max {y.max():g}, "
+              f"{len(np.unique(y))} distinct",
+              f"  empty labels: {empty} records, dropped (a regression has no negative class)"]  # fmt: skip
+    if bounds:
+        n_bound = sum(_bound(values[i]) is not None for i in keep)
+        report.append(f"  bounds: {n_bound} cells such as {bounds[0]!r} are read as their number "
+                      f"({_bound(bounds[0]):g}), the limit of an anonymised value")  # fmt: skip
+    return y, keep, "regression", f"{args.target} (continuous, {len(y)} records)", report
+
+
+def _obvious_positive(every: list, labels: list, args) -> str:
+    """The positive one of two values: the other of an obvious negative, else the user must say."""
+    negatives = [v for v in every if v.strip().lower() in _OBVIOUS_NEGATIVES]
+    if len(negatives) == 1:
+        return next(v for v in every if v != negatives[0])
+    counts = {v: sum(v in cell for cell in labels) for v in every}
+    raise CLIError(f"--target {args.target!r} has two values, {every[0]!r} ({counts[every[0]]} records) and "
+                   f"{every[1]!r} ({counts[every[1]]}); say which is positive: --positive {every[0]!r} or "
+                   f"--positive {every[1]!r}.")  # fmt: skip
 
 
 def _cv_splits(args, rows: list, y, task):
@@ -695,24 +816,52 @@ def _normal_id_key(value):
 def _cmd_evaluate(args) -> int:
     _positive("--cv", args.cv)
     _positive("--repeats", args.repeats)
+    _positive("--bootstrap", args.bootstrap)
     if args.cv < 2:
         raise CLIError("--cv must be at least 2.")
-    fusions = [] if args.fusions.strip().lower() == "none" else [
+    if args.inner_cv < 2:
+        raise CLIError(f"--inner-cv must be at least 2, got {args.inner_cv}.")
+    if args.min_count < 0:
+        raise CLIError(f"--min-count must be 0 (keep every label) or more, got {args.min_count}.")
+    for value in args.threshold or ():
+        if not 0 <= value <= 1:
+            raise CLIError(f"--threshold {value:g}: a threshold is a probability between 0 and 1.")
+    choice = args.fusions.strip().lower()
+    fusions = "auto" if choice == "auto" else [] if choice == "none" else [
         f.strip().lower() for f in args.fusions.split(",") if f.strip()]  # fmt: skip
-    unknown = sorted(set(fusions) - {"ppa", "pma"})
+    unknown = [] if fusions == "auto" else sorted(set(fusions) - {"ppa", "pma"})
     if unknown:
-        raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma) or none.")
+        raise CLIError(f"--fusions: unknown {unknown}; use ppa, pma, both (ppa,pma), auto or none.")
     table, id_column = _read_labels(args)  # checked before any embedding work
     if args.out is None:
         return _evaluate(args, table, id_column, fusions)
     # The output folder is checked, and held, before anything is computed.
-    with _locked_output("--out", _output_folder("--out", args.out), "evaluate"):
+    out = _output_folder("--out", args.out)
+    from ecgsoup.report import REPORT_FILES
+
+    for name in REPORT_FILES:
+        if (out / name).is_dir():
+            raise CLIError(f"--out {out}: {name} there is a folder; remove it or choose another --out.")
+    with _locked_output("--out", out, "evaluate"):
         return _evaluate(args, table, id_column, fusions)
+
+
+def _auto_fusions(fusions, n_records: int) -> list:
+    """``--fusions auto``: PPA always, PMA from a few hundred records; says which and why."""
+    if fusions != "auto":
+        return fusions
+    if n_records >= _PMA_MIN_RECORDS:
+        print(f"fusions: PPA and PMA ({n_records} records; PMA runs from {_PMA_MIN_RECORDS})")
+        return ["ppa", "pma"]
+    print(f"fusions: PPA; PMA left out: {n_records} records, and its trained gate needs a few hundred "
+          f"(it runs from {_PMA_MIN_RECORDS} records; --fusions ppa,pma runs it anyway)")  # fmt: skip
+    return ["ppa"]
 
 
 def _evaluate(args, table, id_column, fusions) -> int:
     """:func:`_cmd_evaluate` once its options, labels and output folder are checked."""
-    from ecgsoup.evaluate import layer_probe, plot_layer_probe
+    from ecgsoup.evaluate import plot_layer_probe
+    from ecgsoup.nested import nested_probe
 
     X, record_ids, attrs, n_failed, layer_spec = _load_embeddings(args)
     keys = [_normal_id(r) for r in record_ids]
@@ -735,30 +884,89 @@ def _evaluate(args, table, id_column, fusions) -> int:
         if min(counts) < args.cv:
             raise CLIError(f"{description}: each class needs at least --cv {args.cv} records. Use fewer "
                            "folds or more records.")  # fmt: skip
+    if args.threshold and task != "binary":
+        raise CLIError(f"--threshold applies to a binary target; this one is {task}.")
+    if len(rows) < 2 * args.cv:
+        raise CLIError(f"{len(rows)} records for --cv {args.cv}: too few to cross-validate; use fewer folds.")
+    if task == "multilabel" and not args.min_count:
+        rare = int((y.sum(axis=0) < args.cv).sum())
+        if rare:
+            report.append(f"  {rare} labels have fewer records than --cv {args.cv} folds (their AUC is 0.5 in "
+                          f"folds without them); --min-count {args.cv} drops them")  # fmt: skip
     cv, split_description = _cv_splits(args, label_rows, y, task)
+    groups = None if args.groups is None else [row[args.groups] for row in label_rows]
     X = X[rows]
     print("\n".join(report))
     print(f"{len(rows)} records, target {description}, {split_description}, "
           f"model {attrs['model_name']} ({attrs['model_sha256'][:12]})", flush=True)  # fmt: skip
+    fusions = _auto_fusions(fusions, len(rows))
+    baselines = _clinical(args, attrs, [record_ids[i] for i in rows])
     try:
         with _WarningSummary(args.command):
-            result = layer_probe(X, y, cv=cv, n_repeats=args.repeats, fusions=fusions,
-                                 layer_spec=layer_spec, random_state=args.seed)  # fmt: skip
+            result = nested_probe(X, y, task=task, cv=cv, n_repeats=args.repeats, inner_cv=args.inner_cv,
+                                  fusions=fusions, layer_spec=layer_spec, groups=groups, baselines=baselines,
+                                  thresholds=tuple(args.threshold or ()), n_bootstrap=args.bootstrap,
+                                  random_state=args.seed, progress=lambda line: print(line, flush=True))  # fmt: skip
     except ValueError as error:
         raise CLIError(f"the probe failed: {str(error).splitlines()[0]}") from None
-    table = result[["mean", "std"]]
-    best = table.loc[[r for r in table.index if r.startswith("layer_")], "mean"].idxmax()
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"best single layer: {best} ({table.loc[best, 'mean']:.4f}); last layer: "
-          f"{table.index[attrs['n_layers'] - 1]} ({table['mean'].iloc[attrs['n_layers'] - 1]:.4f})")  # fmt: skip
+    _print_result(result, attrs)
     if args.out:
+        from ecgsoup.report import write_report
+
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        result.to_csv(out / "layer_probe.csv")
+        result.table.to_csv(out / "layer_probe.csv")
         title = f"{description}, n={len(rows)}, {attrs['model_name']}"
-        plot_layer_probe(result, path=out / "layer_probe.png", title=title)
-        print(f"wrote {out / 'layer_probe.csv'} and {out / 'layer_probe.png'}")
+        ylabel = ("R²" if task == "regression" else "macro ROC AUC") + " (mean ± std over folds)"
+        plot_layer_probe(result.table, path=out / "layer_probe.png", title=title, ylabel=ylabel,
+                         baselines=result.baselines)
+        written = write_report(
+            result, out, record_ids=[record_ids[i] for i in rows], model_name=attrs["model_name"],
+            model_sha256=attrs["model_sha256"], contract=attrs.get("model_contract"),
+            n_layers=attrs.get("n_layers"), target=f"the target {args.target!r}", target_name=args.target, folds=split_description,
+            label_names=getattr(args, "label_names", None), title=title,
+        )  # fmt: skip
+        print(f"wrote {', '.join(p.name for p in [out / 'layer_probe.csv', out / 'layer_probe.png', *written])} "
+              f"in {out}")  # fmt: skip
     return EXIT_PARTIAL if n_failed else EXIT_OK
+
+
+def _clinical(args, attrs, record_ids) -> dict:
+    """``{"clinical features": F}`` when the records can be read again, else ``{}`` (and why, in one line)."""
+    if args.clinical == "none":
+        return {}
+    if args.clinical == "auto" and len(record_ids) > _CLINICAL_AUTO_MAX:
+        print(f"clinical baseline: not computed for {len(record_ids)} records (over {_CLINICAL_AUTO_MAX}, it takes "
+              "minutes; --clinical yes computes it)")  # fmt: skip
+        return {}
+    from ecgsoup.report import clinical_baseline
+
+    source = Path(attrs.get("source") or args.input)
+    if not source.exists():
+        print(f"clinical baseline: not computed ({source.name}, the embedded input, is not at hand; "
+              "--clinical none hides this line)")  # fmt: skip
+        return {}
+    try:
+        F, note = clinical_baseline(source, record_ids, derive_leads=bool(attrs.get("derived_leads")))
+    except (ValueError, OSError) as error:
+        F, note = None, str(error).splitlines()[0]
+    if F is None:
+        print(f"clinical baseline: not computed ({note})")
+        return {}
+    print(f"clinical baseline: {note}")
+    return {"clinical features": F}
+
+
+def _print_result(result, attrs) -> None:
+    """The per-representation table, then the nested verdict and how to read the best row."""
+    shown = result.table[["mean", "std", "pooled", "pooled_low", "pooled_high"]].rename(
+        columns={"mean": "mean_over_folds", "std": "std", "pooled": "pooled", "pooled_low": "ci_low",
+                 "pooled_high": "ci_high"})  # fmt: skip
+    print(shown.to_string(float_format=lambda v: f"{v:.4f}"))
+    n_layers = attrs["n_layers"]
+    last = result.table.index[n_layers - 1]
+    print(f"last layer: {last} ({result.table.loc[last, 'mean']:.4f} mean over folds)")
+    print(result.summary())
 
 
 # --- info ---------------------------------------------------------------------------------------

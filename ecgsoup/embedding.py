@@ -418,6 +418,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return caching_enabled(self._memory())
 
     def _validate_input(self, X, reset: bool, check_finite: bool = True) -> np.ndarray:
+        from ecgsoup.signal import check_not_ragged
+
+        check_not_ragged(X)
         X = validate_data(
             self,
             X,

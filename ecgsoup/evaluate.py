@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, cross_val_score
 from sklearn.multiclass import OneVsRestClassifier
@@ -155,16 +155,23 @@ def macro_auc_scorer(estimator, X, y) -> float:
 
 
 def _default_probe(y_kind: str):
-    """Standardise, then logistic regression (one per label for multi-label targets)."""
+    """Standardise, then logistic regression (one per label for multi-label targets) or ridge regression.
+
+    The ridge penalty is chosen by efficient leave-one-out on the training
+    records only (``RidgeCV``): an embedding has hundreds of columns, so a
+    fixed small penalty overfits a few dozen records.
+    """
+    if y_kind in ("regression", "continuous"):
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
     logistic = LogisticRegression(max_iter=2000)
-    if y_kind == "multilabel-indicator":
+    if y_kind in ("multilabel-indicator", "multilabel"):
         return make_pipeline(StandardScaler(), OneVsRestClassifier(logistic))
     return make_pipeline(StandardScaler(), logistic)
 
 
 def _splits(cv, X, y, y_kind, n_repeats, random_state, groups):
     if isinstance(cv, Integral):
-        if y_kind == "multilabel-indicator":
+        if y_kind in ("multilabel-indicator", "multilabel", "regression", "continuous"):
             splitter = RepeatedKFold(n_splits=cv, n_repeats=n_repeats, random_state=random_state)
         else:
             splitter = RepeatedStratifiedKFold(
@@ -215,11 +222,23 @@ def _fusion_steps(fusions, spec, n_layers, random_state):
     return steps
 
 
+def _representations(layer_spec, n_layers, fusions, random_state) -> dict:
+    """Every single layer (``layer_00`` ...) then the fusion rows: the first step of each probe pipeline."""
+    count = n_layers if layer_spec is None else len(layer_spec.layers)
+    steps = {
+        f"layer_{layer:02d}": LayerSelector(layers=layer, layer_spec=layer_spec, n_layers=n_layers)
+        for layer in range(count)
+    }
+    steps.update(_fusion_steps(fusions, layer_spec, n_layers, random_state))
+    return steps
+
+
 def layer_probe(
     X_layers,
     y,
     *,
     estimator=None,
+    task=None,
     cv=5,
     n_repeats=1,
     scoring=None,
@@ -242,17 +261,24 @@ def layer_probe(
     X_layers : array-like of shape (n_samples, n_features)
         Layer-wise embeddings, e.g. from ``LayerwiseEmbedder`` or a store.
     y : array-like of shape (n_samples,) or (n_samples, n_labels)
-        Binary, multiclass or multi-label (indicator) targets.
-    estimator : classifier, default=None
+        Binary, multiclass, multi-label (indicator) or continuous targets.
+    estimator : estimator, default=None
         Probe fitted on each representation.  ``None``: ``StandardScaler`` +
-        ``LogisticRegression`` (one-vs-rest for multi-label targets).
+        ``LogisticRegression(C=1)`` (one-vs-rest for multi-label targets), or
+        ``StandardScaler`` + ``RidgeCV`` (penalty chosen by leave-one-out inside
+        the training fold) for regression.  The same probe as
+        ``ecgsoup evaluate`` and :func:`ecgsoup.nested.nested_probe`.
+    task : {"binary", "multiclass", "multilabel", "regression"}, default=None
+        ``None``: :func:`ecgsoup.nested.target_kind` (a numeric target with
+        more than 20 distinct values, such as age, is regression).
     cv : int, CV splitter or iterable of (train, test), default=5
         An int means ``RepeatedStratifiedKFold(cv, n_repeats)`` (``RepeatedKFold``
-        for multi-label targets), shuffled with ``random_state``.
+        for multi-label and regression targets), shuffled with ``random_state``.
     n_repeats : int, default=1
         Repetitions when ``cv`` is an int.
     scoring : str or callable, default=None
-        ``None`` uses :func:`macro_auc_scorer` (macro AUC, undefined classes as 0.5).
+        ``None`` uses :func:`macro_auc_scorer` (macro AUC, undefined classes as
+        0.5), or R² for regression.
     fusions : sequence of {"ppa", "pma"} or dict, default=("ppa", "pma")
         Fusion rows to add; a dict ``{name: transformer}`` sets them up
         yourself (e.g. ``{"pma": PMA(max_iter=50)}``).  Empty for layers only.
@@ -282,23 +308,24 @@ def layer_probe(
     --------
     plot_layer_probe : Draw the result.
     """
+    from ecgsoup.nested import target_kind
+
     y_array = np.asarray(y)
-    y_kind = type_of_target(y_array, input_name="y")
+    task = target_kind(y_array) if task is None else task
+    y_kind = "multilabel-indicator" if task == "multilabel" else task
+    if task == "regression":
+        y = y_array = y_array.astype(float)
     if isinstance(random_state, np.random.RandomState):
         # One integer so that the folds and every PMA fit are reproducible together.
         random_state = int(random_state.randint(np.iinfo(np.int32).max))
     probe = _default_probe(y_kind) if estimator is None else estimator
-    scoring = macro_auc_scorer if scoring is None else scoring
+    if scoring is None:
+        scoring = "r2" if task == "regression" else macro_auc_scorer
     folds = _splits(cv, X_layers, y_array, y_kind, n_repeats, random_state, groups)
     if not folds:
         raise ValueError("cv produced no train/test splits.")
 
-    count = n_layers if layer_spec is None else len(layer_spec.layers)
-    steps = {
-        f"layer_{layer:02d}": LayerSelector(layers=layer, layer_spec=layer_spec, n_layers=n_layers)
-        for layer in range(count)
-    }
-    steps.update(_fusion_steps(fusions, layer_spec, n_layers, random_state))
+    steps = _representations(layer_spec, n_layers, fusions, random_state)
     rows = {}
     for name, step in steps.items():
         pipeline = Pipeline([("represent", clone(step)), ("probe", clone(probe))])

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ecgsoup.blocks import BlockScaler
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.features import ECGFeatures
-from ecgsoup.fusion import LayerSelector
+from ecgsoup.fusion import PPA, LayerSelector
 from ecgsoup.preprocessing import ECGPreprocessor
 
 __all__ = ["BlockScaler", "balanced_columns", "embedding_block", "hybrid_features"]
@@ -43,8 +43,10 @@ def embedding_block(sampling_rate, lead_names, *, model="default", layers="last"
         Name of each input lead (last axis).
     model : str, path or STMEMEncoder, default="default"
         The backbone (see :class:`~ecgsoup.embedding.LayerwiseEmbedder`).
-    layers : int, list of int or {"last", "middle", ...}, default="last"
-        Layers kept by :class:`~ecgsoup.fusion.LayerSelector`.
+    layers : int, list of int, {"last", "middle", ...}, "ppa" or a fusion, default="last"
+        Layers kept by :class:`~ecgsoup.fusion.LayerSelector`, or a fusion
+        of all layers: ``"ppa"`` (:class:`~ecgsoup.fusion.PPA`) or a fusion
+        transformer such as ``PPA()`` or ``LayerSelector(...)``.
     memory : None, str or path, default=None
         Embedding cache of the embedder.
     device : str, default="cpu"
@@ -59,9 +61,17 @@ def embedding_block(sampling_rate, lead_names, *, model="default", layers="last"
     """
     return Pipeline([
         ("prep", ECGPreprocessor(sampling_rate=sampling_rate, lead_names=lead_names, model=model)),
-        ("embed", LayerwiseEmbedder(model=model, memory=memory, device=device,
-                                    fusion=LayerSelector(layers=layers))),
+        ("embed", LayerwiseEmbedder(model=model, memory=memory, device=device, fusion=_fusion(layers))),
     ])  # fmt: skip
+
+
+def _fusion(layers):
+    """A layer choice or a fusion as the embedder's ``fusion`` step."""
+    if isinstance(layers, str) and layers.lower() == "ppa":
+        return PPA()
+    if hasattr(layers, "fit") and hasattr(layers, "transform"):
+        return layers
+    return LayerSelector(layers=layers)
 
 
 def hybrid_features(features, embedding="default", *, n_components=None, balance=True, weights=None):
@@ -86,11 +96,12 @@ def hybrid_features(features, embedding="default", *, n_components=None, balance
     features : ECGFeatures or transformer
         The clinical block, e.g. ``ECGFeatures(sampling_rate=..., lead_names=...,
         units=...)``.
-    embedding : "default" or transformer, default="default"
+    embedding : "default", "ppa", a fusion or transformer, default="default"
         The embedding block, a transformer from the raw input to one vector
         per record.  ``"default"``: :func:`embedding_block` for the bundled
         model's last layer, with the ``sampling_rate`` and ``lead_names`` of
-        ``features``.
+        ``features``; ``"ppa"`` or a fusion of the layers (``PPA()``,
+        ``LayerSelector(layers=6)``): the bundled model with that fusion.
     n_components : int or None, default=None
         Reduce the standardised embedding to this many principal components.
     balance : bool, default=True
@@ -122,12 +133,15 @@ def hybrid_features(features, embedding="default", *, n_components=None, balance
     """
     if n_components is not None and (not isinstance(n_components, Integral) or n_components < 1):
         raise ValueError(f"n_components must be a positive int or None, got {n_components!r}.")
-    if isinstance(embedding, str):
-        if embedding != "default":
-            raise ValueError(f"embedding must be 'default' or a transformer, got {embedding!r}.")
+    fusion = isinstance(embedding, (PPA, LayerSelector)) or (isinstance(embedding, str) and embedding.lower() == "ppa")
+    if isinstance(embedding, str) or fusion:
+        if isinstance(embedding, str) and embedding.lower() not in ("default", "ppa"):
+            raise ValueError(f"embedding must be 'default', 'ppa', a fusion such as PPA() or a transformer, "
+                             f"got {embedding!r}.")  # fmt: skip
         if not isinstance(features, ECGFeatures):
-            raise ValueError("embedding='default' reads sampling_rate and lead_names from an ECGFeatures block.")
-        embedding = embedding_block(features.sampling_rate, features.lead_names)
+            raise ValueError(f"embedding={embedding!r} reads sampling_rate and lead_names from an ECGFeatures block.")
+        layers = embedding if fusion else "last"
+        embedding = embedding_block(features.sampling_rate, features.lead_names, layers=layers)
     unknown = set(weights or {}) - {"clinical", "embedding"}
     if unknown:
         raise ValueError(f"weights has unknown blocks {sorted(unknown)}; use 'clinical' and 'embedding'.")

@@ -24,7 +24,7 @@ from ecgsoup.leads import canonical_lead_name, canonical_lead_names
 from ecgsoup.backbones import Backbone, InputContract, resolve_contract
 from ecgsoup.backbones.stmem import EncoderConfig
 from ecgsoup.recipes import record_recipe, resample_recipe
-from ecgsoup.signal import as_time_major, lead_indices, resampled_length
+from ecgsoup.signal import as_time_major, check_not_ragged, lead_indices, resampled_length
 
 __all__ = ["ECGPreprocessor"]
 
@@ -282,6 +282,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
             _logger.info("The model reads %d of the %d leads (%s); not used: %s.", len(indices), len(data_leads),
                          ", ".join(config.lead_names), ", ".join(unused))
         band = self._resolve_bandpass(config)
+        check_not_ragged(X)
         X = validate_data(
             self, X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False
         )
@@ -309,6 +310,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         X_out : ndarray of shape (n_records, n_model_leads * n_samples_out_), float32
         """
         check_is_fitted(self)
+        check_not_ragged(X)
         if getattr(X, "ndim", None) == 2 and self.lead_names is not None:
             self._refuse_one_recording(X.shape, len(self.lead_names))  # before validate_data's message
         if getattr(X, "ndim", None) == 3 and X.shape[1] != self.n_samples_in_:

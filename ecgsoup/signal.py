@@ -189,6 +189,21 @@ def zscore(x: np.ndarray, axis: int = -2) -> np.ndarray:
     return ((x - mean) / (std + ZSCORE_EPS)).astype(np.float32)
 
 
+def check_not_ragged(X, what: str = "X") -> None:
+    """Refuse a list of records of different shapes in one line naming the fix (numpy's own message does not)."""
+    if isinstance(X, np.ndarray) or not isinstance(X, (list, tuple)) or len(X) < 2:
+        return
+    shapes = [np.shape(x) for x in X]
+    distinct = list(dict.fromkeys(shapes))
+    if len(distinct) > 1:
+        shown = ", ".join(str(s) for s in distinct[:3]) + (", ..." if len(distinct) > 3 else "")
+        raise ValueError(
+            f"{what} is a list of {len(X)} records of {len(distinct)} different shapes ({shown}); records "
+            "must share one length to be stacked: crop them to a common length (read_dataset(path, "
+            "length=N) does), or embed them from their folder with `ecgsoup embed`, which takes any lengths."
+        )
+
+
 def check_finite(x: np.ndarray, what: str = "signal") -> None:
     """Raise a ValueError naming the records and leads that hold NaN or inf."""
     bad = ~np.isfinite(x)

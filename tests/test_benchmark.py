@@ -1,6 +1,7 @@
 """The PTB-XL benchmark: task construction, the metric, both data layouts, bad input."""
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -109,6 +110,31 @@ def test_full_download_layout(ptbxl_download, tmp_path):
             "random weights (layer chosen on validation)"} <= set(table["representation"])  # fmt: skip
     payload = json.loads((tmp_path / "out" / "ptbxl.json").read_text())
     assert payload["scored_fold"] == 10 and (tmp_path / "out" / "ptbxl_super.png").exists()
+    # The markdown explains itself (issue 25): tasks, counts, warnings, caveats; no path of this machine.
+    markdown = (tmp_path / "out" / "ptbxl.md").read_text()
+    for needed in ("## Tasks", "| super (diagnostic super-classes) | 5 |", "**Warnings**",
+                   "task super is scored on 4 records (under 100)", "## Caveats", "| chosen layer |"):  # fmt: skip
+        assert needed in markdown, needed
+    for written in (markdown, (tmp_path / "out" / "ptbxl.json").read_text()):
+        assert str(ptbxl_download) not in written and str(ptbxl_download.parent) not in written
+
+
+def test_committed_results_render_from_their_json_without_machine_paths():
+    """The results page is redrawn from the committed JSON; it warns where the paper's rule bites."""
+    from ecgsoup.benchmark import plot_ptbxl_summary, ptbxl_result_from_json
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    payload = json.loads((results / "ptbxl.json").read_text())
+    result = ptbxl_result_from_json({**payload, "source": "PTB-XL", "n_bootstrap": 1000})
+    markdown = result.report_markdown()
+    absent = {t["task"]: t["classes_absent_from_scored_fold"] for t in payload["tasks"]}
+    assert f"task all: {absent['all']} of its 64 classes are absent from the scored fold" in markdown
+    assert "task form is scored on 74 records (under 100)" in markdown and "task super" not in markdown
+    summary = markdown.split("**Warnings**")[0]
+    assert summary.count("\n| ") == 7  # header + chosen layer, PPA, random, clinical, hybrid, classes present
+    assert plot_ptbxl_summary(result).axes[0].get_xticklabels()
+    for path in results.glob("ptbxl*.md"):
+        assert "/work/" not in path.read_text() and "/home/" not in path.read_text(), path
 
 
 def test_bad_roots_get_one_clear_line(ptbxl_download, tmp_path, capsys):

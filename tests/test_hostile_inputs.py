@@ -383,7 +383,7 @@ def test_missing_value_markers_are_empty_not_a_class(ptbxl_store, shared_data, t
     labels = _labels_with(shared_data, tmp_path, lambda n: [markers[i % 4] if i % 3 == 0 else "AF" if i % 2 else
                                                             "SR" for i in range(n)])  # fmt: skip
     status = main(["evaluate", str(ptbxl_store), "--labels", str(labels), "--target", "y", "--fusions", "none",
-                   "--folds", "none", "--cv", "2"])  # fmt: skip
+                   "--folds", "none", "--cv", "2", "--positive", "AF"])  # fmt: skip
     out = capsys.readouterr().out
     assert status == 0
     # Was: NA, NaN and NULL became classes of their own.
