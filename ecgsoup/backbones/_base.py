@@ -27,7 +27,33 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone"]
+__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "check_sizes"]
+
+
+def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
+    """Refuse an architecture size that is not a positive whole number, or is beyond ``limits``.
+
+    ``limits`` maps each size field (an int, or a tuple of ints such as a list
+    of stage widths) to its largest accepted value: far beyond any published
+    ECG encoder, but small enough that no config can ask for terabytes.  Runs
+    before anything is built, so a config with ``width: null``, ``depth: 0``
+    or ``width: 1000000`` fails with one line naming the field.
+    """
+    import numbers
+
+    name = type(config).__name__
+    for field_name, limit in limits.items():
+        value = getattr(config, field_name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not 1 <= len(values) <= max_entries:
+            raise ValueError(f"{name}: {field_name} has {len(values)} entries; it needs 1 to {max_entries}.")
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 1:
+                raise ValueError(f"{name}: {field_name}={value!r} is not a positive whole number; give the "
+                                 "model's size (e.g. the value of its published configuration).")  # fmt: skip
+            if item > limit:
+                raise ValueError(f"{name}: {field_name}={value!r} is larger than any ECG encoder (at most "
+                                 f"{limit} is accepted); the config is wrong.")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,235 @@
+"""Model folders, options and runs that lie or break, refused with one line (issue 26, round 2).
+
+Each model case damages a copy of a real model folder: the bundled pretrained
+ST-MEM model (``config.json`` + ``model.safetensors``) or a HuBERT-ECG folder
+written by ``save_backbone``.  Configs that ask for terabytes run in a child
+process under an address-space limit, so a regression fails there instead of
+exhausting the machine.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ecgsoup.backbones import load_backbone
+from ecgsoup.backbones._checkpoint import WeightsError, sha256_file
+from ecgsoup.backbones.stmem import default_model_path
+from ecgsoup.cli import EXIT_USAGE, main
+
+
+def _one_line(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def stmem_dir(tmp_path):
+    """A copy of the bundled pretrained model folder (ecgsoup's directory format, version 1)."""
+    folder = tmp_path / "stmem"
+    shutil.copytree(default_model_path(), folder)
+    for path in folder.iterdir():
+        os.chmod(path, 0o644)
+    return folder
+
+
+@pytest.fixture
+def hubert_dir(tmp_path):
+    """A HuBERT-ECG folder in the family-neutral format (version 2), from an untrained tiny model."""
+    from ecgsoup.backbones import random_backbone, save_backbone
+
+    return save_backbone(random_backbone("hubert-ecg-tiny"), tmp_path / "hubert")
+
+
+@pytest.fixture
+def two_records(ludb, tmp_path):
+    """Two real LUDB records as an .npz input."""
+    import numpy as np
+
+    path = tmp_path / "two.npz"
+    np.savez(path, x=ludb["x"][:2], fs=ludb["fs"], lead_names=ludb["lead_names"])
+    return path
+
+
+def _rewrite(folder, change_tensors=None, change_config=None):
+    """Apply the changes and record the new file's sha256, as a careless re-export would."""
+    config_path = folder / "config.json"
+    info = json.loads(config_path.read_text())
+    if change_tensors:
+        weights = folder / info["weights"]["file"]
+        save_file(change_tensors(load_file(str(weights))), str(weights))
+        info["weights"]["sha256"] = sha256_file(weights)
+    if change_config:
+        change_config(info)
+    config_path.write_text(json.dumps(info))
+    return folder
+
+
+# --- weights that are not trained weights ----------------------------------------------------------
+
+
+def _poison(kind):
+    def change(state):
+        key = sorted(k for k in state if state[k].ndim == 2)[0]
+        if kind == "int":
+            state[key] = state[key].to(torch.int64)
+        elif kind == "nan":
+            state = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+        else:
+            state[key] = state[key].clone()
+            state[key].view(-1)[3] = float("inf")
+        return state
+
+    return change
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("int", r"tensor \S+ is int64, not floating point: these are not trained weights"),
+    ("nan", r"tensor \S+ holds (\d+) of \1 values that are NaN or infinite: the weights are corrupt"),
+    ("inf", r"tensor \S+ holds 1 of \d+ values that are NaN or infinite"),
+])  # fmt: skip
+@pytest.mark.parametrize("folder", ["stmem_dir", "hubert_dir"])
+def test_integer_or_non_finite_tensors_are_refused_at_load(request, folder, kind, message, tmp_path, capsys):
+    model = _rewrite(request.getfixturevalue(folder), change_tensors=_poison(kind))
+    # Was: loaded and embedded, every value NaN, "6 of 6 embedded".
+    with pytest.raises(WeightsError, match=message):
+        load_backbone(str(model))
+    assert main(["info", "--model", str(model)]) == EXIT_USAGE
+    _one_line(capsys, "model.safetensors: tensor ", "--model")
+
+
+# --- configs that lie about sizes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("width", 0, "width=0 is not a positive whole number"),
+    ("depth", -3, "depth=-3 is not a positive whole number"),
+    ("heads", None, "heads=None is not a positive whole number"),
+    ("mlp_dim", 7.5, "mlp_dim=7.5 is not a positive whole number"),
+    ("width", 10**6, "width=1000000 is larger than any ECG encoder"),
+    ("depth", 10**5, "depth=100000 is larger than any ECG encoder"),
+    ("n_samples", 10**11, "n_samples=100000000000 is larger than any ECG encoder"),
+    ("sampling_rate", -100, "sampling_rate=-100 is not a plausible ECG rate"),
+])  # fmt: skip
+def test_stmem_config_sizes_are_refused_naming_the_field(stmem_dir, capsys, field, value, message):
+    model = _rewrite(stmem_dir, change_config=lambda info: info["config"].__setitem__(field, value))
+    with pytest.raises(WeightsError, match=r"config.json: config: EncoderConfig: " + re.escape(message)):
+        load_backbone(str(model))
+    assert main(["info", "--model", str(model)]) == EXIT_USAGE
+    _one_line(capsys, "config.json", message)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_size", 0, "hidden_size=0 is not a positive whole number"),
+    ("num_hidden_layers", None, "num_hidden_layers=None is not a positive whole number"),
+    ("conv_dim", [32, -1], "conv_dim=(32, -1) is not a positive whole number"),
+    ("intermediate_size", 10**6, "intermediate_size=1000000 is larger than any ECG encoder"),
+    ("num_hidden_layers", 10**5, "num_hidden_layers=100000 is larger than any ECG encoder"),
+])  # fmt: skip
+def test_family_config_sizes_are_refused_naming_the_field(hubert_dir, two_records, capsys, field, value, message):
+    model = _rewrite(hubert_dir, change_config=lambda info: info["arch"].__setitem__(field, value))
+    with pytest.raises(WeightsError, match=r"config.json: arch: HubertECGConfig: " + re.escape(message)):
+        load_backbone(str(model))
+    assert main(["embed", str(two_records), "--out", str(hubert_dir.parent / "s.npz"), "--model", str(model)]) == EXIT_USAGE
+    _one_line(capsys, "config.json", message)
+
+
+def _under_memory_limit(code: str, headroom_mb: int = 768) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child whose address space may grow only ``headroom_mb`` after its imports."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("address-space limits are tested on Linux")
+    prelude = textwrap.dedent(
+        f"""
+        import resource, os
+        import torch, safetensors.torch
+        import ecgsoup.backbones, ecgsoup.backbones.stmem, ecgsoup.backbones.hubert_ecg.model
+        size = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = size + {headroom_mb} * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+
+
+def test_sizes_within_bounds_are_compared_with_the_weights_before_anything_is_built(stmem_dir, hubert_dir):
+    # Each config is within the bounds but does not fit its weights: built for real, the ST-MEM one
+    # needs ~50 GB (width 16384, window 131072) and the HuBERT-ECG one ~40 GB (width 16384, 256 layers).
+    def widen(info):
+        info["config"].update(width=2**14, mlp_dim=2**16, heads=256, n_samples=2**17, patch_size=2**5)
+
+    _rewrite(stmem_dir, change_config=widen)
+    _rewrite(hubert_dir, change_config=lambda info: info["arch"].update(
+        hidden_size=2**14, num_hidden_layers=256, num_attention_heads=256, intermediate_size=2**16))
+    result = _under_memory_limit(
+        f"""
+        from ecgsoup.backbones import load_backbone
+        for model in ({str(stmem_dir)!r}, {str(hubert_dir)!r}):
+            try:
+                load_backbone(model)
+            except ValueError as error:
+                print("refused:", str(error).splitlines()[0])
+            else:
+                print("accepted")
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("refused:") for line in lines), result.stdout
+    assert "do not fit ecgsoup-100hz-tiny: wrong shapes: " in lines[0] and "file (192,) vs model (16384,)" in lines[0]
+    assert "do not fit hubert-ecg model: " in lines[1] and "Nothing was loaded" in lines[1]
+
+
+# --- weights files that are not files, or not in the folder --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+@pytest.mark.parametrize("folder", ["stmem_dir", "hubert_dir"])
+def test_a_weights_file_that_is_not_a_regular_file_is_refused_before_hashing(request, folder, kind, two_records, capsys):
+    model = request.getfixturevalue(folder)
+    weights = model / "model.safetensors"
+    weights.unlink()
+    if kind == "device":
+        weights.symlink_to("/dev/zero")  # was: hashed forever by embed and info
+    elif kind == "fifo":
+        os.mkfifo(weights)  # opening it would block until a writer comes
+    else:
+        weights.mkdir()
+    what = {"device": "a device", "fifo": "a FIFO (named pipe)", "folder": "a folder"}[kind]
+    with pytest.raises(WeightsError, match=rf"model.safetensors is {what.replace('(', '.').replace(')', '.')}, "
+                                           "not a file of weights"):  # fmt: skip
+        load_backbone(str(model))
+    for command in (["info", "--model", str(model)],
+                    ["embed", str(two_records), "--out", str(model.parent / "s.npz"), "--model", str(model)]):
+        assert main(command) == EXIT_USAGE
+        _one_line(capsys, f"is {what}, not a file of weights")
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "/etc/passwd", "sub/../../outside.safetensors"])
+@pytest.mark.parametrize("folder", ["stmem_dir", "hubert_dir"])
+def test_a_weights_file_outside_the_model_folder_is_refused(request, folder, name, capsys):
+    model = request.getfixturevalue(folder)
+    shutil.copy(model / "model.safetensors", model.parent / "outside.safetensors")
+    _rewrite(model, change_config=lambda info: info["weights"].__setitem__("file", name))
+    with pytest.raises(WeightsError, match=rf"weights.file '{name}' leaves the model folder"):
+        load_backbone(str(model))
+    assert main(["info", "--model", str(model)]) == EXIT_USAGE
+    _one_line(capsys, "leaves the model folder", "name a file inside it")
+
+
+def test_a_weights_file_named_inside_the_folder_still_loads(stmem_dir):
+    (stmem_dir / "weights").mkdir()
+    shutil.move(stmem_dir / "model.safetensors", stmem_dir / "weights" / "w.safetensors")
+    _rewrite(stmem_dir, change_config=lambda info: info["weights"].__setitem__("file", "weights/../weights/w.safetensors"))
+    assert load_backbone(str(stmem_dir)).metadata["pretrained"] is True
