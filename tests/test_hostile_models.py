@@ -233,3 +233,45 @@ def test_a_weights_file_named_inside_the_folder_still_loads(stmem_dir):
     shutil.move(stmem_dir / "model.safetensors", stmem_dir / "weights" / "w.safetensors")
     _rewrite(stmem_dir, change_config=lambda info: info["weights"].__setitem__("file", "weights/../weights/w.safetensors"))
     assert load_backbone(str(stmem_dir)).metadata["pretrained"] is True
+
+
+# --- options that would be silently ignored ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_store(ludb, tmp_path_factory):
+    """Six real LUDB records embedded with ``--model random``, and their labels."""
+    import numpy as np
+    import pandas as pd
+
+    tmp_path = tmp_path_factory.mktemp("random-store")
+    source = tmp_path / "six.npz"
+    np.savez(source, x=ludb["x"][:6], fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=np.arange(6))
+    store = tmp_path / "random.npz"
+    assert main(["embed", str(source), "--out", str(store), "--model", "random", "--quiet"]) == 0
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"record_id": range(6), "y": ["a", "b"] * 3}).to_csv(labels, index=False)
+    return store, labels
+
+
+@pytest.mark.parametrize("options, shown", [
+    (["--model", "random", "--precision", "bfloat16"], "--model random --precision bfloat16"),
+    (["--lead-map", "II=ECG2", "--derive-leads"], "--lead-map II=ECG2 --derive-leads"),
+    (["--batch-size", "4"], "--batch-size 4"),
+])  # fmt: skip
+def test_evaluate_refuses_embedding_options_given_with_a_store(random_store, capsys, options, shown):
+    store, labels = random_store
+    capsys.readouterr()
+    # Was: both ignored without a word (the store's model was used).
+    status = main(["evaluate", str(store), "--labels", str(labels), "--target", "y", "--cv", "2", *options])
+    assert status == EXIT_USAGE
+    _one_line(capsys, f"error: {shown}: {store} is a store, so its own model and settings are used",
+              f"embed again to change them (ecgsoup embed INPUT --out NEW_STORE {shown})")
+
+
+def test_a_store_embedded_with_random_weights_is_titled_with_its_model(random_store, capsys):
+    store, labels = random_store
+    capsys.readouterr()
+    assert main(["evaluate", str(store), "--labels", str(labels), "--target", "y", "--cv", "2", "--fusions", "none", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "model random:ecgsoup-100hz-tiny (" in out and "stmem-tiny.ecgsoup-ipa" not in out
