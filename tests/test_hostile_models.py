@@ -275,3 +275,59 @@ def test_a_store_embedded_with_random_weights_is_titled_with_its_model(random_st
     assert main(["evaluate", str(store), "--labels", str(labels), "--target", "y", "--cv", "2", "--fusions", "none", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "model random:ecgsoup-100hz-tiny (" in out and "stmem-tiny.ecgsoup-ipa" not in out
+
+
+# --- crashes that are one line now ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(shared_data, tmp_path_factory):
+    """A two-step pretraining run on 24 real PTB-XL windows; returns the CLI arguments and its folder."""
+    import numpy as np
+
+    from ecgsoup.backbones.stmem import get_config
+    from ecgsoup.pretraining import load_pretraining_arrays
+
+    config = get_config("ecgsoup-100hz-tiny")
+    arrays = load_pretraining_arrays(shared_data / "ptbxl_zscored_subset" / "ptbxl_zscored_250hz_val.npz", config)
+    tmp = tmp_path_factory.mktemp("pretrain")
+    shard = tmp / "shard.npz"
+    np.savez(shard, x=np.swapaxes(arrays[:24], 1, 2), fs=100, lead_names=np.array(config.lead_names))
+    args = ["pretrain", "--data", str(shard), "--config", config.name, "--epochs", "1", "--batch-size", "8",
+            "--max-steps", "2", "--quiet"]  # fmt: skip
+    assert main([*args, "--out", str(tmp / "run")]) == 0
+    return args, tmp / "run"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", "checkpoint.pt is empty (a run killed while it was first written?)"),
+    ("truncated", "checkpoint.pt cannot be read as a checkpoint (truncated or corrupt: "),
+    ("foreign", "checkpoint.pt is not a checkpoint of `ecgsoup pretrain` (it needs model, optimiser, state and "
+                "settings; found ['weight'])"),
+    ("other-shapes", "checkpoint.pt does not fit this model and optimiser ("),
+    ("fifo", "checkpoint.pt is not a regular file, so it is not a checkpoint"),
+])  # fmt: skip
+def test_pretrain_resume_from_a_damaged_checkpoint_is_one_line(pretrain_run, tmp_path, capsys, damage, message):
+    args, run = pretrain_run
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    checkpoint = out / "checkpoint.pt"
+    if damage == "empty":
+        checkpoint.write_bytes(b"")
+    elif damage == "truncated":
+        data = checkpoint.read_bytes()
+        checkpoint.write_bytes(data[: len(data) // 2])
+    elif damage == "foreign":
+        torch.save({"weight": torch.zeros(3)}, checkpoint)
+    elif damage == "other-shapes":
+        saved = torch.load(checkpoint, weights_only=True)
+        key = sorted(saved["model"])[0]
+        saved["model"][key] = torch.zeros(7, 7)
+        torch.save(saved, checkpoint)
+    else:
+        checkpoint.unlink()
+        os.mkfifo(checkpoint)
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--resume"]) == EXIT_USAGE
+    err = _one_line(capsys, "ecgsoup pretrain: error: ", message)
+    assert "start over without --resume" in err
