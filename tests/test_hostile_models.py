@@ -331,3 +331,39 @@ def test_pretrain_resume_from_a_damaged_checkpoint_is_one_line(pretrain_run, tmp
     assert main([*args, "--out", str(out), "--resume"]) == EXIT_USAGE
     err = _one_line(capsys, "ecgsoup pretrain: error: ", message)
     assert "start over without --resume" in err
+
+
+def _raise(code):
+    import errno
+
+    def fail(*args, **kwargs):
+        path = next((str(a) for a in args if isinstance(a, (str, os.PathLike))), None)
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), path)
+
+    return fail
+
+
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "the disk is full: free some space or write elsewhere"),
+                                       ("EROFS", "the file system is read-only: choose another location"),
+                                       ("EACCES", "choose a location you can write to")])  # fmt: skip
+def test_a_full_disk_or_read_only_out_is_one_line(two_records, pretrain_run, tmp_path, monkeypatch, capsys, code, fix):
+    import numpy as np
+
+    # The test runs as any user (root ignores permissions), so the failing write is simulated.
+    monkeypatch.setattr(np, "savez", _raise(code))
+    assert main(["embed", str(two_records), "--out", str(tmp_path / "s.npz"), "--model", "random", "--quiet"]) == 2
+    _one_line(capsys, "ecgsoup embed: error: ", fix)
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "save", _raise(code))
+    args, _ = pretrain_run
+    assert main([*args, "--out", str(tmp_path / "run")]) == EXIT_USAGE
+    _one_line(capsys, "ecgsoup pretrain: error: ", fix)
+
+
+def test_a_300_character_name_is_one_line(two_records, pretrain_run, tmp_path, capsys):
+    long = "x" * 300
+    args, _ = pretrain_run
+    assert main([*args, "--out", str(tmp_path / long)]) == EXIT_USAGE
+    _one_line(capsys, "ecgsoup pretrain: error: ", "File name too long; use a shorter name.")
+    assert main(["embed", str(two_records), "--out", str(tmp_path / f"{long}.zarr"), "--model", "random"]) == 2
+    _one_line(capsys, "ecgsoup embed: error: ", "use a shorter name")
