@@ -367,3 +367,73 @@ def test_a_300_character_name_is_one_line(two_records, pretrain_run, tmp_path, c
     _one_line(capsys, "ecgsoup pretrain: error: ", "File name too long; use a shorter name.")
     assert main(["embed", str(two_records), "--out", str(tmp_path / f"{long}.zarr"), "--model", "random"]) == 2
     _one_line(capsys, "ecgsoup embed: error: ", "use a shorter name")
+
+
+# --- a --scheduler that is not a Dask scheduler ----------------------------------------------------------
+
+
+@pytest.fixture
+def fake_peer():
+    """A local TCP server that greets each connection with ``greeting`` (None: accepts and never answers)."""
+    import socket
+    import threading
+
+    servers = []
+
+    def start(greeting):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        held = []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                held.append(conn)
+                if greeting is not None:
+                    conn.sendall(greeting)
+
+        threading.Thread(target=serve, daemon=True).start()
+        servers.append((server, held))
+        return f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for server, held in servers:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("greeting, message", [
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "is not a Dask scheduler: its first bytes b'HTTP/1.1'"),
+    (b"\x00" * 7 + b"\x30" + b"garbage", "claim a 3458764513820540928-byte message"),  # was: an attempt at 3 EiB
+    (None, "No Dask scheduler answered at 'tcp://127.0.0.1:"),  # was: hung past the advertised 30 s
+])  # fmt: skip
+def test_a_scheduler_that_answers_garbage_or_nothing_is_one_line_within_the_deadline(
+        fake_peer, two_records, tmp_path, monkeypatch, capsys, greeting, message):  # fmt: skip
+    import time
+
+    import ecgsoup.distributed
+
+    monkeypatch.setattr(ecgsoup.distributed, "SCHEDULER_TIMEOUT_S", 1.0)
+    address = fake_peer(greeting)
+    started = time.monotonic()
+    status = main(["embed", str(two_records), "--out", str(tmp_path / "s.npz"), "--scheduler", address,
+                   "--model", "random", "--quiet"])  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert status == EXIT_USAGE
+    _one_line(capsys, "ecgsoup embed: error: ", message, "Check the address and port")
+    assert elapsed < 10, elapsed
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_a_real_scheduler_passes_the_greeting_check():
+    from dask.distributed import LocalCluster
+
+    from ecgsoup.distributed import _check_scheduler
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        assert 0 < _check_scheduler(cluster.scheduler_address, 5.0) <= 5.0
