@@ -166,8 +166,47 @@ def connect(scheduler=None, workers=None, timeout=None):
         return
     if int(workers) < 1:
         raise ValueError(f"workers={workers!r}; expected a positive number of worker processes.")
+    import logging
+
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-        yield client
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    try:
+        with _workers_ignore_ctrl_c():
+            # Workers log errors only: on Ctrl-C each one warns about its cancelled task otherwise.
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+        with cluster, Client(cluster) as client:
+            try:
+                yield client
+            except KeyboardInterrupt:
+                # The workers are stopped on purpose: Dask's warnings while closing them are noise.
+                quiet.setLevel(logging.CRITICAL)
+                raise
+    finally:
+        quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start processes that ignore SIGINT: Ctrl-C reaches the whole process group.
+
+    A terminal's Ctrl-C goes to every process of the foreground group, so each
+    worker would print its own KeyboardInterrupt traceback.  An ignored signal
+    stays ignored in a child across exec (and Python then installs no handler),
+    so the workers leave the interrupt to this process, which stops them and
+    says what was saved, in one line.  A Ctrl-C during the few seconds the
+    workers start is ignored too.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

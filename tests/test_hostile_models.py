@@ -437,3 +437,50 @@ def test_a_real_scheduler_passes_the_greeting_check():
 
     with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
         assert 0 < _check_scheduler(cluster.scheduler_address, 5.0) <= 5.0
+
+
+# --- Ctrl-C with --workers ---------------------------------------------------------------------------------
+
+
+def test_local_workers_ignore_ctrl_c_so_only_the_client_reports_it():
+    import signal
+
+    from ecgsoup.distributed import _workers_ignore_ctrl_c
+
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
+    with _workers_ignore_ctrl_c():
+        inside = subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip()
+    assert inside == "True"  # a child started inside (a worker) leaves Ctrl-C to the client
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == "False"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and SIGINT as on Linux")
+def test_ctrl_c_with_local_workers_is_one_line(ludb, tmp_path):
+    import signal
+    import time
+
+    import numpy as np
+
+    source = tmp_path / "in.npz"
+    np.savez(source, x=ludb["x"][:64], fs=ludb["fs"], lead_names=ludb["lead_names"])
+    store = tmp_path / "s.zarr"
+    command = [sys.executable, "-c", "import sys; from ecgsoup.cli import main; sys.exit(main(sys.argv[1:]))",
+               "embed", str(source), "--out", str(store), "--workers", "1", "--model", "random", "--chunk-size", "2", "--quiet"]
+    # Ctrl-C reaches the whole process group: the client and its worker processes.  Was: exit 130 with
+    # 69 lines of worker tracebacks and Dask warnings after the client's line.
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list(store.glob("**/embeddings/c/1/*")) and time.monotonic() < deadline:  # two blocks written
+            time.sleep(0.5)
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    lines = err.splitlines()
+    assert child.returncode == 130, err[-2000:]
+    assert len(lines) == 1 and re.fullmatch(r"ecgsoup embed: interrupted: \d+ of 64 records saved; run the same "
+                                            r"command again to resume", lines[0]), err[-3000:]
