@@ -484,3 +484,47 @@ def test_ctrl_c_with_local_workers_is_one_line(ludb, tmp_path):
     assert child.returncode == 130, err[-2000:]
     assert len(lines) == 1 and re.fullmatch(r"ecgsoup embed: interrupted: \d+ of 64 records saved; run the same "
                                             r"command again to resume", lines[0]), err[-3000:]
+
+
+# --- units that are not what the input says ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ptbxl_uv(shared_data):
+    """Six real PTB-XL records at 100 Hz, in microvolts (the sample's units)."""
+    import numpy as np
+
+    data = np.load(shared_data / "ptbxl_sample" / "ptbxl_sample_100hz.npz")
+    assert str(data["units"]) == "uV"
+    return data["x"][:6].astype(np.float64), list(data["lead_names"])
+
+
+def _feature_warnings(x, leads, units, fs=100):
+    import warnings
+
+    from ecgsoup.features import ECGFeatures
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ECGFeatures(sampling_rate=fs, lead_names=leads, units=units).fit_transform(x)
+    return [str(w.message) for w in caught if str(w.message).startswith("ECGFeatures:")]
+
+
+def test_microvolts_given_as_millivolts_are_named_with_the_fix(ptbxl_uv):
+    x, leads = ptbxl_uv
+    # Was: a QRS amplitude of hundreds of mV without a word.
+    (message,) = _feature_warnings(x, leads, "mV")
+    assert re.match(r"ECGFeatures: 6 of 6 records have a QRS amplitude above 20 mV \(up to \d+ mV with units='mV'\), "
+                    r"which no ECG has: the input looks like microvolts given as millivolts. Pass units='uV'", message)
+    (message,) = _feature_warnings(x / 1e6, leads, "uV")  # volts given as microvolts
+    assert "no QRS amplitude above 0.02 mV with units='uV'" in message and "Pass units='mV'" in message
+    assert _feature_warnings(x, leads, "uV") == [] and _feature_warnings(x / 1000, leads, "mV") == []
+
+
+def test_range_normalised_leads_given_as_millivolts_are_named(ludb):
+    leads = list(ludb["lead_names"])
+    # LUDB's leads are each scaled to a peak-to-peak of 1000: read as microvolts, every lead is 1 mV.
+    (message,) = _feature_warnings(ludb["x"][:4].astype(float), leads, "uV", fs=500)
+    assert message.startswith("ECGFeatures: in 4 of 4 records every lead has the same peak-to-peak amplitude (1000)")
+    assert "Pass units='normalized'" in message
+    assert _feature_warnings(ludb["x"][:4].astype(float), leads, "normalized", fs=500) == []
