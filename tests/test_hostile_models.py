@@ -528,3 +528,33 @@ def test_range_normalised_leads_given_as_millivolts_are_named(ludb):
     assert message.startswith("ECGFeatures: in 4 of 4 records every lead has the same peak-to-peak amplitude (1000)")
     assert "Pass units='normalized'" in message
     assert _feature_warnings(ludb["x"][:4].astype(float), leads, "normalized", fs=500) == []
+
+
+# --- flat input in the other estimator's layout ----------------------------------------------------------
+
+
+def test_flat_input_in_the_other_layout_is_refused_naming_it(shared_data):
+    import numpy as np
+
+    from ecgsoup import ECGPreprocessor, LayerwiseEmbedder
+    from ecgsoup.backbones.stmem import get_config, random_model
+
+    data = np.load(shared_data / "ptbxl_sample" / "ptbxl_sample_100hz.npz")
+    x = data["x"][:8].astype(np.float32) / 1000  # (8, 1000, 12): 10 s at 100 Hz, mV
+    leads = list(data["lead_names"])
+    time_major = x.reshape(len(x), -1)
+    lead_major = x.transpose(0, 2, 1).reshape(len(x), -1)
+    pre = ECGPreprocessor(sampling_rate=100, lead_names=leads, model="random")
+    # Was: each read the other's layout without a word (cosine 0.01-0.30 to the right embedding).
+    with pytest.raises(ValueError, match=r"X \(flat, 12000 columns\) looks lead-major: .* Recordings given flat are "
+                                         r"time-major"):  # fmt: skip
+        pre.fit_transform(lead_major)
+    ready = pre.fit_transform(time_major)
+    np.testing.assert_array_equal(ready, pre.fit_transform(x))
+    encoder = random_model(get_config("ecgsoup-100hz-tiny").replace(name="test-2blocks", depth=2))
+    embedder = LayerwiseEmbedder(model=encoder)
+    with pytest.raises(ValueError, match=r"X \(flat, 12000 columns\) looks time-major: .* LayerwiseEmbedder takes the "
+                                         r"model-ready lead-major array"):  # fmt: skip
+        embedder.fit_transform(time_major)
+    np.testing.assert_allclose(embedder.fit_transform(ready), embedder.fit_transform(ready.reshape(8, 12, -1)),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
