@@ -558,3 +558,20 @@ def test_flat_input_in_the_other_layout_is_refused_naming_it(shared_data):
         embedder.fit_transform(time_major)
     np.testing.assert_allclose(embedder.fit_transform(ready), embedder.fit_transform(ready.reshape(8, 12, -1)),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("window", 10**11, "InputContract: window=100000000000 is larger than any ECG encoder"),
+    ("window", None, "InputContract: window=None is not a positive whole number"),
+    ("sampling_rate", 0.001, "InputContract: sampling_rate=0.001 is not a plausible ECG rate"),
+    ("lead_names", "I II III", "InputContract: lead_names='I II III' must list 1 to 64 lead names"),
+])  # fmt: skip
+def test_a_contract_that_lies_is_refused_before_any_signal_is_resampled(hubert_dir, field, value, message):
+    from ecgsoup import ECGPreprocessor
+
+    _rewrite(hubert_dir, change_config=lambda info: info["contract"].__setitem__(field, value))
+    with pytest.raises(WeightsError, match=r"config.json: contract: " + re.escape(message)):
+        load_backbone(str(hubert_dir))
+    with pytest.raises(WeightsError, match=r"config.json: contract: " + re.escape(message)):
+        ECGPreprocessor(sampling_rate=500, lead_names=["I", "II"], model=str(hubert_dir)).fit(
+            __import__("numpy").zeros((1, 5000, 2)))

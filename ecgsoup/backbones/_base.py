@@ -126,6 +126,20 @@ class InputContract:
     window_transform: str | None = None
 
     def __post_init__(self):
+        import math
+        import numbers
+
+        # Bounded before anything is resampled or allocated for it: a config's window of 10**11
+        # samples would otherwise become a 10**11-sample record.
+        rate = self.sampling_rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and 1 <= rate <= 100_000):
+            raise ValueError(f"InputContract: sampling_rate={rate!r} is not a plausible ECG rate (1 to 100000 "
+                             "Hz).")  # fmt: skip
+        check_sizes(self, {"window": 2**20})
+        if self.stride is not None:
+            check_sizes(self, {"stride": 2**20})
+        if isinstance(self.lead_names, str) or not 1 <= len(self.lead_names) <= 64:
+            raise ValueError(f"InputContract: lead_names={self.lead_names!r} must list 1 to 64 lead names.")
         object.__setattr__(self, "lead_names", tuple(self.lead_names))
         if self.bandpass is not None:
             object.__setattr__(self, "bandpass", tuple(float(b) for b in self.bandpass))

@@ -33,6 +33,15 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
+def _contract(info: dict, config_path) -> InputContract:
+    """The folder's input contract, or a WeightsError naming the config and the field."""
+    try:
+        return InputContract.from_dict(info["contract"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: contract: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with `ecgsoup convert`.") from None  # fmt: skip
+
+
 def read_directory_config(directory) -> dict:
     path = Path(directory) / CONFIG_FILE
     try:
@@ -123,7 +132,7 @@ def load_directory(directory, entry: FamilyEntry) -> Backbone:
     module = build_checked(getattr(importlib.import_module(module_name), attr), config, weights_path,
                            weights_path, label)  # fmt: skip
     load_strict(module, read_checkpoint(weights_path), weights_path, name=label)
-    module.contract = InputContract.from_dict(info["contract"])
+    module.contract = _contract(info, config_path)
     module.card = BackboneCard.from_dict(info["card"]) if info.get("card") else entry.card
     module.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
     return module.eval()

@@ -84,9 +84,9 @@ class EncoderConfig:
 
         check_sizes(self, _LIMITS)
         rate = self.sampling_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0 < rate <= 100_000 and math.isfinite(rate)):
-            raise ValueError(f"EncoderConfig: sampling_rate={rate!r} is not a plausible ECG rate in Hz (above 0, "
-                             "at most 100000).")  # fmt: skip
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (1 <= rate <= 100_000 and math.isfinite(rate)):
+            raise ValueError(f"EncoderConfig: sampling_rate={rate!r} is not a plausible ECG rate (1 to 100000 "
+                             "Hz).")  # fmt: skip
         if self.n_samples % self.patch_size:
             raise ValueError(
                 f"n_samples={self.n_samples} is not a multiple of "

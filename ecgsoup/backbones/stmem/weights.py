@@ -280,7 +280,11 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
         raise WeightsError(f"{config_path} is not valid JSON ({exc}).") from exc
     if info.get("format") != FORMAT or "config" not in info:
         raise WeightsError(f"{config_path} is not an ecgsoup encoder config (format={info.get('format')!r}).")
-    return EncoderConfig.from_dict(info["config"])
+    try:
+        return EncoderConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: config: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with save_model.") from None  # fmt: skip
 
 
 def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
