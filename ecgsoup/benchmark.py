@@ -725,8 +725,13 @@ def ptbxl(
     start = time.perf_counter()
     table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state)
     timings["bootstrap_s"] = time.perf_counter() - start
+    # Titled with the model that ran (its card name and weights hash), not the option's spelling:
+    # "default" or "random" alone would not say which weights the numbers belong to.
+    from ecgsoup.backbones.stmem.weights import model_fingerprint
+
+    model_label = f"{spec.model_name} (sha256 {model_fingerprint(embedder.model_)[:12]})"
     result = PTBXLResult(table, claims, pd.DataFrame(task_info), scored_fold, selection_text,
-                         str(model), data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
+                         model_label, data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
     if out_dir is not None:
         write_ptbxl_results(result, out_dir)
     return result

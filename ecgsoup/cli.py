@@ -118,6 +118,7 @@ def _cmd_pretrain(args) -> int:
 
 
 def _add_model_options(p) -> None:
+    first = len(p._actions)
     p.add_argument("--model", default="default",
                    help="'default' (bundled model), a registered name (see `ecgsoup models`), a model "
                         "directory, '<family>:<path>' for an original file (hubert-ecg:, ecgfounder:, "
@@ -148,6 +149,25 @@ def _add_model_options(p) -> None:
                    help="fail records that do not look like an ECG (all zero, a flat lead, clipping) instead "
                         "of embedding them with a quality note")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # What these options were left at: evaluate refuses the ones given for a store (see _given_for_a_store).
+    p.set_defaults(embedding_defaults=[(a.option_strings[0], a.dest, a.default) for a in p._actions[first:]
+                                       if a.dest != "quiet"])  # fmt: skip
+
+
+def _given_for_a_store(args, path) -> None:
+    """Refuse embedding options given with a store: they would be silently ignored (its own model is used)."""
+    given = []
+    for flag, dest, default in getattr(args, "embedding_defaults", []):
+        value = getattr(args, dest, default)
+        if value != default:
+            shown = "" if value is True else " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            given.append(f"{flag} {shown}".strip())
+    if given:
+        options = " ".join(given)
+        raise CLIError(f"{options}: {path} is a store, so its own model and settings are used and "
+                       f"{'this option does' if len(given) == 1 else 'these options do'} nothing; embed again "
+                       f"to change them (ecgsoup embed INPUT --out NEW_STORE {options}), then evaluate "
+                       "the new store.")  # fmt: skip
 
 
 def _parse_lead_map(pairs) -> dict | None:
@@ -441,6 +461,7 @@ def _load_embeddings(args):
     if not path.exists():
         raise CLIError(f"{path}: no such file or folder.")
     if is_store(path):
+        _given_for_a_store(args, path)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")  # pending records are reported below instead

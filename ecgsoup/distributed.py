@@ -38,10 +38,84 @@ per core (``dask worker --nworkers <cores> --nthreads 1``).
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
+import time
 
 from ecgsoup.store import embed_to_store, run_blocks
 
-__all__ = ["run_blocks", "connect", "embed_to_store"]
+__all__ = ["run_blocks", "connect", "embed_to_store", "SCHEDULER_TIMEOUT_S"]
+
+SCHEDULER_TIMEOUT_S = 30.0  # one deadline for reaching a scheduler and reading its greeting
+# A scheduler's greeting (its handshake) is a few hundred bytes; Dask allocates whatever length
+# the first 8 bytes give, so a longer claim is refused before Dask reads it.
+_GREETING_MAX_BYTES = 2**20
+_DEFAULT_PORT = 8786
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``tcp://`` (or scheme-less) address; None for other protocols (tls, ucx, inproc)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme != "tcp":
+        return None
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or "]" in port:
+        host, port = rest, str(_DEFAULT_PORT)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"Dask scheduler address {address!r} is not HOST:PORT (e.g. tcp://10.0.0.5:8786).")
+    return host, int(port)
+
+
+def _receive(sock: socket.socket, n: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < n:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the connection was closed")
+        data += chunk
+    return data
+
+
+def _check_scheduler(address: str, timeout: float) -> float:
+    """Refuse a peer that does not greet like a Dask scheduler within ``timeout`` s; return the time left.
+
+    A scheduler sends its handshake as soon as a client connects: 8 bytes
+    giving the message's length, then the message.  Dask trusts that length
+    and allocates it, so a peer answering HTTP or garbage makes it allocate
+    exbibytes, and a peer that accepts and never answers makes it wait.  A
+    plain socket reads the greeting here first, under one deadline.
+    """
+    deadline = time.monotonic() + timeout
+    where = _host_port(address)
+    if where is None:
+        return timeout
+    try:
+        with socket.create_connection(where, timeout=timeout) as sock:
+            head = _receive(sock, 8, deadline)
+            (length,) = struct.unpack("<Q", head)
+            if not 8 <= length <= _GREETING_MAX_BYTES:
+                raise ValueError(
+                    f"The peer at {address!r} is not a Dask scheduler: its first bytes {head!r} claim a "
+                    f"{length}-byte message. Check the address and port (the scheduler prints it on start)."
+                )
+            body = _receive(sock, length, deadline)
+            (n_frames,) = struct.unpack("<Q", body[:8])
+            if not 1 <= n_frames <= 64:
+                raise ValueError(f"The peer at {address!r} is not a Dask scheduler (its greeting is malformed). "
+                                 "Check the address and port.")  # fmt: skip
+    except (socket.timeout, TimeoutError):
+        raise ValueError(
+            f"No Dask scheduler answered at {address!r} within {timeout:g} s (the peer accepted the connection, "
+            "or was still being reached, and sent nothing). Check the address and port."
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"Cannot reach the Dask scheduler at {address!r} ({exc.strerror or exc}).") from None
+    return max(deadline - time.monotonic(), 1.0)
 
 
 def _client_class():
@@ -55,7 +129,7 @@ def _client_class():
 
 
 @contextlib.contextmanager
-def connect(scheduler=None, workers=None):
+def connect(scheduler=None, workers=None, timeout=None):
     """A Dask client for ``--scheduler ADDRESS`` or a local ``--workers N`` cluster.
 
     Parameters
@@ -65,6 +139,10 @@ def connect(scheduler=None, workers=None):
     workers : int, default=None
         Start a ``LocalCluster`` of this many single-threaded worker
         processes instead (closed on exit).
+    timeout : float, default=None
+        Seconds allowed for reaching the scheduler and reading its greeting
+        (None: ``SCHEDULER_TIMEOUT_S``, 30 s).  A peer that is not a Dask
+        scheduler (an HTTP server, garbage, silence) is refused within it.
 
     Yields
     ------
@@ -78,8 +156,9 @@ def connect(scheduler=None, workers=None):
         return
     Client = _client_class()
     if scheduler is not None:
+        left = _check_scheduler(str(scheduler), SCHEDULER_TIMEOUT_S if timeout is None else float(timeout))
         try:
-            client = Client(scheduler, timeout="30s")
+            client = Client(scheduler, timeout=f"{left:.0f}s")
         except OSError as exc:
             raise ValueError(f"Cannot reach the Dask scheduler at {scheduler!r} ({exc}).") from None
         with client:
@@ -87,8 +166,47 @@ def connect(scheduler=None, workers=None):
         return
     if int(workers) < 1:
         raise ValueError(f"workers={workers!r}; expected a positive number of worker processes.")
+    import logging
+
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-        yield client
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    try:
+        with _workers_ignore_ctrl_c():
+            # Workers log errors only: on Ctrl-C each one warns about its cancelled task otherwise.
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+        with cluster, Client(cluster) as client:
+            try:
+                yield client
+            except KeyboardInterrupt:
+                # The workers are stopped on purpose: Dask's warnings while closing them are noise.
+                quiet.setLevel(logging.CRITICAL)
+                raise
+    finally:
+        quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start processes that ignore SIGINT: Ctrl-C reaches the whole process group.
+
+    A terminal's Ctrl-C goes to every process of the foreground group, so each
+    worker would print its own KeyboardInterrupt traceback.  An ignored signal
+    stays ignored in a child across exec (and Python then installs no handler),
+    so the workers leave the interrupt to this process, which stops them and
+    says what was saved, in one line.  A Ctrl-C during the few seconds the
+    workers start is ignored too.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

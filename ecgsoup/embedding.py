@@ -458,6 +458,15 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                     f"X has {X.shape[1]} columns, which is not {n_leads} leads of equal length. "
                     + hint
                 )
+            from ecgsoup.signal import flat_layout
+
+            if flat_layout(X, n_leads) == "time-major":
+                raise ValueError(
+                    f"X (flat, {X.shape[1]} columns) looks time-major: every lead at one instant, then the "
+                    "next instant, as recordings are read. LayerwiseEmbedder takes the model-ready lead-major "
+                    "array: pass the recordings through ecgsoup.ECGPreprocessor(model=...) first, or reorder a "
+                    f"time-major X with X.reshape(n, -1, {n_leads}).transpose(0, 2, 1). " + hint
+                )
             X = X.reshape(X.shape[0], n_leads, X.shape[1] // n_leads)
         elif X.shape[1] != n_leads:
             raise ValueError(f"X has {X.shape[1]} leads. " + hint)

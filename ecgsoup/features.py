@@ -389,9 +389,58 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
             rows = [row for part in parts for row in part]
         width = len(FEATURE_NAMES) + (len(self.lead_names_) if self.amplitude_factor_ is not None else 0)
         values = np.array([r[0] for r in rows], dtype=np.float64).reshape(len(X3), width)
+        if self.amplitude_factor_ is not None and len(X3):
+            _check_units(X3, values[:, len(FEATURE_NAMES):], self.units)
         report = pd.DataFrame([r[1] for r in rows], columns=list(_REPORT_COLUMNS))
         report = report.astype({"n_beats": int, "n_warnings": int}) if len(report) else report
         return values, report
+
+
+# --- units --------------------------------------------------------------------------------
+
+# A QRS complex measures about 0.5-5 mV peak to peak; none reaches 20 mV, and a signal whose
+# largest QRS is below 0.02 mV is not in the units claimed.  Outside these, the amplitude
+# columns are wrong by a factor (typically 1000) and the input's units are what is wrong.
+_QRS_MV_PLAUSIBLE = (0.02, 20.0)
+
+
+def _check_units(X3, amplitudes_mv, units) -> None:
+    """Warn when the amplitudes cannot be in ``units``: implausible QRS sizes, or range-normalised leads."""
+    largest = np.nanmax(np.where(np.isnan(amplitudes_mv), -np.inf, amplitudes_mv), axis=1)
+    measured = np.isfinite(largest)
+    low, high = _QRS_MV_PLAUSIBLE
+    too_big, too_small = measured & (largest > high), measured & (largest < low)
+    if too_big.any():
+        other = "microvolts given as millivolts" if units == "mV" else "in a unit smaller than microvolts"
+        fix = "pass units='uV'" if units == "mV" else "convert the signal to mV"
+        warnings.warn(
+            f"ECGFeatures: {int(too_big.sum())} of {len(X3)} records have a QRS amplitude above {high:g} mV "
+            f"(up to {largest[too_big].max():.0f} mV with units={units!r}), which no ECG has: the input looks like "
+            f"{other}. {fix[0].upper() + fix[1:]} (or units='normalized' when the scale is arbitrary).",
+            UserWarning, stacklevel=4,
+        )  # fmt: skip
+    elif too_small.sum() > measured.sum() / 2:
+        fix = "pass units='mV'" if units == "uV" else "convert the signal to mV"
+        warnings.warn(
+            f"ECGFeatures: {int(too_small.sum())} of {len(X3)} records have no QRS amplitude above {low:g} mV "
+            f"with units={units!r}: the input looks like it is in a larger unit than claimed (e.g. volts, or "
+            f"millivolts given as microvolts). {fix[0].upper() + fix[1:]} (or units='normalized' when the scale is "
+            "arbitrary).", UserWarning, stacklevel=4,
+        )  # fmt: skip
+    # Range-normalised data (every lead scaled to the same peak-to-peak) carries no amplitude.
+    if X3.shape[2] >= 3:
+        ptp = np.ptp(X3, axis=1)
+        live = ptp > 0
+        spread = np.array([np.ptp(row[keep]) / row[keep].max() if keep.sum() >= 3 else np.inf
+                           for row, keep in zip(ptp, live)])  # fmt: skip
+        same = spread < 1e-3
+        if same.sum() > len(X3) / 2:
+            warnings.warn(
+                f"ECGFeatures: in {int(same.sum())} of {len(X3)} records every lead has the same peak-to-peak "
+                f"amplitude ({np.median(ptp[same].max(axis=1)):g}): the data look range-normalised, so the "
+                f"amplitude columns are not in mV. Pass units='normalized' (or the raw signal in mV).",
+                UserWarning, stacklevel=4,
+            )  # fmt: skip
 
 
 # --- per-record extraction (module level so that joblib workers can pickle it) -------------

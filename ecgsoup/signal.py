@@ -15,7 +15,7 @@ from scipy import signal as sps
 
 from ecgsoup.leads import canonical_lead_name
 
-__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "as_time_major"]
+__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "as_time_major", "flat_layout"]
 
 ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
 #: Most values (samples x leads) one record may hold, read or resampled: 2**28 values are 2 GiB
@@ -242,4 +242,46 @@ def as_time_major(X: np.ndarray, n_leads: int) -> np.ndarray:
             f"X has {X.shape[1]} columns, not a whole number of samples for the {n_leads} "
             f"leads in lead_names; flat input is (n_records, n_samples * n_leads), time-major."
         )
+    if flat_layout(X, n_leads) == "lead-major":
+        raise ValueError(
+            f"X (flat, {X.shape[1]} columns) looks lead-major: all samples of one lead, then the next, as "
+            "ECGPreprocessor outputs and LayerwiseEmbedder takes. Recordings given flat are time-major "
+            "(X.reshape(n, -1) of (n_records, n_samples, n_leads)): pass the recordings as 3-D "
+            "(n_records, n_samples, n_leads), or a lead-major X as X.reshape(n, n_leads, -1).transpose(0, 2, 1)."
+        )
     return X.reshape(X.shape[0], X.shape[1] // n_leads, n_leads)
+
+
+# Flat ECG arrays carry no shape, so a time-major one (t0: every lead, t1: every lead, ...) and a
+# lead-major one (lead 0: every sample, lead 1: ...) of the same width are both accepted by a
+# reshape.  An ECG changes little from one sample to the next: in the right layout, neighbours in
+# time (1 apart lead-major, n_leads apart time-major) differ much less than the other pair.
+_LAYOUT_RATIO = 2.0  # how much smaller the neighbours' differences must be to call the layout
+_LAYOUT_RECORDS = 32  # records looked at (the decision is the median over them)
+
+
+def flat_layout(X: np.ndarray, n_leads: int) -> str:
+    """``"time-major"``, ``"lead-major"`` or ``"unknown"``: the layout a flat ECG array ``(n, T * n_leads)`` has.
+
+    Decided from the signal: the mean absolute difference between neighbours in
+    time is clearly smaller (by a factor of 2 or more, median over up to 32
+    records) in the true layout than in the other.  White noise, constant rows
+    and one-lead input are ``"unknown"`` (both readings are the same).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or n_leads < 2 or X.shape[1] % n_leads or X.shape[1] // n_leads < 4 or not len(X):
+        return "unknown"
+    rows = np.asarray(X[:_LAYOUT_RECORDS], dtype=np.float64)
+    if not np.isfinite(rows).all():
+        return "unknown"
+    step1 = np.abs(np.diff(rows, axis=1)).mean(axis=1)  # lead-major neighbours in time
+    stepL = np.abs(rows[:, n_leads:] - rows[:, :-n_leads]).mean(axis=1)  # time-major neighbours in time
+    keep = (step1 > 0) & (stepL > 0)
+    if not keep.any():
+        return "unknown"
+    ratio = float(np.median(stepL[keep] / step1[keep]))
+    if ratio >= _LAYOUT_RATIO:
+        return "lead-major"
+    if ratio <= 1 / _LAYOUT_RATIO:
+        return "time-major"
+    return "unknown"

@@ -104,6 +104,9 @@ def test_full_download_layout(ptbxl_download, tmp_path):
                    out=tmp_path / "out", verbose=False)  # fmt: skip
     # Fold 10 has labels here: it is scored, and choices are made on fold 9.
     assert result.scored_fold == 10 and "validation fold 9" in result.selection
+    # Titled with the model that ran (card name and weights hash), not the option's spelling "default".
+    assert result.model == "stmem-tiny.ecgsoup-ipa (sha256 13fb9067ef0d)"
+    assert result.summary().splitlines()[0].startswith("PTB-XL benchmark, model stmem-tiny.ecgsoup-ipa (sha256")
     table = result.table
     assert set(table["n_scored"]) == {4}
     assert {"layer 0", "layer 12", "PPA", "PMA (trained gate)", "best layer (chosen on validation)",

@@ -27,7 +27,33 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone"]
+__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "check_sizes"]
+
+
+def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
+    """Refuse an architecture size that is not a positive whole number, or is beyond ``limits``.
+
+    ``limits`` maps each size field (an int, or a tuple of ints such as a list
+    of stage widths) to its largest accepted value: far beyond any published
+    ECG encoder, but small enough that no config can ask for terabytes.  Runs
+    before anything is built, so a config with ``width: null``, ``depth: 0``
+    or ``width: 1000000`` fails with one line naming the field.
+    """
+    import numbers
+
+    name = type(config).__name__
+    for field_name, limit in limits.items():
+        value = getattr(config, field_name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not 1 <= len(values) <= max_entries:
+            raise ValueError(f"{name}: {field_name} has {len(values)} entries; it needs 1 to {max_entries}.")
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 1:
+                raise ValueError(f"{name}: {field_name}={value!r} is not a positive whole number; give the "
+                                 "model's size (e.g. the value of its published configuration).")  # fmt: skip
+            if item > limit:
+                raise ValueError(f"{name}: {field_name}={value!r} is larger than any ECG encoder (at most "
+                                 f"{limit} is accepted); the config is wrong.")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +126,20 @@ class InputContract:
     window_transform: str | None = None
 
     def __post_init__(self):
+        import math
+        import numbers
+
+        # Bounded before anything is resampled or allocated for it: a config's window of 10**11
+        # samples would otherwise become a 10**11-sample record.
+        rate = self.sampling_rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and 1 <= rate <= 100_000):
+            raise ValueError(f"InputContract: sampling_rate={rate!r} is not a plausible ECG rate (1 to 100000 "
+                             "Hz).")  # fmt: skip
+        check_sizes(self, {"window": 2**20})
+        if self.stride is not None:
+            check_sizes(self, {"stride": 2**20})
+        if isinstance(self.lead_names, str) or not 1 <= len(self.lead_names) <= 64:
+            raise ValueError(f"InputContract: lead_names={self.lead_names!r} must list 1 to 64 lead names.")
         object.__setattr__(self, "lead_names", tuple(self.lead_names))
         if self.bandpass is not None:
             object.__setattr__(self, "bandpass", tuple(float(b) for b in self.bandpass))

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 
 import torch
 
 __all__ = [
     "WeightsError",
+    "regular_file",
+    "file_in_folder",
+    "file_shapes",
+    "compare_shapes",
+    "build_checked",
+    "check_values",
     "sha256_file",
     "read_checkpoint",
     "unwrap",
@@ -40,8 +48,122 @@ class WeightsError(ValueError):
     """Weights cannot be used: missing file, corrupt file, or wrong layout."""
 
 
+def regular_file(path, what: str = "weights file") -> Path:
+    """``path`` when it is a regular file (or a link to one); a folder, FIFO or device is refused.
+
+    Checked with ``stat`` before anything opens the file: hashing ``/dev/zero``
+    never ends, and opening a FIFO blocks until a writer comes.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise WeightsError(f"No {what} at {path}.") from None
+    except OSError as exc:
+        raise WeightsError(f"Cannot read the {what} {path} ({exc.strerror or exc}).") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")  # fmt: skip
+        raise WeightsError(f"The {what} {path} is {kind}, not a file of weights; point to the model's "
+                           ".safetensors or .pth file.")  # fmt: skip
+    return path
+
+
+def file_in_folder(folder, name, origin) -> Path:
+    """The regular file ``name`` (from ``origin``, a config) inside ``folder``; never a path that leaves it.
+
+    An absolute name or one with ``..`` that points outside the folder is
+    refused: a model folder's config names its own weights, nothing else.
+    """
+    folder = Path(folder)
+    if not isinstance(name, str) or not name.strip():
+        raise WeightsError(f"{origin}: weights.file is {name!r}; it must name the weights file in {folder} "
+                           "(e.g. 'model.safetensors').")  # fmt: skip
+    target = os.path.normpath(os.path.join(os.path.abspath(folder), name))
+    if os.path.commonpath([target, os.path.abspath(folder)]) != os.path.abspath(folder):
+        raise WeightsError(f"{origin}: weights.file {name!r} leaves the model folder {folder}; name a file "
+                           "inside it (e.g. 'model.safetensors').")  # fmt: skip
+    return regular_file(target)
+
+
+def file_shapes(path) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes of a safetensors file, read from its header only (nothing is loaded); None otherwise."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"Cannot read {path} as safetensors ({exc}).") from None
+
+
+def compare_shapes(expected: dict, found: dict, origin, label: str) -> None:
+    """Raise :class:`WeightsError` unless ``found`` has exactly ``expected``'s keys and shapes."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}"
+        for k in sorted(set(found) & set(expected))
+        if tuple(found[k]) != tuple(expected[k])
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {short_list(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shapes: {short_list(wrong)}")
+        raise WeightsError(
+            f"Weights in {origin} do not fit {label}: " + "; ".join(parts)
+            + ". Nothing was loaded (no random initialisation is used in its place)."
+        )
+
+
+def build_checked(factory, config, weights_path, origin, label: str):
+    """Build ``factory(config)`` only after its shapes match the weights file's header.
+
+    The module is first built on the ``meta`` device (no memory), so a config
+    that says width 10**6 or a window of 10**11 samples is refused by the
+    comparison instead of allocating terabytes.
+    """
+    import torch
+
+    shapes = file_shapes(weights_path)
+    if shapes is not None:
+        with torch.device("meta"):
+            skeleton = factory(config)
+        compare_shapes({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, shapes, origin, label)
+        del skeleton
+    with torch.random.fork_rng(devices=[]):
+        return factory(config)
+
+
+def check_values(state: dict, expected: dict, origin) -> None:
+    """Refuse integer tensors where the model holds floats, and any NaN or infinite value, naming the tensor."""
+    for key in sorted(state):
+        tensor = state[key]
+        want = expected.get(key)
+        if want is not None and want.is_floating_point() and not tensor.is_floating_point():
+            raise WeightsError(
+                f"{origin}: tensor {key} is {str(tensor.dtype).replace('torch.', '')}, not floating point: these "
+                "are not trained weights. Use the model's original float checkpoint."
+            )
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise WeightsError(
+                    f"{origin}: tensor {key} holds {bad} of {tensor.numel()} values that are NaN or infinite: the "
+                    "weights are corrupt (or from a diverged training run). Use another checkpoint."
+                )
+
+
 def sha256_file(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
+    """sha256 of a regular file, read in 1 MiB blocks (a device, FIFO or folder is refused first)."""
+    regular_file(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(2**20), b""):
@@ -62,9 +184,7 @@ def read_checkpoint(path) -> object:
     missing, too large to be an ECG encoder, or holds pickled objects that are
     not plain tensors and containers.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"No weights file at {path}.")
+    path = regular_file(path)
     size = path.stat().st_size
     if size > _MAX_CHECKPOINT_BYTES:
         raise WeightsError(f"{path} is {size / 2**30:.1f} GiB, larger than any ECG encoder; refusing to read it.")
@@ -181,26 +301,10 @@ def fold_weight_norm(state: dict, prefix: str, dim: int = 2) -> tuple[dict, bool
 
 
 def load_strict(module: torch.nn.Module, state: dict, origin, name: str | None = None) -> None:
-    """Load ``state`` into ``module`` only if every key and shape fits; else raise."""
+    """Load ``state`` into ``module`` only if every key, shape and value fits; else raise."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {short_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {short_list(unexpected)}")
-        if wrong:
-            parts.append(f"wrong shapes: {short_list(wrong)}")
-        label = name or type(module).__name__
-        raise WeightsError(
-            f"Weights in {origin} do not fit {label}: " + "; ".join(parts)
-            + ". Nothing was loaded (no random initialisation is used in its place)."
-        )
+    label = name or type(module).__name__
+    compare_shapes({k: tuple(v.shape) for k, v in expected.items()},
+                   {k: tuple(v.shape) for k, v in state.items()}, origin, label)  # fmt: skip
+    check_values(state, expected, origin)
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)

@@ -16,7 +16,14 @@ import json
 from pathlib import Path
 
 from ecgsoup.backbones._base import Backbone, BackboneCard, FamilyEntry, InputContract
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, read_checkpoint, sha256_file
+from ecgsoup.backbones._checkpoint import (
+    WeightsError,
+    build_checked,
+    file_in_folder,
+    load_strict,
+    read_checkpoint,
+    sha256_file,
+)
 
 __all__ = ["save_backbone", "load_directory", "read_directory_config"]
 
@@ -24,6 +31,15 @@ FORMAT = "ecgsoup-encoder"
 FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+
+
+def _contract(info: dict, config_path) -> InputContract:
+    """The folder's input contract, or a WeightsError naming the config and the field."""
+    try:
+        return InputContract.from_dict(info["contract"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: contract: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with `ecgsoup convert`.") from None  # fmt: skip
 
 
 def read_directory_config(directory) -> dict:
@@ -85,28 +101,38 @@ def load_directory(directory, entry: FamilyEntry) -> Backbone:
     """Load a directory written by :func:`save_backbone` (strict, hash verified)."""
     import importlib
 
-    import torch
-
     directory = Path(directory)
     info = read_directory_config(directory)
-    weights_path = directory / info["weights"]["file"]
-    actual = sha256_file(weights_path) if weights_path.exists() else None
-    if actual is None:
-        raise WeightsError(f"Weights file {weights_path} is missing (named in {directory / CONFIG_FILE}).")
-    if actual != info["weights"]["sha256"]:
-        raise WeightsError(
-            f"sha256 of {weights_path} is {actual[:12]}…, but its config.json records "
-            f"{info['weights']['sha256'][:12]}…: the file is corrupt or belongs to another model."
-        )
+    config_path = directory / CONFIG_FILE
+    weights = info["weights"]
+    if not isinstance(weights, dict) or "sha256" not in weights:
+        raise WeightsError(f"{config_path}: 'weights' must give the file and its sha256; re-export it with "
+                           "`ecgsoup convert`.")  # fmt: skip
+    weights_path = file_in_folder(directory, weights.get("file"), config_path)
+    # The config is checked (every size bounded) before the weights are hashed or anything is built.
     module_name, _, attr = entry.config.partition(":")
     config_cls = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(info.get("arch"), dict):
+        raise WeightsError(f"{config_path}: 'arch' must be the architecture's settings; re-export it with "
+                           "`ecgsoup convert`.")  # fmt: skip
     arch = {k: tuple(v) if isinstance(v, list) else v for k, v in info["arch"].items()}
-    config = config_cls(**arch)
+    try:
+        config = config_cls(**arch)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: arch: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with `ecgsoup convert`.") from None  # fmt: skip
+    actual = sha256_file(weights_path)
+    if actual != weights["sha256"]:
+        raise WeightsError(
+            f"sha256 of {weights_path} is {actual[:12]}…, but its config.json records "
+            f"{str(weights['sha256'])[:12]}…: the file is corrupt or belongs to another model."
+        )
     module_name, _, attr = entry.module.partition(":")
-    with torch.random.fork_rng(devices=[]):
-        module = getattr(importlib.import_module(module_name), attr)(config)
-    load_strict(module, read_checkpoint(weights_path), weights_path, name=f"{entry.family} model")
-    module.contract = InputContract.from_dict(info["contract"])
+    label = f"{entry.family} model"
+    module = build_checked(getattr(importlib.import_module(module_name), attr), config, weights_path,
+                           weights_path, label)  # fmt: skip
+    load_strict(module, read_checkpoint(weights_path), weights_path, name=label)
+    module.contract = _contract(info, config_path)
     module.card = BackboneCard.from_dict(info["card"]) if info.get("card") else entry.card
     module.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
     return module.eval()

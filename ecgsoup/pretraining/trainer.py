@@ -277,14 +277,19 @@ def pretrain(
     if resume:
         if not checkpoint_path.exists():
             raise FileNotFoundError(f"--resume given but {checkpoint_path} does not exist.")
-        saved = load_checkpoint(checkpoint_path, map_location=settings.device)
+        saved = _resumable(load_checkpoint(checkpoint_path, map_location=settings.device), checkpoint_path)
         if _comparable(saved["settings"]) != _comparable(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with different settings; resume with the same "
                 f"settings or start a new --out directory.\nsaved: {saved['settings']}\nnow:   {_comparable(settings)}"
             )
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
+        try:
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValueError(f"{checkpoint_path} does not fit this model and optimiser ({first}); it is not this "
+                             f"run's checkpoint. {_FRESH_START}") from None  # fmt: skip
         state = saved["state"]
         # Checkpoints written before precision could change on resume carry it in their settings.
         history = state.setdefault("precision_history", [[0, saved["settings"].get("precision", settings.precision)]])
@@ -427,6 +432,22 @@ def _truncate_log(log: Path, step: int) -> None:
     os.replace(partial, log)
 
 
+_FRESH_START = "Resume from the run's own checkpoint, or start over without --resume (or in a new --out)."
+
+
+def _resumable(saved, path: Path) -> dict:
+    """``saved`` when it has the parts a resume needs (a foreign ``.pt`` lacks them); else one-line ValueError."""
+    parts = {"model": dict, "optimiser": dict, "state": dict, "settings": dict}
+    if not isinstance(saved, dict) or any(not isinstance(saved.get(k), t) for k, t in parts.items()):
+        found = sorted(map(str, saved))[:6] if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(f"{path} is not a checkpoint of `ecgsoup pretrain` (it needs model, optimiser, state and "
+                         f"settings; found {found}). {_FRESH_START}")  # fmt: skip
+    step = saved["state"].get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"{path}: its state has no valid step count (step={step!r}). {_FRESH_START}")
+    return saved
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Read a ``checkpoint.pt`` safely: tensors and plain containers only.
 
@@ -436,6 +457,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """
     import pickle
 
+    import stat
+
+    path = Path(path)
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end it
+        raise ValueError(f"{path} is not a regular file, so it is not a checkpoint. {_FRESH_START}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (a run killed while it was first written?). {_FRESH_START}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -444,6 +473,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"{path} holds objects other than tensors and plain containers, so it was not loaded "
             f"(loading it could run code): {first}. Use a checkpoint written by `ecgsoup pretrain`."
         ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        # A truncated or corrupt file fails inside torch's zip reader in many ways.
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"{path} cannot be read as a checkpoint (truncated or corrupt: {first}). "
+                         f"{_FRESH_START}") from None  # fmt: skip
 
 
 def compact_checkpoint(source: str | Path, destination: str | Path) -> Path:

@@ -27,6 +27,12 @@ from ecgsoup.backbones._base import Backbone, LayerInfo
 __all__ = ["Net1D", "Net1DConfig"]
 
 
+# Largest accepted sizes: far beyond ECGFounder (widths up to 1024, 4 blocks a stage), small
+# enough that no config asks for more memory than a weights file could fill.
+_LIMITS = dict(in_channels=256, base_filters=2**14, filter_list=2**14, m_blocks_list=256, kernel_size=2**12,
+               stride=2**8, groups_width=2**14, stem_stride=2**8, se_reduction=2**12)
+
+
 @dataclass(frozen=True)
 class Net1DConfig:
     """Geometry of a Net1D encoder (architecture only, no preprocessing).
@@ -69,6 +75,9 @@ class Net1DConfig:
     se_reduction: int = 2
 
     def __post_init__(self):
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
         # JSON round trips hand lists back; the config must stay hashable.
         object.__setattr__(self, "filter_list", tuple(int(w) for w in self.filter_list))
         object.__setattr__(self, "m_blocks_list", tuple(int(m) for m in self.m_blocks_list))

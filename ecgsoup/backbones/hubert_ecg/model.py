@@ -37,6 +37,13 @@ from .._base import Backbone, LayerInfo
 __all__ = ["HubertECGConfig", "HubertECG"]
 
 
+# Largest accepted sizes: far beyond HuBERT-ECG large (width 1024, 16 layers), small enough
+# that no config asks for more memory than a weights file could fill.
+_LIMITS = dict(conv_dim=2**14, conv_kernel=2**12, conv_stride=2**12, hidden_size=2**14, num_hidden_layers=256,
+               num_attention_heads=256, intermediate_size=2**16, num_conv_pos_embeddings=2**12,
+               num_conv_pos_embedding_groups=2**12)
+
+
 @dataclass(frozen=True)
 class HubertECGConfig:
     """Architecture of a HuBERT-ECG encoder (no input contract, no training settings).
@@ -85,6 +92,9 @@ class HubertECGConfig:
     group_norm_eps: float = 1e-5
 
     def __post_init__(self):
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) >= 1):
@@ -125,7 +135,12 @@ class HubertECGConfig:
 
 
 def _empty(module_type, *args, **kwargs) -> nn.Module:
-    """A module built without running its random initialisation (no global RNG use)."""
+    """A module built without running its random initialisation (no global RNG use).
+
+    It is made on the current default device, so that a model built under
+    ``torch.device("meta")`` (to compare its shapes with a file) allocates nothing.
+    """
+    kwargs.setdefault("device", torch.get_default_device())
     return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 

@@ -23,6 +23,11 @@ SIZES = {
 }
 
 
+# Largest accepted sizes: far beyond the base model (width 768, depth 12, window 2250), and
+# small enough that no config asks for more memory than a weights file could fill.
+_LIMITS = dict(n_samples=2**17, patch_size=2**14, width=2**14, depth=256, heads=256, mlp_dim=2**16, dim_head=2**12)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Everything needed to build an ST-MEM encoder and feed it correctly.
@@ -73,6 +78,15 @@ class EncoderConfig:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
+        import math
+
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
+        rate = self.sampling_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (1 <= rate <= 100_000 and math.isfinite(rate)):
+            raise ValueError(f"EncoderConfig: sampling_rate={rate!r} is not a plausible ECG rate (1 to 100000 "
+                             "Hz).")  # fmt: skip
         if self.n_samples % self.patch_size:
             raise ValueError(
                 f"n_samples={self.n_samples} is not a multiple of "

@@ -53,7 +53,15 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 from ecgsoup.backbones._base import BackboneCard, Converted  # noqa: E402
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file, unwrap  # noqa: E402
+from ecgsoup.backbones._checkpoint import (  # noqa: E402
+    WeightsError,
+    build_checked,
+    file_in_folder,
+    load_strict,
+    read_checkpoint,
+    sha256_file,
+    unwrap,
+)
 from ecgsoup.backbones.stmem.model import stmem_card  # noqa: E402
 
 
@@ -272,7 +280,11 @@ def load_config(source: str | Path | EncoderConfig | STMEMEncoder = DEFAULT_MODE
         raise WeightsError(f"{config_path} is not valid JSON ({exc}).") from exc
     if info.get("format") != FORMAT or "config" not in info:
         raise WeightsError(f"{config_path} is not an ecgsoup encoder config (format={info.get('format')!r}).")
-    return EncoderConfig.from_dict(info["config"])
+    try:
+        return EncoderConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: config: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with save_model.") from None  # fmt: skip
 
 
 def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
@@ -298,24 +310,27 @@ def _load_ecgsoup_dir(directory: Path) -> STMEMEncoder:
             f"{config_path} lacks its 'weights' entry (file and sha256) or 'config'; it was not written "
             "by ecgsoup.backbones.stmem.save_model. Re-export the model with save_model or `ecgsoup pretrain --export`."
         )
-    weights_path = directory / weights["file"]
-    if not weights_path.exists():
-        raise WeightsError(f"Weights file {weights_path} is missing (named in {config_path}).")
+    weights_path = file_in_folder(directory, weights["file"], config_path)
+    # Every size is checked, and compared with the file's tensor shapes, before anything is built.
+    try:
+        config = EncoderConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path}: config: {str(exc).splitlines()[0]} Fix the config, or re-export the "
+                           "model with save_model.") from None  # fmt: skip
     expected = weights["sha256"]
     actual = _sha256(weights_path)
     if actual != expected:
         raise WeightsError(
             f"sha256 of {weights_path} is {actual[:12]}…, but {config_path} records "
-            f"{expected[:12]}…: the file is corrupt or belongs to another model. "
+            f"{str(expected)[:12]}…: the file is corrupt or belongs to another model. "
             "Re-copy the model directory."
         )
-    config = EncoderConfig.from_dict(info["config"])
+    encoder = build_checked(STMEMEncoder, config, weights_path, weights_path, config.name)
     try:
         state = load_file(str(weights_path))
     except SafetensorError as exc:
         raise WeightsError(f"Cannot read {weights_path}: {exc}") from exc
-    encoder = new_encoder(config)
-    _load_state_strict(encoder, {k: v.float() for k, v in state.items()}, weights_path)
+    _load_state_strict(encoder, state, weights_path)
     encoder.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
     if isinstance(info.get("card"), dict):
         encoder.card = BackboneCard.from_dict(info["card"])
@@ -441,12 +456,7 @@ def load_stmem_checkpoint(
     bandpass : (float, float) or None, default=(0.67, 40.0)
     """
     path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"No checkpoint at {path}.")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types
-        raise WeightsError(f"Cannot read {path} as a torch checkpoint ({type(exc).__name__}: {exc}).") from exc
+    raw = read_checkpoint(path)
     state, notes = _unwrap(raw, path)
     try:
         state = _map_stmem_keys(state, path)
@@ -476,21 +486,24 @@ def load_stmem_checkpoint(
         raise WeightsError(
             f"{path} has {n_leads} lead embeddings but lead_names has {len(lead_names)}: pass the file's lead order."
         )
-    config = EncoderConfig(
-        name=f"st-mem-{sampling_rate:g}hz-w{width}",
-        sampling_rate=float(sampling_rate),
-        n_samples=n_samples,
-        patch_size=patch,
-        lead_names=tuple(lead_names),
-        width=width,
-        depth=depth,
-        heads=heads,
-        mlp_dim=mlp_dim,
-        qkv_bias="blocks.0.qkv.bias" in state,
-        bandpass=bandpass,
-    )
+    try:
+        config = EncoderConfig(
+            name=f"st-mem-{sampling_rate:g}hz-w{width}",
+            sampling_rate=float(sampling_rate),
+            n_samples=n_samples,
+            patch_size=patch,
+            lead_names=tuple(lead_names),
+            width=width,
+            depth=depth,
+            heads=heads,
+            mlp_dim=mlp_dim,
+            qkv_bias="blocks.0.qkv.bias" in state,
+            bandpass=bandpass,
+        )
+    except ValueError as exc:  # sizes read off the tensors that no encoder has (a crafted file)
+        raise WeightsError(f"{path}: {exc}") from None
     encoder = new_encoder(config)
-    _load_state_strict(encoder, {k: v.float() for k, v in state.items()}, path)
+    _load_state_strict(encoder, state, path)
     encoder.metadata = {
         "pretrained": True,
         "source": f"original ST-MEM checkpoint {path}",
