@@ -130,3 +130,31 @@ def test_list_backbones_names_families_licences_and_downloads():
     assert {"name", "family", "layers", "widths", "contract", "license", "download", "present"} <= set(table)
     assert set(FAMILIES) <= set(table["family"])
     assert table.loc[table["name"] == "stmem-tiny.ecgsoup-ipa", "present"].item()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_refuses_absurd_sizes_before_building(family):
+    """A config beyond any ECG encoder fails naming the field; the real geometry builds on the meta device."""
+    import dataclasses
+    import numbers
+
+    from ecgsoup.backbones._registry import _attr
+
+    entry = families()[family]
+    if family == "stmem":
+        pytest.skip("ST-MEM's configurations are checked by its own loader (tests/test_hostile_models.py)")
+    config_type = _attr(entry.config)
+    tiny = dict(entry.tiny)
+    sized = [f.name for f in dataclasses.fields(config_type)
+             if isinstance(tiny.get(f.name, f.default), numbers.Integral) and not isinstance(tiny.get(f.name, f.default), bool)]
+    assert sized, f"{family}: no integer size in its config"
+    for name in sized:
+        with pytest.raises(ValueError, match=rf"{name}=1000000000 is larger than any ECG encoder"):
+            config_type(**{**tiny, name: 10**9})
+        with pytest.raises(ValueError, match=rf"{name}=0 is not a positive whole number"):
+            config_type(**{**tiny, name: 0})
+    # The comparison with a weights file builds the full-size model on the meta device: no memory.
+    size = next(iter(entry.sizes))
+    with torch.device("meta"):
+        skeleton = _attr(entry.module)(config_type(**entry.sizes[size]))
+    assert all(t.is_meta for t in [*skeleton.parameters(), *skeleton.buffers()])

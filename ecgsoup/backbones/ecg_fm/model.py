@@ -39,6 +39,12 @@ from .._base import Backbone, LayerInfo
 __all__ = ["ECGFM", "ECGFMConfig"]
 
 
+# Largest accepted sizes: far beyond ECG-FM (width 768, 12 layers), small enough that no config
+# asks for more memory than a weights file could fill.
+_LIMITS = dict(in_channels=256, conv_dim=2**14, conv_kernel=2**12, conv_stride=2**12, encoder_embed_dim=2**14,
+               encoder_layers=256, encoder_attention_heads=256, encoder_ffn_embed_dim=2**16, conv_pos=2**12,
+               conv_pos_groups=2**12)
+
 @dataclass(frozen=True)
 class ECGFMConfig:
     """Architecture of an ECG-FM encoder (no input contract, no training settings).
@@ -85,6 +91,9 @@ class ECGFMConfig:
     layer_norm_first: bool = False
 
     def __post_init__(self):
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) >= 1):
@@ -125,6 +134,7 @@ class ECGFMConfig:
 
 def _empty(module_type, *args, **kwargs) -> nn.Module:
     """A module built without running its random initialisation (no global RNG use)."""
+    kwargs.setdefault("device", torch.get_default_device())  # under torch.device("meta"): no memory
     return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 

@@ -42,6 +42,11 @@ from .._base import Backbone, LayerInfo
 __all__ = ["ECGJEPAConfig", "ECGJEPA", "sincos_positions", "cross_pattern_mask"]
 
 
+# Largest accepted sizes: far beyond ECG-JEPA's ViT-B (width 768, 12 blocks, 400 tokens), small
+# enough that no config asks for more memory than a weights file could fill.
+_LIMITS = dict(embed_dim=2**14, depth=256, num_heads=256, mlp_dim=2**16, n_leads=64, n_patches=2**12,
+               patch_size=2**12)
+
 @dataclass(frozen=True)
 class ECGJEPAConfig:
     """Architecture of an ECG-JEPA encoder (no input contract, no training settings).
@@ -80,6 +85,9 @@ class ECGJEPAConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
         for name in ("embed_dim", "depth", "num_heads", "mlp_dim", "n_leads", "n_patches", "patch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
@@ -128,6 +136,7 @@ def cross_pattern_mask(n_leads: int, n_patches: int) -> torch.Tensor:
 
 def _empty(module_type, *args, **kwargs) -> nn.Module:
     """A module built without running its random initialisation (no global RNG use)."""
+    kwargs.setdefault("device", torch.get_default_device())  # under torch.device("meta"): no memory
     return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 
@@ -188,12 +197,16 @@ class ECGJEPA(Backbone):
         super().__init__(config)
         self.patch_embed = _empty(nn.Linear, config.patch_size, config.embed_dim)
         # Stored in the original weights (a frozen parameter there), so it is loaded, not recomputed.
-        self.pos_embed = nn.Parameter(
-            sincos_positions(config.embed_dim, config.n_leads, config.n_patches), requires_grad=False
-        )
+        # On the meta device (a shape check against a file) nothing is computed or allocated.
+        meta = torch.get_default_device().type == "meta"
+        table = (torch.empty(config.n_tokens, config.embed_dim) if meta
+                 else sincos_positions(config.embed_dim, config.n_leads, config.n_patches))  # fmt: skip
+        self.pos_embed = nn.Parameter(table, requires_grad=False)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
-        self.register_buffer("attn_mask", cross_pattern_mask(config.n_leads, config.n_patches), persistent=False)
+        mask = (torch.empty(config.n_tokens, config.n_tokens, dtype=torch.bool) if meta
+                else cross_pattern_mask(config.n_leads, config.n_patches))  # fmt: skip
+        self.register_buffer("attn_mask", mask, persistent=False)
         self._zero_init()
         self.eval()
         self.requires_grad_(False)

@@ -34,6 +34,11 @@ from ecgsoup.backbones._base import Backbone, LayerInfo
 __all__ = ["ResNet1D", "ResNet1DConfig"]
 
 
+# Largest accepted sizes: far beyond MERL's ResNet-18 (widths up to 512, 2 blocks a stage), small
+# enough that no config asks for more memory than a weights file could fill.
+_LIMITS = dict(in_channels=256, stem_width=2**14, stem_kernel=2**12, stem_stride=2**8, widths=2**14, blocks=256,
+               strides=2**8, kernel_size=2**12)
+
 @dataclass(frozen=True)
 class ResNet1DConfig:
     """Geometry of a MERL ResNet encoder (architecture only, no preprocessing).
@@ -71,6 +76,9 @@ class ResNet1DConfig:
     bn_eps: float = 1e-5
 
     def __post_init__(self):
+        from ecgsoup.backbones._base import check_sizes
+
+        check_sizes(self, _LIMITS)
         # JSON round trips hand lists back; the config must stay hashable.
         for name in ("widths", "blocks", "strides"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
