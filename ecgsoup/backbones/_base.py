@@ -171,6 +171,7 @@ class InputContract:
             f"{self.n_leads} leads ({', '.join(self.lead_names)}) at {self.sampling_rate:g} Hz, "
             f"{self.window} samples ({self.seconds:g} s) per window, recipe {self.recipe}, "
             f"window normalisation {self.window_norm}"
+            + (f", then {self.window_transform.rsplit(':', 1)[-1]}" if self.window_transform else "")
         )
 
 
