@@ -408,8 +408,11 @@ def plot_layer_probe(result, ax=None, path=None, *, title=None, ylabel="macro RO
     if ylim is not None:
         ax.set_ylim(*ylim)
     if title:
-        ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="x-small")
+        import textwrap
+
+        ax.set_title(textwrap.fill(title, 90), fontsize=10)
+    # Below the axes, so that no curve or band is hidden behind it.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="x-small", frameon=False)
     if path is not None:
         figure.savefig(path, dpi=110)
     return figure

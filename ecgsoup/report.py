@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ def plot_roc(result, path=None, *, title=None, random_state=0):
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_aspect("equal")
-    ax.set_title(title or "Out-of-fold ROC, pooled over the test folds", fontsize=10)
+    ax.set_title(textwrap.fill(title or "Out-of-fold ROC, pooled over the test folds", 70), fontsize=10)
     figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
                   title=f"{result.metric} [95 % CI]; band: 95 % bootstrap interval", title_fontsize=8)  # fmt: skip
     if path is not None:
@@ -197,7 +198,7 @@ def plot_calibration(result, path=None, *, title=None, target="target"):
     r2, mae = result.verdict.loc["R²"], result.verdict.loc["MAE"]
     ax.set_xlabel(f"predicted {target}")
     ax.set_ylabel(f"observed {target}")
-    ax.set_title(title or "Calibration of the out-of-fold predictions", fontsize=10)
+    ax.set_title(textwrap.fill(title or "Calibration of the out-of-fold predictions", 70), fontsize=10)
     figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
               title=f"R² {r2['value']:.3f} [{r2['low']:.3f}, {r2['high']:.3f}]\n"
                     f"MAE {mae['value']:.3g} [{mae['low']:.3g}, {mae['high']:.3g}]", title_fontsize=8)  # fmt: skip
