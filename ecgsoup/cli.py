@@ -254,6 +254,9 @@ def _embed(args, source, out, *, limit=None, overwrite=False, scheduler=None, wo
             previous = warnings.showwarning
             warnings.simplefilter("always", SkippedRecordWarning)
             warnings.simplefilter("always", StoreDamageWarning)
+            # Once per weights file and process is the registry's own rule; the warnings module's
+            # per-line memory must not hide the notice of a second run in the same process.
+            warnings.simplefilter("always", LicenceNotice)
             if not collapse:
                 warnings.showwarning = report
             with connect(scheduler=scheduler, workers=workers) as client:
