@@ -1,6 +1,6 @@
 """The per-layer atlas: several frozen encoders through one PTB-XL protocol, side by side.
 
-:func:`atlas` runs :func:`ecgsoup.benchmark.ptbxl` once per model on the same
+:func:`atlas` runs ``ecgsoup.benchmark.ptbxl`` once per model on the same
 records, folds and probe, and combines the runs into
 
 * one table: for each model and task, the layer chosen on validation, the last
@@ -193,11 +193,11 @@ def atlas(
         Folder for ``atlas.{json,md,csv}``, ``atlas.png``, each model's run
         (``models/<model>/``) and the shared cache.
     tasks, probes, Cs, n_bootstrap, max_records, rate, scp_statements, features, random_state
-        As for :func:`ecgsoup.benchmark.ptbxl`.
+        As for ``ecgsoup.benchmark.ptbxl``.
     pma : bool, default=False
         Add PMA rows to every run (slow; off by default for the atlas).
     batch_size, precision, device, n_jobs
-        As for :func:`ecgsoup.benchmark.ptbxl`.
+        As for ``ecgsoup.benchmark.ptbxl``.
     figure : bool, default=True
         Write ``atlas.png``.
     verbose : bool, default=True

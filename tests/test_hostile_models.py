@@ -240,17 +240,17 @@ def test_a_weights_file_named_inside_the_folder_still_loads(stmem_dir):
 
 @pytest.fixture(scope="module")
 def random_store(ludb, tmp_path_factory):
-    """Six real LUDB records embedded with ``--model random``, and their labels."""
+    """Twenty real LUDB records embedded with ``--model random``, and their labels (enough for nested folds)."""
     import numpy as np
     import pandas as pd
 
     tmp_path = tmp_path_factory.mktemp("random-store")
-    source = tmp_path / "six.npz"
-    np.savez(source, x=ludb["x"][:6], fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=np.arange(6))
+    source = tmp_path / "twenty.npz"
+    np.savez(source, x=ludb["x"][:20], fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=np.arange(20))
     store = tmp_path / "random.npz"
     assert main(["embed", str(source), "--out", str(store), "--model", "random", "--quiet"]) == 0
     labels = tmp_path / "labels.csv"
-    pd.DataFrame({"record_id": range(6), "y": ["a", "b"] * 3}).to_csv(labels, index=False)
+    pd.DataFrame({"record_id": range(20), "y": ["a", "b"] * 10}).to_csv(labels, index=False)
     return store, labels
 
 
@@ -272,7 +272,8 @@ def test_evaluate_refuses_embedding_options_given_with_a_store(random_store, cap
 def test_a_store_embedded_with_random_weights_is_titled_with_its_model(random_store, capsys):
     store, labels = random_store
     capsys.readouterr()
-    assert main(["evaluate", str(store), "--labels", str(labels), "--target", "y", "--cv", "2", "--fusions", "none", "--quiet"]) == 0
+    assert main(["evaluate", str(store), "--labels", str(labels), "--target", "y", "--positive", "b", "--cv", "2",
+                 "--fusions", "none", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "model random:ecgsoup-100hz-tiny (" in out and "stmem-tiny.ecgsoup-ipa" not in out
 
@@ -448,11 +449,16 @@ def test_local_workers_ignore_ctrl_c_so_only_the_client_reports_it():
     from ecgsoup.distributed import _workers_ignore_ctrl_c
 
     probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
-    with _workers_ignore_ctrl_c():
-        inside = subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip()
-    assert inside == "True"  # a child started inside (a worker) leaves Ctrl-C to the client
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == "False"
+    # As in an interactive shell (a run under nohup starts with Ctrl-C ignored, which children inherit).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _workers_ignore_ctrl_c():
+            inside = subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip()
+        assert inside == "True"  # a child started inside (a worker) leaves Ctrl-C to the client
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == "False"
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and SIGINT as on Linux")
@@ -465,7 +471,10 @@ def test_ctrl_c_with_local_workers_is_one_line(ludb, tmp_path):
     source = tmp_path / "in.npz"
     np.savez(source, x=ludb["x"][:64], fs=ludb["fs"], lead_names=ludb["lead_names"])
     store = tmp_path / "s.zarr"
-    command = [sys.executable, "-c", "import sys; from ecgsoup.cli import main; sys.exit(main(sys.argv[1:]))",
+    # The client starts with Python's own Ctrl-C handler, as from a terminal, even when this test runs
+    # under nohup (which hands children an ignored SIGINT).
+    command = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from ecgsoup.cli import main; sys.exit(main(sys.argv[1:]))",
                "embed", str(source), "--out", str(store), "--workers", "1", "--model", "random", "--chunk-size", "2", "--quiet"]
     # Ctrl-C reaches the whole process group: the client and its worker processes.  Was: exit 130 with
     # 69 lines of worker tracebacks and Dask warnings after the client's line.

@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from ecgsoup import ECGPreprocessor
-from ecgsoup.cli import EXIT_OK, EXIT_USAGE, main
+from ecgsoup.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ecgsoup.io import RecordError, list_records, read_ptbxl, read_wfdb
 
 CHALLENGE = "A0001"  # CPSC2018, 12 leads, 500 Hz, 7,500 samples, MAT-v4 int16 'val' (12, 7500)
@@ -71,7 +71,7 @@ def test_embed_reports_a_mismatched_mat_and_embeds_a_transposed_one(challenge, t
     _rewrite(challenge, folder, "B0001", val[:, :7000], format="4")
     status = main(["embed", str(folder), "--out", str(tmp_path / "s.npz"), "--model", "random", "--quiet"])
     captured = capsys.readouterr()
-    assert status == 1  # one record failed, the other was embedded
+    assert status == EXIT_PARTIAL  # one record failed, the other was embedded
     assert "Skipped record B0001" in captured.err and "announces 12 signals x 7500 samples" in captured.err
     assert "1 of 2 records embedded, 1 failed" in captured.out
 
