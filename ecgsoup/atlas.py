@@ -254,7 +254,7 @@ def _combine(runs, n_bootstrap) -> AtlasResult:
     first = runs[0].result
     for run in runs:
         r = run.result
-        if r.scored_fold != first.scored_fold or r.source != first.source:
+        if r.scored_fold != first.scored_fold or _public_source(r.source) != _public_source(first.source):
             raise ValueError(
                 f"The runs of {runs[0].model} and {run.model} scored different data (fold {first.scored_fold} of "
                 f"{first.source} vs fold {r.scored_fold} of {r.source}); use a fresh --out."
@@ -297,10 +297,13 @@ def _combine(runs, n_bootstrap) -> AtlasResult:
                               "n_scored": row.n_scored, "classes": row.classes,
                               "classes_absent": row.classes_absent})  # fmt: skip
             break
-    # Results travel (docs, papers): the data folder is named, never this machine's path to it.
-    source = re.sub(r"\((/[^)]*)\)", lambda m: f"({Path(m.group(1)).name})", first.source)
     return AtlasResult(runs, pd.DataFrame(layers), pd.DataFrame(table), pd.DataFrame(claims), first.scored_fold,
-                       first.selection, source, n_bootstrap)  # fmt: skip
+                       first.selection, _public_source(first.source), n_bootstrap)  # fmt: skip
+
+
+def _public_source(source: str) -> str:
+    """The data description with the folder's name, never this machine's path to it (results travel)."""
+    return re.sub(r"\((/[^),]*)", lambda m: f"(folder {Path(m.group(1)).name}", str(source))
 
 
 def plot_atlas(result: AtlasResult, path=None, probe: str = "logistic"):
