@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "check_sizes"]
+__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "StagedCNN", "check_sizes"]
 
 
 def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
@@ -378,3 +378,40 @@ class Converted:
     config: object
     notes: list = field(default_factory=list)
     contract: InputContract | None = None  # when the file itself settles the contract
+
+
+class StagedCNN(Backbone):
+    """A 1-D CNN whose layers are its stem's output and each stage's output, each averaged over time.
+
+    Subclasses define ``_stem(x)`` and ``stages`` (an iterable of modules); the
+    last stage averaged over time is the model's embedding (readout: identity).
+    """
+
+    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's and every stage's output, each ``(B, width, time)``."""
+        hidden = self._stem(x)
+        outputs = [hidden]
+        for stage in self.stages:
+            hidden = stage(hidden)
+            outputs.append(hidden)
+        return outputs
+
+    def pool(self, hidden: torch.Tensor, layer: int = 0) -> torch.Tensor:
+        """Global average over time: ``(B, width, time) -> (B, width)``."""
+        return hidden.mean(-1)
+
+    def pooled_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """Every layer pooled as soon as it is computed, concatenated: ``(B, sum of widths)``."""
+        hidden = self._stem(x)
+        pooled = [hidden.mean(-1)]
+        for stage in self.stages:
+            hidden = stage(hidden)
+            pooled.append(hidden.mean(-1))
+        return torch.cat(pooled, dim=1)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The original model's embedding: the last stage averaged over time, ``(B, last width)``."""
+        hidden = self._stem(x)
+        for stage in self.stages:
+            hidden = stage(hidden)
+        return hidden.mean(-1)

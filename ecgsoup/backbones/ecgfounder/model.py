@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgsoup.backbones._base import Backbone, LayerInfo
+from ecgsoup.backbones._base import LayerInfo, StagedCNN
 
 __all__ = ["Net1D", "Net1DConfig"]
 
@@ -195,7 +195,7 @@ class _Block(nn.Module):
         return self.se(out) + self.shortcut(x)
 
 
-class Net1D(Backbone):
+class Net1D(StagedCNN):
     """ECGFounder's Net1D encoder; input ``(batch, leads, time)``, any length.
 
     Parameters
@@ -283,35 +283,6 @@ class Net1D(Backbone):
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         return F.silu(self.stem(x))
-
-    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The stem's and every stage's output, each ``(B, width, time)``."""
-        hidden = self._stem(x)
-        outputs = [hidden]
-        for stage in self.stages:
-            hidden = stage(hidden)
-            outputs.append(hidden)
-        return outputs
-
-    def pool(self, hidden: torch.Tensor, layer: int = 0) -> torch.Tensor:
-        """Global average over time: ``(B, width, time) -> (B, width)``."""
-        return hidden.mean(-1)
-
-    def pooled_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """Every layer pooled as soon as it is computed, concatenated: ``(B, sum of widths)``."""
-        hidden = self._stem(x)
-        pooled = [hidden.mean(-1)]
-        for stage in self.stages:
-            hidden = stage(hidden)
-            pooled.append(hidden.mean(-1))
-        return torch.cat(pooled, dim=1)
-
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The original model's embedding: the last stage averaged over time, ``(B, 1024)``."""
-        hidden = self._stem(x)
-        for stage in self.stages:
-            hidden = stage(hidden)
-        return hidden.mean(-1)
 
     # -- initialisation ------------------------------------------------------------
     def init_weights(self, generator: torch.Generator | None = None) -> Net1D:

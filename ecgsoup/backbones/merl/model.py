@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgsoup.backbones._base import Backbone, LayerInfo
+from ecgsoup.backbones._base import LayerInfo, StagedCNN
 
 __all__ = ["ResNet1D", "ResNet1DConfig"]
 
@@ -171,7 +171,7 @@ class _Stem(nn.Module):
         return F.relu(self.norm(self.conv(x)))
 
 
-class ResNet1D(Backbone):
+class ResNet1D(StagedCNN):
     """MERL's ResNet encoder; input ``(batch, leads, time)`` in MIMIC lead order, any length.
 
     Parameters
@@ -231,35 +231,6 @@ class ResNet1D(Backbone):
                 f"Expected input (batch, {self.config.in_channels} leads, time), got shape {tuple(x.shape)}."
             )
         return self.stem(x)
-
-    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The stem's and every stage's output, each ``(B, width, time)``."""
-        hidden = self._stem(x)
-        outputs = [hidden]
-        for stage in self.stages:
-            hidden = stage(hidden)
-            outputs.append(hidden)
-        return outputs
-
-    def pool(self, hidden: torch.Tensor, layer: int = 0) -> torch.Tensor:
-        """Global average over time: ``(B, width, time) -> (B, width)``."""
-        return hidden.mean(-1)
-
-    def pooled_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """Every layer pooled as soon as it is computed, concatenated: ``(B, sum of widths)``."""
-        hidden = self._stem(x)
-        pooled = [hidden.mean(-1)]
-        for stage in self.stages:
-            hidden = stage(hidden)
-            pooled.append(hidden.mean(-1))
-        return torch.cat(pooled, dim=1)
-
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The authors' embedding: the last stage averaged over time, ``(B, 512)``."""
-        hidden = self._stem(x)
-        for stage in self.stages:
-            hidden = stage(hidden)
-        return hidden.mean(-1)
 
     # -- initialisation ------------------------------------------------------------
     def init_weights(self, generator: torch.Generator | None = None) -> ResNet1D:
