@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "StagedCNN", "check_sizes"]
+__all__ = ["LayerInfo", "InputContract", "BackboneCard", "Readout", "Backbone", "StagedCNN", "check_sizes", "empty_module"]
 
 
 def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
@@ -54,6 +54,17 @@ def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
             if item > limit:
                 raise ValueError(f"{name}: {field_name}={value!r} is larger than any ECG encoder (at most "
                                  f"{limit} is accepted); the config is wrong.")  # fmt: skip
+
+
+
+def empty_module(module_type, *args, **kwargs) -> nn.Module:
+    """A module built without running its random initialisation (no global RNG use).
+
+    It is made on the current default device, so that a model built under
+    ``torch.device("meta")`` (to compare its shapes with a file) allocates nothing.
+    """
+    kwargs.setdefault("device", torch.get_default_device())
+    return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._base import Backbone, LayerInfo
+from .._base import empty_module as _empty
 
 __all__ = ["ECGFM", "ECGFMConfig"]
 
@@ -130,12 +131,6 @@ class ECGFMConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ECGFMConfig:
         return cls(**data)
-
-
-def _empty(module_type, *args, **kwargs) -> nn.Module:
-    """A module built without running its random initialisation (no global RNG use)."""
-    kwargs.setdefault("device", torch.get_default_device())  # under torch.device("meta"): no memory
-    return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 
 class _Attention(nn.Module):

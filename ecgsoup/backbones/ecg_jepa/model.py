@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._base import Backbone, LayerInfo
+from .._base import empty_module as _empty
 
 __all__ = ["ECGJEPAConfig", "ECGJEPA", "sincos_positions", "cross_pattern_mask"]
 
@@ -132,12 +133,6 @@ def cross_pattern_mask(n_leads: int, n_patches: int) -> torch.Tensor:
     lead = torch.arange(n_leads).repeat_interleave(n_patches)
     patch = torch.arange(n_patches).repeat(n_leads)
     return (lead[:, None] == lead[None, :]) | (patch[:, None] == patch[None, :])
-
-
-def _empty(module_type, *args, **kwargs) -> nn.Module:
-    """A module built without running its random initialisation (no global RNG use)."""
-    kwargs.setdefault("device", torch.get_default_device())  # under torch.device("meta"): no memory
-    return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 
 class _Attention(nn.Module):

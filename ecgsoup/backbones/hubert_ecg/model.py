@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._base import Backbone, LayerInfo
+from .._base import empty_module as _empty
 
 __all__ = ["HubertECGConfig", "HubertECG"]
 
@@ -132,16 +133,6 @@ class HubertECGConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "HubertECGConfig":
         return cls(**data)
-
-
-def _empty(module_type, *args, **kwargs) -> nn.Module:
-    """A module built without running its random initialisation (no global RNG use).
-
-    It is made on the current default device, so that a model built under
-    ``torch.device("meta")`` (to compare its shapes with a file) allocates nothing.
-    """
-    kwargs.setdefault("device", torch.get_default_device())
-    return torch.nn.utils.skip_init(module_type, *args, **kwargs)
 
 
 class _Attention(nn.Module):
