@@ -518,7 +518,7 @@ def _features(data, rows, cache: Path | None, n_jobs):
 
     import hashlib
 
-    from ecgsoup import __version__
+    from ecgsoup._version import __version__
 
     units = "mV" if data.units == "mV" else "normalized"
     key = None

@@ -1296,7 +1296,7 @@ _REGISTRARS = (_add_benchmark, _add_convert, _add_demo, _add_embed, _add_evaluat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ecgsoup import __version__
+    from ecgsoup._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="ecgsoup",

@@ -524,7 +524,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return pooled
 
     def _cache_context(self) -> str:
-        from ecgsoup import __version__  # read at call time: ecgsoup/__init__ imports this module
+        from ecgsoup._version import __version__
 
         # Keyed on the family, the architecture's full JSON and the contract
         # (recipe and window normalisation included): the same weights under

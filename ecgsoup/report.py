@@ -223,7 +223,7 @@ def _contract_text(contract: dict | None) -> str:
 def methods_paragraph(result, *, model_name, model_sha256, contract=None, n_layers=None, target="the target",
                       folds="", version=None) -> str:  # fmt: skip
     """One paragraph for a methods section, from what was run (every number filled in)."""
-    from ecgsoup import __version__
+    from ecgsoup._version import __version__
 
     value, low, high = result.headline
     fusions = result.settings.get("fusions") or []

@@ -1014,7 +1014,7 @@ def _embed_locked(source, store, kind, *, model, precision, batch_size, device, 
                   sampling_rate, ptbxl_rate, pad, chunk_size, limit, overwrite, client, verbose,
                   derive_leads=False, id_from="hash", poor_signals="flag"):  # fmt: skip
     """:func:`embed_to_store` once the store's lock is held."""
-    from ecgsoup import __version__
+    from ecgsoup._version import __version__
     from ecgsoup.io import list_records
 
     listing = list_records(source, sampling_rate=sampling_rate, ptbxl_rate=ptbxl_rate, derive_leads=derive_leads,
