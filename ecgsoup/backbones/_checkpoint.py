@@ -246,6 +246,20 @@ def unwrap(obj, origin, wrapper_keys=("state_dict", "model", "encoder", "model_s
     return obj, notes
 
 
+def per_layer_keys(prefix: str, parts) -> list[tuple[str, str]]:
+    """Key-map rows for every transformer layer: ``{prefix}.{i}.{original}`` -> ``blocks.{i}.{ours}``.
+
+    ``parts`` is ``[(original regex, our name), ...]`` without the layer index and
+    without the trailing ``weight``/``bias``; a group inside the original regex is
+    referred to as ``\\2`` in our name (the layer index is ``\\1``).
+    """
+    rows = []
+    for original, ours in parts:
+        param = re.compile(original).groups + 2
+        rows.append((rf"{prefix}\.(\d+)\.{original}\.(weight|bias)", rf"blocks.\1.{ours}.\{param}"))
+    return rows
+
+
 def map_keys(state: dict, key_map, ignored, origin, family: str) -> tuple[dict, list[str]]:
     """Rename ``state`` with ``key_map`` ([(regex, replacement), ...]); set ``ignored`` aside.
 

@@ -33,6 +33,7 @@ from .._checkpoint import (
     WeightsError,
     fold_weight_norm,
     map_keys,
+    per_layer_keys,
     read_checkpoint,
     short_list,
     unwrap,
@@ -54,11 +55,10 @@ KEY_MAP = [
     (r"post_extract_proj\.(weight|bias)", r"proj.\1"),
     (r"conv_pos\.pos_conv\.0\.(weight|bias)", r"pos_conv.\1"),
     (r"encoder\.layer_norm\.(weight|bias)", r"encoder_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", r"blocks.\1.attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"blocks.\1.attn.out.\2"),
-    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"blocks.\1.norm1.\2"),
-    (r"encoder\.layers\.(\d+)\.fc([12])\.(weight|bias)", r"blocks.\1.fc\2.\3"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    *per_layer_keys(r"encoder\.layers", [
+        (r"self_attn\.([qkv])_proj", r"attn.\2"), (r"self_attn\.out_proj", "attn.out"),
+        (r"self_attn_layer_norm", "norm1"), (r"fc([12])", r"fc\2"), (r"final_layer_norm", "norm2"),
+    ]),
 ]
 
 # Pretraining-only tensors (wav2vec 2.0's quantizer, target and prediction

@@ -20,7 +20,15 @@ from pathlib import Path
 import torch
 
 from .._base import Converted
-from .._checkpoint import WeightsError, fold_weight_norm, map_keys, read_checkpoint, short_list, unwrap
+from .._checkpoint import (
+    WeightsError,
+    fold_weight_norm,
+    map_keys,
+    per_layer_keys,
+    read_checkpoint,
+    short_list,
+    unwrap,
+)
 from .model import HubertECGConfig
 
 __all__ = ["convert", "KEY_MAP", "IGNORED"]
@@ -37,12 +45,11 @@ KEY_MAP = [
     (r"feature_projection\.projection\.(weight|bias)", r"proj.\1"),
     (r"encoder\.pos_conv_embed\.conv\.(weight|bias)", r"pos_conv.\1"),
     (r"encoder\.layer_norm\.(weight|bias)", r"embed_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)", r"blocks.\1.attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"blocks.\1.attn.out.\2"),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"blocks.\1.norm1.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"blocks.\1.fc1.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"blocks.\1.fc2.\2"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    *per_layer_keys(r"encoder\.layers", [
+        (r"attention\.([qkv])_proj", r"attn.\2"), (r"attention\.out_proj", "attn.out"),
+        (r"layer_norm", "norm1"), (r"feed_forward\.intermediate_dense", "fc1"),
+        (r"feed_forward\.output_dense", "fc2"), (r"final_layer_norm", "norm2"),
+    ]),
 ]
 
 # Pretraining-only tensors: the projection to the codebook space, the
