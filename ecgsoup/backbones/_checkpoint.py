@@ -260,6 +260,26 @@ def per_layer_keys(prefix: str, parts) -> list[tuple[str, str]]:
     return rows
 
 
+def fuse_qkv(state: dict, n_layers: int, origin, original: str) -> dict:
+    """Stack each layer's q, k and v projections into one ``blocks.{i}.attn.qkv`` tensor.
+
+    ``original`` spells a projection's key in the checkpoint, for the message when
+    one of the three is missing: ``"encoder.layers.{i}.attention.{p}_proj.{kind}"``.
+    """
+    out = dict(state)
+    for i in range(n_layers):
+        for kind in ("weight", "bias"):
+            parts = [f"blocks.{i}.attn.{p}.{kind}" for p in "qkv"]
+            present = [p for p in parts if p in out]
+            if not present:
+                continue
+            if len(present) < 3:
+                absent = [original.format(i=i, p=p, kind=kind) for p, name in zip("qkv", parts) if name not in out]
+                raise WeightsError(f"{origin}: missing keys: {short_list(absent)}. Nothing was loaded.")
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([out.pop(p) for p in parts], dim=0)
+    return out
+
+
 def map_keys(state: dict, key_map, ignored, origin, family: str) -> tuple[dict, list[str]]:
     """Rename ``state`` with ``key_map`` ([(regex, replacement), ...]); set ``ignored`` aside.
 

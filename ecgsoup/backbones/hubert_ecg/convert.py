@@ -17,16 +17,14 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from .._base import Converted
 from .._checkpoint import (
     WeightsError,
     fold_weight_norm,
+    fuse_qkv,
     map_keys,
     per_layer_keys,
     read_checkpoint,
-    short_list,
     unwrap,
 )
 from .model import HubertECGConfig
@@ -182,23 +180,6 @@ def _check_shapes(state: dict, config: HubertECGConfig, origin) -> None:
         raise WeightsError(f"{origin}: config.json and the weights disagree: " + "; ".join(problems) + ".")
 
 
-def _fuse_qkv(state: dict, n_layers: int, origin) -> dict:
-    """Stack each layer's q, k and v projections into one ``attn.qkv`` tensor."""
-    out = dict(state)
-    for i in range(n_layers):
-        for kind in ("weight", "bias"):
-            parts = [f"blocks.{i}.attn.{p}.{kind}" for p in "qkv"]
-            present = [p for p in parts if p in out]
-            if not present:
-                continue
-            if len(present) < 3:
-                absent = [f"encoder.layers.{i}.attention.{p}_proj.{kind}" for p, name in zip("qkv", parts)
-                          if name not in out]
-                raise WeightsError(f"{origin}: missing keys: {short_list(absent)}. Nothing was loaded.")
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([out.pop(p) for p in parts], dim=0)
-    return out
-
-
 def convert(path, *, config=None) -> Converted:
     """Read a published HuBERT-ECG checkpoint as ecgsoup weights and geometry.
 
@@ -240,5 +221,5 @@ def convert(path, *, config=None) -> Converted:
     notes.extend(map_notes)
     state = {key: tensor.float() for key, tensor in state.items()}
     _check_shapes(state, arch, weights)
-    state = _fuse_qkv(state, arch.num_hidden_layers, weights)
+    state = fuse_qkv(state, arch.num_hidden_layers, weights, "encoder.layers.{i}.attention.{p}_proj.{kind}")
     return Converted(state_dict=state, config=arch, notes=notes)
