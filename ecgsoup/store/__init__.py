@@ -88,6 +88,19 @@ from ecgsoup.store._schema import (
 )
 from ecgsoup.store._verify import StoreCheck, check_store, describe_rows, repair_store, resume_ids
 
+# One concept per module; the arrows of their imports go down this list:
+#   _schema     what a store holds: format marker, statuses, arrays, attributes, record ids
+#   _errors     what a run raises and warns
+#   _backends   the zarr and npz formats (the only code that touches either)
+#   _verify     verification of every chunk, and repair before a resume
+#   _models     which model a store is written with, resolved alike in every process
+#   _embedders  the per-process memo of fitted embedders
+#   _chunk      one chunk of records: read, preprocess, embed (in process or on a worker)
+#   _safety     the writer's lock, and refusal to delete or overwrite what is not a store
+#   _read       open_store
+#   _run        embed_to_store: list, create or resume, embed the chunks left
+# Dask scheduling is ecgsoup.distributed, which _run imports only when given a client.
+
 __all__ = [
     "StoreError",
     "StoreLockedError",
