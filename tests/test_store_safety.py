@@ -72,6 +72,17 @@ def test_overwrite_never_deletes_the_input(ludb_npz, tmp_path, capsys):
     assert inside.read_bytes() == before
 
 
+def test_is_store_only_for_a_store(ludb_npz, tmp_path):
+    plain = tmp_path / "plain.npy"
+    np.save(plain, np.arange(3))  # was: a TypeError from is_store
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    assert not any(is_store(tmp_path / name) for name in ("plain.npy", "empty", "table.csv", "missing.npz"))
+    assert not is_store(ludb_npz)  # an .npz, but an input
+    embed_to_store(ludb_npz, tmp_path / "s.npz", model="random", limit=1)
+    assert is_store(tmp_path / "s.npz")
+
+
 def test_overwrite_refuses_a_file_that_is_not_a_store(ludb_npz, tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     notes.write_text("record_id,comment\n1,keep me\n")
