@@ -63,14 +63,45 @@ __all__ = [
 DEFAULT_MEMO_BYTES = 512 * 2**20
 
 
-class _LRUMemo:
-    """Least-recently-used mapping whose total ``nbytes`` stays under a bound."""
+class _BoundedLRU:
+    """Least-recently-used mapping whose total size (``_size`` of each item) stays under a bound."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(key, value) -> int:
+        raise NotImplementedError
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        with self._lock:
+            self.max_bytes = int(max_bytes)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop least recently used items beyond the bound (the lock is held)."""
+        while self._bytes > self.max_bytes:
+            key, dropped = self._items.popitem(last=False)
+            self._bytes -= self._size(key, dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _LRUMemo(_BoundedLRU):
+    """Embeddings by ``(context, record key)``; their total ``nbytes`` stays under a bound."""
+
+    @staticmethod
+    def _size(key, value) -> int:
+        return value.nbytes
 
     def get(self, key):
         with self._lock:
@@ -89,25 +120,6 @@ class _LRUMemo:
             self._items[key] = value
             self._bytes += value.nbytes
             self._evict()
-
-    def set_max_bytes(self, max_bytes: int) -> None:
-        with self._lock:
-            self.max_bytes = int(max_bytes)
-            self._evict()
-
-    def _evict(self) -> None:
-        """Drop least recently used items beyond the bound (the lock is held)."""
-        while self._bytes > self.max_bytes:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= dropped.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 _MEMO = _LRUMemo(DEFAULT_MEMO_BYTES)
@@ -179,7 +191,7 @@ def context_key(**facts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class _KeyMemo:
+class _KeyMemo(_BoundedLRU):
     """Record keys already computed, reused only after an exact content check.
 
     A grid search hands the embedder a fresh copy of the same rows for every
@@ -193,11 +205,10 @@ class _KeyMemo:
     then hashed again: slower, never wrong).
     """
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict = OrderedDict()  # sketch -> list of (bytes, key)
-        self._bytes = 0
-        self._lock = threading.Lock()
+    # Items: sketch -> list of (record bytes, key).
+    @staticmethod
+    def _size(sketch, entries) -> int:
+        return sum(len(data) + len(sketch) for data, _ in entries)
 
     def get(self, sketch: bytes, data: bytes) -> str | None:
         with self._lock:
@@ -219,22 +230,6 @@ class _KeyMemo:
             self._items.move_to_end(sketch)
             self._bytes += size
             self._evict()
-
-    def set_max_bytes(self, max_bytes: int) -> None:
-        with self._lock:
-            self.max_bytes = int(max_bytes)
-            self._evict()
-
-    def _evict(self) -> None:
-        """Drop least recently used records beyond the bound (the lock is held)."""
-        while self._bytes > self.max_bytes:
-            dropped_sketch, dropped = self._items.popitem(last=False)
-            self._bytes -= sum(len(d) + len(dropped_sketch) for d, _ in dropped)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
 
 
 # 256 MiB holds the samples of ~5,000 records of 12 leads x 10 s at 100 Hz.
