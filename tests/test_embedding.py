@@ -292,7 +292,7 @@ def test_cache_misses_when_model_version_or_settings_change(
     LayerwiseEmbedder(model=TINY, memory=memory, precision="bfloat16").fit_transform(flat[:2])
     assert sum(count_forward) == 8
     # a new ecgsoup version misses as well
-    monkeypatch.setattr(ecgsoup, "__version__", "999.0")
+    monkeypatch.setattr(ecgsoup._version, "__version__", "999.0")
     new_version = LayerwiseEmbedder(model=TINY, memory=memory).fit_transform(flat[:2])
     np.testing.assert_array_equal(new_version, base)
     assert sum(count_forward) == 10
