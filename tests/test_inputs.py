@@ -213,7 +213,7 @@ def test_npz_input_is_read_record_by_record_with_the_same_numbers(tmp_path, ludb
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
 def test_npz_reader_lists_members_and_reads_every_record_at_once(tmp_path, ludb, save):
-    from ecgsoup.io import NpzRows, id_list, npz_members, open_npz
+    from ecgsoup.io import NpzRows, ids_list, npz_members, open_npz, read_npz
 
     path = tmp_path / "in.npz"
     x = np.asarray(ludb["x"][:4])
@@ -223,9 +223,14 @@ def test_npz_reader_lists_members_and_reads_every_record_at_once(tmp_path, ludb,
     arrays = open_npz(path)
     assert isinstance(arrays["x"], NpzRows) and len(arrays["x"]) == 4
     np.testing.assert_array_equal(np.asarray(arrays["x"]), x)
-    assert id_list(arrays["record_id"]) == [int(i) for i in ludb["record_id"][:4]]
+    assert ids_list(arrays["record_id"]) == [int(i) for i in ludb["record_id"][:4]]
     with pytest.raises(ValueError, match="cannot read the .npz"):
         npz_members(tmp_path / "missing.npz")
+    assert set(read_npz(path, names=("fs",))) == {"fs"}
+    np.testing.assert_array_equal(read_npz(path)["x"], x)
+    np.save(tmp_path / "plain.npy", x)
+    with pytest.raises(ValueError, match="not an .npz"):
+        read_npz(tmp_path / "plain.npy")
 
 
 def test_npz_input_with_object_arrays_is_refused(tmp_path, ludb):

@@ -282,9 +282,11 @@ def test_default_block_loses_at_most_about_a_minute():
 
 
 def _ecgsoup_imports(module: str) -> list[tuple[str, str]]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """The ecgsoup imports of a module, or of every module of a package."""
+    folder = PACKAGE / module
+    files = sorted(folder.rglob("*.py")) if folder.is_dir() else [PACKAGE / f"{module}.py"]
     found = []
-    for node in ast.walk(tree):
+    for node in (node for file in files for node in ast.walk(ast.parse(file.read_text()))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecgsoup"):
             found += [(node.module, alias.name) for alias in node.names]
         elif isinstance(node, ast.Import):

@@ -22,9 +22,9 @@ refuses NaN with the record's index.
 from ecgsoup.io import hospital
 from ecgsoup.io.arrays import from_array
 from ecgsoup.io.folders import read_challenge, read_dataset, read_records
-from ecgsoup.io.ids import check_ids, id_list
+from ecgsoup.io.ids import check_ids, ids_list
 from ecgsoup.io.listing import RecordList, RecordSource, list_records
-from ecgsoup.io.npz import NpzRows, npz_members, open_npz
+from ecgsoup.io.npz import NpzRows, npz_members, open_npz, read_npz
 from ecgsoup.io.ptbxl import read_ptbxl
 from ecgsoup.io.records import ECGDataset, ECGRecord, RecordError
 from ecgsoup.io.sample import load_sample
@@ -45,9 +45,10 @@ __all__ = [
     "from_array",
     "load_sample",
     "check_ids",
-    "id_list",
+    "ids_list",
     "open_npz",
     "npz_members",
+    "read_npz",
     "NpzRows",
     "hospital",
 ]

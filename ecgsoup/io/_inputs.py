@@ -15,8 +15,10 @@ from ecgsoup.signal import derive_limb_leads, lead_indices
 
 __all__ = ["list_inputs", "input_ids", "read_input", "derive_missing_leads", "select_leads"]
 
+# Extensions of hospital exports: such a file is listed even when its content is not
 # recognised, so that a damaged export is reported instead of silently left out.
 HOSPITAL_SUFFIXES = {".dcm", ".dicom", ".xml", ".scp", ".edf", ".bdf"}
+# Files that sit beside records (tables, notes, outputs) and are never sniffed as one.
 NOT_RECORDS = {".npz", ".npy", ".csv", ".tsv", ".json", ".md", ".txt", ".py", ".png", ".pdf", ".lock", ".zip"}
 
 

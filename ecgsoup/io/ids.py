@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-__all__ = ["check_ids", "id_list"]
+__all__ = ["check_ids", "ids_list"]
 
 
 def check_ids(values, where: str, numeric_text=True) -> list:
@@ -49,7 +49,7 @@ def check_ids(values, where: str, numeric_text=True) -> list:
     return ids
 
 
-def id_list(array) -> list:
+def ids_list(array) -> list:
     """Stored record ids (a numpy array) as a list of Python ``int`` (integer ids) or ``str`` (any other)."""
     array = np.asarray(array)
     if array.dtype.kind in "iu":

@@ -14,7 +14,7 @@ import numpy as np
 
 from ecgsoup.io._inputs import derive_missing_leads, input_ids, list_inputs, read_input
 from ecgsoup.io._units import FS_RANGE, TO_MV
-from ecgsoup.io.ids import check_ids, id_list
+from ecgsoup.io.ids import check_ids, ids_list
 from ecgsoup.io.npz import open_npz
 from ecgsoup.io.ptbxl import PTBXL_RATES, is_ptbxl_root, ptbxl_table, record_below_root
 from ecgsoup.io.records import ECGRecord
@@ -229,7 +229,7 @@ def _list_npz(path: Path, sampling_rate) -> RecordList:
     if len(ids) != len(x) or np.ndim(data[ids_key] if ids_key else ids) != 1:
         raise ValueError(f"{path}: '{ids_key}' must hold {len(x)} distinct identifiers, one per record.")
     if ids_key:
-        ids = id_list(check_ids(ids, f"{path}: '{ids_key}'", numeric_text=False))
+        ids = ids_list(check_ids(ids, f"{path}: '{ids_key}'", numeric_text=False))
     units = str(data["units"]) if "units" in data else "mV"  # irrelevant to the model: windows are z-scored
     rate = fs if fs is not None else float(sampling_rate)
     return RecordList(RecordSource("npz", str(path.resolve()), rate, lead_names, units), list(range(len(x))), ids)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ecgsoup.signal import MAX_RECORD_VALUES
 
-__all__ = ["open_npz", "npz_members", "NpzRows"]
+__all__ = ["open_npz", "npz_members", "read_npz", "NpzRows"]
 
 _NPZ_CACHE: OrderedDict = OrderedDict()
 _NPZ_LOCK = threading.Lock()
@@ -97,6 +97,27 @@ def npz_members(path) -> dict:
         return {name: (tuple(shape), dtype) for name, (shape, _, dtype, _, _) in headers.items()}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: cannot read the .npz ({type(exc).__name__}: {exc}).") from None
+
+
+def read_npz(path, names=None) -> dict:
+    """The members ``names`` (all when ``None``) of an ``.npz`` written by ecgsoup, each loaded whole.
+
+    For files the package writes itself (an embedding store), which are read
+    whole and rewritten; members not asked for stay unread.  Inputs, which may
+    hold more records than fit in memory, are read with :func:`open_npz`.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not an ``.npz`` (a plain ``.npy`` included) or
+        that holds Python objects.  ``OSError`` and ``EOFError`` from reading
+        the file propagate.
+    """
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy loads as one array
+        raise ValueError(f"{path} is not an .npz file")
+    with data:
+        return {key: data[key] for key in data.files if names is None or key in names}
 
 
 def _load_npz(path: str, rows: tuple) -> dict:
