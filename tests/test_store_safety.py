@@ -301,7 +301,7 @@ def test_default_chunk_loses_at_most_about_a_minute():
 
 def _sources(module: str) -> list[Path]:
     folder = PACKAGE / module
-    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{module}.py"]
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [PACKAGE / f"{module}.py"]
 
 
 def _ecgsoup_imports(module: str, top_level: bool = False) -> list[tuple[str, str]]:

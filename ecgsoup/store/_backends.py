@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgsoup._files import atomic_path
+from ecgsoup.io import ids_list, read_npz
 from ecgsoup.store._errors import StoreError
 from ecgsoup.store._schema import (
     NOTE_COLUMNS,
@@ -26,7 +27,6 @@ from ecgsoup.store._schema import (
     STORE_FORMAT,
     STORE_FORMAT_VERSION,
     ids_array,
-    ids_list,
 )
 
 __all__ = ["ZarrBackend", "NpzBackend", "open_backend", "store_kind", "is_store", "read_notes"]
@@ -46,23 +46,11 @@ def is_store(path) -> bool:
         return meta.get("attributes", {}).get("format") == STORE_FORMAT
     if path.is_file():  # an .npz store, whatever its name (format="npz")
         try:
-            attrs = _read_npz(path, names=("attrs",)).get("attrs")
+            attrs = read_npz(path, names=("attrs",)).get("attrs")
         except (OSError, ValueError, EOFError):
             return False
         return attrs is not None and json.loads(str(attrs)).get("format") == STORE_FORMAT
     return False
-
-
-def _read_npz(path, names=None) -> dict:
-    """The arrays ``names`` (all when ``None``) of an ``.npz`` file; members not asked for stay unread.
-
-    Raises ``ValueError`` for a file that is not an ``.npz`` (a plain ``.npy`` included).
-    """
-    data = np.load(path, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy loads as one array
-        raise ValueError(f"{path} is not an .npz file")
-    with data:
-        return {key: data[key] for key in data.files if names is None or key in names}
 
 
 def store_kind(path: Path, requested: str | None = None) -> str:
@@ -245,7 +233,7 @@ class NpzBackend:
         self._flushed_at = 0.0
         if path.exists():
             try:
-                self.arrays = _read_npz(path)
+                self.arrays = read_npz(path)
                 self._attrs = json.loads(str(self.arrays.pop("attrs")))
             except (OSError, ValueError, EOFError, KeyError) as exc:
                 raise StoreError(f"{path} is not an ecgsoup embedding store ({type(exc).__name__}: {exc}).") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgsoup.io import ids_list
 from ecgsoup.store._backends import is_store, open_backend, read_notes, store_kind
 from ecgsoup.store._chunk import embed_chunk, plan_chunks
 from ecgsoup.store._embedders import fitted_embedder
@@ -30,7 +31,6 @@ from ecgsoup.store._schema import (
     STORE_FORMAT,
     STORE_FORMAT_VERSION,
     ids_array,
-    ids_list,
     jsonable,
 )
 from ecgsoup.store._verify import check_store, repair_store, resume_ids

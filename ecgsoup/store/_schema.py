@@ -43,14 +43,6 @@ def ids_array(record_ids) -> np.ndarray:
     return np.asarray([str(r) for r in record_ids], dtype=str)
 
 
-def ids_list(array) -> list:
-    """Stored record ids as Python ``int`` or ``str``."""
-    array = np.asarray(array)
-    if array.dtype.kind in "iu":
-        return [int(v) for v in array]
-    return [str(v) for v in array]
-
-
 def jsonable(value):
     """JSON round trip (tuples -> lists, numpy scalars -> numbers), as attrs are stored."""
     return json.loads(json.dumps(value, default=_json_default))

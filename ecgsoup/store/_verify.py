@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgsoup.io import ids_list
 from ecgsoup.store._schema import (
     DONE,
     FAILED,
@@ -50,7 +51,6 @@ from ecgsoup.store._schema import (
     PENDING,
     ROW_ARRAYS,
     ids_array,
-    ids_list,
 )
 
 __all__ = ["StoreCheck", "check_store", "repair_store", "describe_rows", "resume_ids"]
