@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 
 from .._base import Converted
-from .._checkpoint import WeightsError, fold_weight_norm, map_keys, read_checkpoint, short_list, unwrap
+from .._checkpoint import (
+    WeightsError,
+    fold_weight_norm,
+    map_keys,
+    read_checkpoint,
+    short_list,
+    unwrap,
+)
 from .model import HubertECGConfig
 
 __all__ = ["convert", "KEY_MAP", "IGNORED"]

@@ -131,7 +131,7 @@ class HubertECGConfig:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HubertECGConfig":
+    def from_dict(cls, data: dict) -> HubertECGConfig:
         return cls(**data)
 
 
@@ -234,7 +234,7 @@ class HubertECG(Backbone):
                 tensor.fill_(1.0 if is_norm_scale else 0.0)
 
     @torch.no_grad()
-    def init_weights(self, generator: torch.Generator) -> "HubertECG":
+    def init_weights(self, generator: torch.Generator) -> HubertECG:
         """Draw random weights from ``generator`` (torch's global generator is not used).
 
         Linear and convolution weights are normal with standard deviation
