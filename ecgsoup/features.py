@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ecgsoup._sklearn_compat import Interval, StrOptions, check_feature_names_in
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
-from ecgsoup.signal import as_time_major, resample
+from ecgsoup.signal import UNIT_TO_MV, as_time_major, resample
 
 __all__ = ["ECGFeatures", "FEATURE_NAMES", "RHYTHM_LEAD_ORDER"]
 
@@ -34,7 +34,7 @@ FEATURE_NAMES = (
 #: R peaks are detected on the first lead of this list that the input has and that is not flat.
 RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V6", "V4", "aVF", "III", "V3", "V2", "V1", "aVL", "aVR")
 
-_UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3, "normalized": None, None: None}
+_UNIT_TO_MV = {**UNIT_TO_MV, "normalized": None, None: None}
 _MIN_BEATS = 3
 _AMPLITUDE_HALF_WINDOW_S = 0.06  # QRS amplitude: peak-to-peak within R +- 60 ms
 _AXIS_HALF_WINDOW_S = 0.05  # QRS area when the delineation found no QRS bounds: R +- 50 ms

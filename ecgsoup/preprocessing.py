@@ -24,6 +24,7 @@ from ecgsoup.backbones.stmem import EncoderConfig
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
 from ecgsoup.recipes import record_recipe, resample_recipe
 from ecgsoup.signal import (
+    UNIT_TO_MV,
     as_time_major,
     check_finite,
     check_not_ragged,
@@ -47,7 +48,9 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
     """Reorder leads by name, resample and size ECGs for an ecgsoup model.
 
     Stateless: ``fit`` learns nothing from the data; it checks the parameters
-    and the input's shape and records the resulting geometry.  No z-scoring
+    and the input's shape and records the resulting geometry.  Amplitudes are
+    read as mV (the unit ``ecgsoup.io`` reads records in) and converted to the
+    unit of the model's contract (``contract_.units``).  No z-scoring
     is done here - the embedder standardises every model window itself.
 
     Parameters
@@ -320,6 +323,10 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         check_finite(X3, lead_names=data_leads)
         config = self.contract_
         x = X3[:, :, self.lead_indices_]
+        # Input is in mV (as ecgsoup.io reads records); the model sees its contract's unit.
+        to_units = UNIT_TO_MV["mV"] / UNIT_TO_MV[config.units]
+        if to_units != 1.0:
+            x = x * to_units
         if config.recipe == "resample@1":
             x = resample_recipe(x, float(self.sampling_rate), config, bandpass=self.bandpass_ or False)
         else:
