@@ -11,8 +11,9 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ecgsoup._sklearn_compat import Interval, check_feature_names_in
 
 __all__ = ["BlockScaler"]
 
@@ -96,7 +97,5 @@ class BlockScaler(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         """The input column names, unchanged."""
-        from sklearn.utils.validation import _check_feature_names_in
-
         check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)
+        return check_feature_names_in(self, input_features)

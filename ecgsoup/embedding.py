@@ -12,46 +12,32 @@ backbone pass.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import json
 import os
-import threading
-from collections import OrderedDict
 from numbers import Integral
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ecgsoup.cache import EmbeddingCache, caching_enabled, context_key, record_keys
-from ecgsoup.hardware import warn_if_bf16_emulated
+from ecgsoup._data_shaped import pads_batches
+from ecgsoup._model_cache import bfloat16_copy, config_dict, resolve_model
+from ecgsoup._sklearn_compat import HasMethods, Interval, StrOptions, check_feature_names_in
 from ecgsoup.backbones import Backbone
-from ecgsoup.backbones._registry import load_backbone, parse_model
-from ecgsoup.backbones.stmem import (
-    get_config,
-    model_fingerprint,
-    random_model,
-)
-from ecgsoup.backbones.stmem.config import EncoderConfig
+from ecgsoup.cache import EmbeddingCache, caching_enabled, context_key, record_keys
+from ecgsoup.hardware import check_device, warn_if_bf16_emulated
 from ecgsoup.layers import LayerSpec, resolve_layers
 from ecgsoup.recipes import apply_window_norm, window_transform
-from ecgsoup.signal import ZSCORE_EPS
+from ecgsoup.signal import ZSCORE_EPS, check_finite, window_starts
 
 __all__ = ["LayerwiseEmbedder"]
 
-RANDOM_MODEL = "random"
-RANDOM_SEED = 0
-_RANDOM_BASE_CONFIG = "ecgsoup-100hz-tiny"
-# Bumped whenever the numbers an embedder returns for the same model and
-# record change (windowing, pooling, normalisation); part of every cache key.
+# Version of the numbers an embedder returns for a model and record (windowing,
+# pooling, normalisation); part of every cache key, so that a change to any of
+# them misses the cache instead of returning stale embeddings.
 _EMBEDDING_FORMAT = 2
-_PAD_BELOW_TOKENS = 32
 
 
 class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
@@ -103,9 +89,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     batch_size : int, default=16
         Windows per forward pass.  Memory grows with the batch, not with
         the number of records.  Does not change the result.  On a 2-core
-        CPU, 4 to 16 windows per pass were fastest for the tiny and base
-        models in float32 and bfloat16; 64 was 10 to 25 % slower (its
-        activations no longer fit in the processor's cache).
+        CPU, 4 to 16 windows per pass are fastest for the tiny and base
+        models in float32 and bfloat16; 64 is 10 to 25 % slower (its
+        activations do not fit in the processor's cache).
     device : str, default="cpu"
         Where the encoder runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : {"float32", "bfloat16"}, default="float32"
@@ -260,7 +246,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         -------
         self : LayerwiseEmbedder
         """
-        records = self._fit(X)
+        records = self._load_model_and_validate(X)
         if self.fusion is not None:
             self._fit_fusion(self._embed(records), y)
         return self
@@ -282,7 +268,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         """
         # With a cache, only records not found in it are checked for NaN/inf
         # (in _pooled_records): a cached record was checked when it was embedded.
-        E = self._embed(self._fit(X, check_finite=not self._caching()))
+        E = self._embed(self._load_model_and_validate(X, refuse_nonfinite=not self._caching()))
         if self.fusion is None:
             return E
         return self._fit_fusion(E, y, transform=True)
@@ -334,16 +320,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        if input_features is not None:
-            input_features = np.asarray(input_features, dtype=object)
-            known = getattr(self, "feature_names_in_", None)
-            if known is not None and not np.array_equal(input_features, known):
-                raise ValueError("input_features is not equal to feature_names_in_.")
-            if len(input_features) != self.n_features_in_:
-                raise ValueError(
-                    f"input_features has {len(input_features)} names but the embedder was "
-                    f"fitted on {self.n_features_in_} features."
-                )
+        check_feature_names_in(self, input_features)
         if self.fusion_ is not None:
             return self.fusion_.get_feature_names_out()
         return self.layer_spec_.feature_names()
@@ -357,12 +334,12 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return tags
 
     # -- fitting ----------------------------------------------------------------------
-    def _fit(self, X, check_finite: bool = True) -> np.ndarray:
+    def _load_model_and_validate(self, X, refuse_nonfinite: bool = True) -> np.ndarray:
         self._validate_params()
-        device = _check_device(self.device)
+        device = check_device(self.device)
         warn_if_bf16_emulated(self.precision, device, "LayerwiseEmbedder")
-        X = self._validate_input(X, reset=True, check_finite=check_finite)
-        backbone, fingerprint = _resolve_model(self.model, device, X.shape)
+        X = self._validate_input(X, reset=True, refuse_nonfinite=refuse_nonfinite)
+        backbone, fingerprint = resolve_model(self.model, device, X.shape)
         contract = backbone.contract
         self.model_ = backbone
         self.contract_ = contract
@@ -405,7 +382,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         return None
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
-        checked = self._validate_input(X, reset=reset, check_finite=not self._caching())
+        checked = self._validate_input(X, reset=reset, refuse_nonfinite=not self._caching())
         return self._as_records(checked)
 
     def _memory(self):
@@ -417,7 +394,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _caching(self) -> bool:
         return caching_enabled(self._memory())
 
-    def _validate_input(self, X, reset: bool, check_finite: bool = True) -> np.ndarray:
+    def _validate_input(self, X, reset: bool, refuse_nonfinite: bool = True) -> np.ndarray:
         from ecgsoup.signal import check_not_ragged
 
         check_not_ragged(X)
@@ -436,8 +413,8 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             )
         if X.ndim == 3 and X.shape[2] == 0:
             raise ValueError(f"X has shape {X.shape}: records with 0 samples cannot be embedded.")
-        if check_finite:
-            _check_finite(X)
+        if refuse_nonfinite:
+            check_finite(X)
         return X
 
     def _as_records(self, X: np.ndarray) -> np.ndarray:
@@ -515,7 +492,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         if first:
             misses = np.fromiter(first.values(), dtype=np.intp, count=len(first))
             missing = X[misses]
-            _check_finite(missing, positions=misses)  # hits were checked when first embedded
+            check_finite(missing, positions=misses)  # hits were checked when first embedded
             by_key = dict(zip(first, self._forward_records(missing)))
             cache.put_many(by_key)
             for position, key in enumerate(keys):
@@ -531,7 +508,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         # another contract give other numbers.
         backbone = self.model_
         config = json.dumps(
-            {"family": backbone.family, "arch": _config_dict(backbone.config),
+            {"family": backbone.family, "arch": config_dict(backbone.config),
              "contract": self.contract_.to_dict()},
             sort_keys=True, default=str,
         )
@@ -547,7 +524,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         """
         contract = self.contract_
         window = contract.window
-        starts = _window_starts(X.shape[2], window, self.window_stride_)
+        starts = window_starts(X.shape[2], window, self.window_stride_)
         n_windows = len(starts)
         total = X.shape[0] * n_windows
         shape = (X.shape[0], self._full_spec.n_features)
@@ -562,15 +539,9 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         encoder = self._forward_model()
         dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
         transform = window_transform(contract.window_transform)
-        # With very short token sequences (toy ST-MEM shapes, not real ECG
-        # models) the matrix products are so small that BLAS picks its kernel
-        # by row count, and a record's numbers would depend on how many windows
-        # share its batch (~1e-6).  Padding every batch to `batch_size` windows
-        # keeps them identical at negligible cost there.  Real models (12 leads
-        # x 22 tokens and more) are batch-size invariant without it.
-        pad_batches = False
-        if isinstance(self.config_, EncoderConfig):
-            pad_batches = self.config_.n_leads * (self.config_.n_patches + 2) <= _PAD_BELOW_TOKENS
+        # Toy shapes (the data-shaped random model) need every batch padded to
+        # `batch_size` windows for batch-size invariant numbers; see pads_batches.
+        pad_batches = pads_batches(self.config_)
         from tqdm.auto import tqdm
 
         batches = range(0, total, self.batch_size)
@@ -604,13 +575,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
         """The module the forward pass runs: ``model_``, or its cached bfloat16 copy."""
         if self.precision != "bfloat16":
             return self.model_
-        return _bfloat16_copy(self.model_, self.fingerprint_)
-
-
-def _config_dict(config) -> dict:
-    if hasattr(config, "to_dict"):
-        return config.to_dict()
-    return dataclasses.asdict(config)
+        return bfloat16_copy(self.model_, self.fingerprint_)
 
 
 @functools.lru_cache(maxsize=64)
@@ -627,230 +592,11 @@ def _context_of(
         ecgsoup=version,
         embedding_format=_EMBEDDING_FORMAT,
         precision=precision,
-        # bfloat16 numbers changed when bf16 weights replaced autocast: this
-        # keeps them apart from autocast-era cache entries while float32
-        # keys (and caches) stay as they were.
+        # bfloat16 runs a bfloat16 copy of the weights, whose numbers differ
+        # from bfloat16 autocast; the mode is part of the key so that entries
+        # written under autocast are never returned (float32 keys carry no mode).
         **({"bfloat16_mode": "weights"} if precision == "bfloat16" else {}),
         window=window,
         stride=stride,
         zscore_eps=ZSCORE_EPS,
-    )
-
-
-# -- helpers --------------------------------------------------------------------------
-def _window_starts(length: int, window: int, stride: int) -> np.ndarray:
-    """Window starts every ``stride`` samples, plus one flush with the end if needed."""
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    return np.asarray(starts, dtype=int)
-
-
-def _check_finite(X: np.ndarray, positions: np.ndarray | None = None) -> None:
-    """Refuse NaN/inf, naming the records; ``positions``: their indices in the caller's X."""
-    # A boolean temporary the size of X would add a quarter of the input's
-    # memory; checking a few MiB of records at a time keeps it constant.
-    step = max(1, (8 * 2**20) // max(1, X[:1].size))
-    for start in range(0, X.shape[0], step):
-        if not np.isfinite(X[start : start + step]).all():
-            break
-    else:
-        return
-    # Something is wrong: now locate it, record by record (no full-size temporaries).
-    bad = np.array(
-        [np.count_nonzero(~np.isfinite(record)) for record in X[start:]], dtype=np.int64
-    )
-    records = start + np.flatnonzero(bad)
-    if positions is not None:
-        # Only the records not found in the cache were checked (a record present
-        # twice, once): name them by their index in the caller's X.
-        records = positions[records]
-    shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
-    raise ValueError(
-        f"X contains {int(bad.sum())} NaN or infinite (inf) values, in records {shown}. "
-        "Interpolate or drop those records first; ecgsoup does not fill gaps silently."
-    )
-
-
-def _check_device(device: str) -> torch.device:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device name ('cpu', 'cuda', 'cuda:1', 'mps')."
-        ) from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available (this torch build: {torch.__version__}, "
-            "no usable GPU). Use device='cpu', or install a CUDA build of torch on a GPU machine."
-        )
-    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
-    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= count:
-        raise ValueError(f"device={device!r} but only {count} CUDA device(s) exist.")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"device={device!r} but MPS is not available on this machine. Use device='cpu'."
-        )
-    return parsed
-
-
-# Loaded encoders, shared within the process: GridSearchCV clones the embedder
-# for every candidate and fold, and reloading (and re-hashing) the weights each
-# time would cost more than the cached embeddings save.  Keyed on the source
-# and the files' size and modification time, so a rewritten file is reloaded.
-# The bfloat16 copies live here too (keyed on the weights' fingerprint), so the
-# bound is 4 models in both precisions.
-_MODEL_CACHE: OrderedDict = OrderedDict()
-_MODEL_CACHE_SIZE = 8
-_MODEL_LOCK = threading.Lock()
-
-
-def _resolve_model(model, device: torch.device, shape) -> tuple[Backbone, str]:
-    """The backbone for the ``model`` parameter on ``device``, and its fingerprint."""
-    if isinstance(model, Backbone):
-        encoder = model
-        if encoder.training or _device_of(encoder) != device:
-            encoder = copy.deepcopy(encoder)  # never modify the user's parameter
-            encoder = encoder.to(device).eval()
-        # Hash the tensors themselves: metadata may predate in-place edits.
-        return encoder, _tensor_fingerprint(encoder)
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(
-            f"model must be a name, a path, '<family>:<path>' or a Backbone module, got {type(model).__name__}."
-        )
-    name = os.fspath(model)
-    if name == RANDOM_MODEL:
-        config = _random_config(name, shape)
-        key = ("random", repr(sorted(config.to_dict().items())), RANDOM_SEED, str(device))
-
-        def load():
-            encoder = random_model(config, seed=RANDOM_SEED)
-            return encoder.to(device), model_fingerprint(encoder)
-
-        return _cached_model(key, load)
-    ref = parse_model(name)  # raises a clear error for anything unknown
-    if ref.kind == "random":
-        key = ("random", name, RANDOM_SEED, str(device))
-
-        def load():
-            try:
-                encoder = load_backbone(name)
-            except ValueError as exc:
-                raise ValueError(f"model={name!r}: {exc}") from None
-            return encoder.to(device), model_fingerprint(encoder)
-
-        return _cached_model(key, load)
-    path = ref.path
-    key = ("path", name, str(path.resolve()), _files_signature(path), str(device))
-
-    def load():
-        encoder = load_backbone(name)  # raises WeightsError
-        return encoder.to(device).eval(), model_fingerprint(encoder)
-
-    return _cached_model(key, load)
-
-
-def _cached_model(key, load) -> tuple[Backbone, str]:
-    with _MODEL_LOCK:
-        if key in _MODEL_CACHE:
-            _MODEL_CACHE.move_to_end(key)
-            return _MODEL_CACHE[key]
-    value = load()
-    with _MODEL_LOCK:
-        _MODEL_CACHE[key] = value
-        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-            _MODEL_CACHE.popitem(last=False)
-    return value
-
-
-def _bfloat16_copy(encoder: Backbone, fingerprint: str) -> Backbone:
-    """A bfloat16 copy of ``encoder`` (cached per weights and device; ``encoder`` untouched).
-
-    Cheaper than autocast, which casts every weight again on every call.
-    Keyed on the fingerprint of the weights (recomputed at every ``fit`` for
-    encoder objects), so an encoder edited in place and refitted gets a new copy.
-    """
-    device = _device_of(encoder)
-    config = repr(sorted(_config_dict(encoder.config).items()))
-    key = ("bfloat16", fingerprint, config, str(device))
-
-    def load():
-        copied = copy.deepcopy(encoder).to(torch.bfloat16).eval()
-        if _mixed_layer_norm_works(device):
-            # bf16 input with float32 weight and bias: torch normalises in
-            # float32 internally and skips the rounding of the LayerNorm
-            # parameters, at no cost in speed.
-            for module in copied.modules():
-                if isinstance(module, torch.nn.LayerNorm):
-                    module.float()
-        return copied, fingerprint
-
-    return _cached_model(key, load)[0]
-
-
-_MIXED_LAYER_NORM: dict = {}
-
-
-def _mixed_layer_norm_works(device: torch.device) -> bool:
-    """Whether ``layer_norm`` takes bfloat16 input with float32 weights on ``device``."""
-    if device.type not in _MIXED_LAYER_NORM:
-        x = torch.ones(2, 4, dtype=torch.bfloat16, device=device)
-        weight = torch.ones(4, device=device)
-        try:
-            ok = F.layer_norm(x, (4,), weight, torch.zeros_like(weight)).dtype == torch.bfloat16
-        except RuntimeError:
-            ok = False
-        _MIXED_LAYER_NORM[device.type] = ok
-    return _MIXED_LAYER_NORM[device.type]
-
-
-def _files_signature(path: Path) -> tuple:
-    """(name, size, mtime) of the files a load would read; empty if missing."""
-    if not path.exists():
-        return ()
-    if path.is_file() and path.suffix not in (".pth", ".pt", ".ckpt"):
-        path = path.parent
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-
-
-def _device_of(encoder: Backbone) -> torch.device:
-    return next(encoder.parameters()).device
-
-
-def _tensor_fingerprint(encoder: Backbone) -> str:
-    # model_fingerprint trusts metadata["sha256"]; hide it to hash the tensors.
-    probe = copy.copy(encoder)
-    probe.metadata = {}
-    return model_fingerprint(probe)
-
-
-def _random_config(name: str, shape) -> EncoderConfig:
-    """Configuration of a ``"random"`` / ``"random:<config>"`` model for input of ``shape``."""
-    if name != RANDOM_MODEL:
-        config_name = name.partition(":")[2]
-        try:
-            return get_config(config_name)
-        except ValueError as exc:
-            raise ValueError(f"model={name!r}: {exc}") from None
-    base = get_config(_RANDOM_BASE_CONFIG)
-    if len(shape) == 3:
-        leads, length = shape[1], shape[2]
-    elif shape[1] % base.n_leads == 0 and shape[1] // base.n_leads >= base.n_samples:
-        leads, length = base.n_leads, shape[1] // base.n_leads
-    else:
-        leads, length = 1, shape[1]
-    if leads == base.n_leads and length >= base.n_samples:
-        return base
-    window = min(length, base.n_samples)
-    patch = max(d for d in range(1, min(window, base.patch_size) + 1) if window % d == 0)
-    if leads <= base.n_leads:
-        lead_names = base.lead_names[:leads]
-    else:
-        lead_names = tuple(f"ch{i}" for i in range(leads))
-    return base.replace(
-        name=f"random-shaped-{leads}x{window}-patch{patch}",
-        n_samples=window,
-        patch_size=patch,
-        lead_names=lead_names,
     )

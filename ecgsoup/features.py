@@ -17,11 +17,11 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ecgsoup._sklearn_compat import Interval, StrOptions, check_feature_names_in
 from ecgsoup.leads import canonical_lead_name, canonical_lead_names
-from ecgsoup.signal import as_time_major, resample
+from ecgsoup.signal import UNIT_TO_MV, as_time_major, resample
 
 __all__ = ["ECGFeatures", "FEATURE_NAMES", "RHYTHM_LEAD_ORDER"]
 
@@ -34,7 +34,7 @@ FEATURE_NAMES = (
 #: R peaks are detected on the first lead of this list that the input has and that is not flat.
 RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V6", "V4", "aVF", "III", "V3", "V2", "V1", "aVL", "aVR")
 
-_UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3, "normalized": None, None: None}
+_UNIT_TO_MV = {**UNIT_TO_MV, "normalized": None, None: None}
 _MIN_BEATS = 3
 _AMPLITUDE_HALF_WINDOW_S = 0.06  # QRS amplitude: peak-to-peak within R +- 60 ms
 _AXIS_HALF_WINDOW_S = 0.05  # QRS area when the delineation found no QRS bounds: R +- 50 ms
@@ -275,7 +275,7 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
         -------
         self : ECGFeatures
         """
-        self._fit(X)
+        self._fit_and_extract(X)
         return self
 
     def fit_transform(self, X, y=None):
@@ -293,9 +293,9 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
         X_out : ndarray of shape (n_records, n_features_out), float64
             NaN where a step failed.
         """
-        return self._fit(X)
+        return self._fit_and_extract(X)
 
-    def _fit(self, X) -> np.ndarray:
+    def _fit_and_extract(self, X) -> np.ndarray:
         self._validate_params()
         if self.sampling_rate is None:
             raise ValueError(_RATE_HELP)
@@ -355,16 +355,7 @@ class ECGFeatures(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str
         """
         check_is_fitted(self)
-        if input_features is not None:
-            input_features = np.asarray(input_features, dtype=object)
-            names_in = getattr(self, "feature_names_in_", None)
-            if names_in is not None and not np.array_equal(names_in, input_features):
-                raise ValueError("input_features is not equal to feature_names_in_")
-            if len(input_features) != self.n_features_in_:
-                raise ValueError(
-                    "input_features should have length equal to number of features "
-                    f"({self.n_features_in_}), got {len(input_features)}"
-                )
+        check_feature_names_in(self, input_features)
         names = list(FEATURE_NAMES)
         if self.amplitude_factor_ is not None:
             names += [f"qrs_amp_{lead}_mV" for lead in self.lead_names_]

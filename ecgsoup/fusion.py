@@ -28,104 +28,21 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ecgsoup.layers import LayerSpec, resolve_layers
+from ecgsoup._fusion_base import SPEC_CONSTRAINT, fusion_names, same_stream, spec_for
+from ecgsoup._sklearn_compat import Interval, check_feature_names_in
+from ecgsoup.layers import resolve_layers
 
 __all__ = ["LayerSelector", "PPA"]
-
-_LAYER_NAMES = {"all", "blocks", "last", "middle"}
-
-
-# -- helpers shared with ecgsoup.pma -----------------------------------------------------
-def _spec_for(estimator, X) -> LayerSpec:
-    """The layer specification of ``X``: the given one, or ``n_layers`` equal raw blocks."""
-    spec = estimator.layer_spec
-    n_features = X.shape[1]
-    name = type(estimator).__name__
-    if spec is None:
-        n_layers = estimator.n_layers
-        if n_features < n_layers or n_features % n_layers:
-            raise ValueError(
-                f"{name}: X has {n_features} feature(s), which is not {n_layers} layer blocks of equal "
-                "width. Put this step inside the embedder (LayerwiseEmbedder(fusion=...)), pass "
-                "layer_spec=embedder.layer_spec_ (or stored.layer_spec), or set n_layers to the number "
-                "of equal blocks in X."
-            )
-        return LayerSpec.equal_blocks(n_layers, n_features // n_layers)
-    if not isinstance(spec, LayerSpec):
-        raise TypeError(f"{name}: layer_spec must be a LayerSpec (embedder.layer_spec_), got {type(spec).__name__}.")
-    if n_features != spec.n_features:
-        raise ValueError(
-            f"{name}: X has {n_features} columns but layer_spec describes {spec.n_features} "
-            f"({len(spec.layers)} layers of {spec.model_name or 'the model'}). Feed that model's "
-            "layer-wise embeddings, with the layers it was specified for."
-        )
-    _check_column_tags(estimator, spec)
-    return spec
-
-
-def _check_column_tags(estimator, spec: LayerSpec) -> None:
-    """Refuse a frame whose columns name another model than ``spec`` (``<tag>:layer03_dim0000``)."""
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is None or not spec.model_id:
-        return
-    tags = {str(n).split(":", 1)[0] for n in names if ":" in str(n)}
-    if tags and tags != {spec.tag}:
-        raise ValueError(
-            f"{type(estimator).__name__}: the columns of X come from model {', '.join(sorted(tags))}, "
-            f"but layer_spec describes model {spec.tag} ({spec.model_name}). Use the specification "
-            "of the model that produced X."
-        )
-
-
-def _same_stream(estimator, spec: LayerSpec, positions) -> None:
-    """PPA and PMA average layers; refuse layers of different widths or representation spaces."""
-    chosen = [spec.layers[p] for p in positions]
-    widths = {layer.width for layer in chosen}
-    streams = {layer.stream for layer in chosen}
-    if len(widths) > 1 or len(streams) > 1:
-        name = type(estimator).__name__
-        width_text = "…".join(map(str, (min(widths), max(widths)))) if len(widths) > 1 else str(widths.pop())
-        raise ValueError(
-            f"{name} averages layers that live in one representation space (one residual stream). "
-            f"The chosen layers of {spec.model_name or 'this model'} ({chosen[0].name} … {chosen[-1].name}) "
-            f"are {width_text} wide, in {len(streams)} different bases; an average of them has no "
-            f"meaning. Use LayerSelector(layers='all', balance=True) to use every layer, or "
-            f"{name}(layers=[...]) with layers of one stream."
-        )
-
-
-def _check_input_features(estimator, input_features) -> None:
-    """Validate ``input_features`` of ``get_feature_names_out`` against the fitted input."""
-    if input_features is None:
-        return
-    input_features = np.asarray(input_features, dtype=object)
-    names_in = getattr(estimator, "feature_names_in_", None)
-    if names_in is not None and not np.array_equal(input_features, names_in):
-        raise ValueError("input_features is not equal to feature_names_in_.")
-    if len(input_features) != estimator.n_features_in_:
-        raise ValueError(
-            f"input_features should have length equal to number of features "
-            f"({estimator.n_features_in_}), got {len(input_features)}."
-        )
-
-
-def _fusion_names(prefix: str, dim: int) -> np.ndarray:
-    return np.asarray([f"{prefix}_dim{d:04d}" for d in range(dim)], dtype=object)
-
-
-_SPEC_CONSTRAINT = [HasMethods(["feature_names", "select"]), None]
-
 
 class _LayerwiseTransformer(TransformerMixin, BaseEstimator):
     """Input validation and the layer specification common to the fusion transformers."""
 
-    def _fit_spec(self, X):
+    def _fit_spec_and_validate(self, X):
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.layer_spec_ = _spec_for(self, X)
+        self.layer_spec_ = spec_for(self, X)
         return X
 
     def _transform_input(self, X):
@@ -209,7 +126,7 @@ class LayerSelector(_LayerwiseTransformer):
         "layers": [Integral, str, "array-like", slice],
         "apply_readout": ["boolean"],
         "balance": ["boolean"],
-        "layer_spec": _SPEC_CONSTRAINT,
+        "layer_spec": SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -234,7 +151,7 @@ class LayerSelector(_LayerwiseTransformer):
         -------
         self : LayerSelector
         """
-        X = self._fit_spec(X)
+        X = self._fit_spec_and_validate(X)
         self.layers_ = self._resolve(self.layers)
         if self.balance:
             self.mean_, self.scale_ = [], []
@@ -280,7 +197,7 @@ class LayerSelector(_LayerwiseTransformer):
     def get_feature_names_out(self, input_features=None):
         """Names like ``layer06_dim0003`` for each output column."""
         check_is_fitted(self)
-        _check_input_features(self, input_features)
+        check_feature_names_in(self, input_features)
         return self.layer_spec_.feature_names(self.layers_)
 
 
@@ -333,7 +250,7 @@ class PPA(_LayerwiseTransformer):
 
     _parameter_constraints = {
         "layers": [str, "array-like", slice],
-        "layer_spec": _SPEC_CONSTRAINT,
+        "layer_spec": SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 2, None, closed="left")],
     }
 
@@ -356,9 +273,9 @@ class PPA(_LayerwiseTransformer):
         -------
         self : PPA
         """
-        self._fit_spec(X)
+        self._fit_spec_and_validate(X)
         self.layers_ = self._resolve(self.layers)
-        _same_stream(self, self.layer_spec_, self.layers_)
+        same_stream(self, self.layer_spec_, self.layers_)
         self.dim_ = self.layer_spec_.layers[self.layers_[0]].width
         return self
 
@@ -375,5 +292,5 @@ class PPA(_LayerwiseTransformer):
     def get_feature_names_out(self, input_features=None):
         """Names ``ppa_dim0000``, ``ppa_dim0001``, ..."""
         check_is_fitted(self)
-        _check_input_features(self, input_features)
-        return _fusion_names("ppa", self.dim_)
+        check_feature_names_in(self, input_features)
+        return fusion_names("ppa", self.dim_)

@@ -12,7 +12,7 @@ import platform
 import warnings
 from pathlib import Path
 
-__all__ = ["BF16_FLAGS", "SlowPrecisionWarning", "cpu_has_bf16", "resolve_precision", "warn_if_bf16_emulated"]
+__all__ = ["BF16_FLAGS", "SlowPrecisionWarning", "check_device", "cpu_has_bf16", "resolve_precision", "warn_if_bf16_emulated"]
 
 # /proc/cpuinfo flags that mean native bf16 arithmetic.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -77,3 +77,32 @@ def resolve_precision(precision: str, device: str) -> str:
     if device.startswith("cpu"):
         return "bfloat16" if cpu_has_bf16() else "float32"
     return "float32"
+
+
+def check_device(device):
+    """The ``torch.device`` for ``device`` ("cpu", "cuda", "cuda:N", "mps"), or a ValueError saying why not.
+
+    Refuses names torch does not know, CUDA without a usable GPU, a CUDA index
+    beyond the devices present, and MPS where Apple's Metal backend is absent.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device name ('cpu', 'cuda', 'cuda:1', 'mps')."
+        ) from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available (this torch build: {torch.__version__}, "
+            "no usable GPU). Use device='cpu', or install a CUDA build of torch on a GPU machine."
+        )
+    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= count:
+        raise ValueError(f"device={device!r} but only {count} CUDA device(s) exist.")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} but MPS is not available on this machine. Use device='cpu'."
+        )
+    return parsed

@@ -12,16 +12,12 @@ the same, whatever its width.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
-import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ecgsoup.blocks import BlockScaler
 from ecgsoup.embedding import LayerwiseEmbedder

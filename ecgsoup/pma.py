@@ -58,13 +58,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.nn import functional as F
 
-from ecgsoup.fusion import _SPEC_CONSTRAINT, _check_input_features, _fusion_names, _same_stream, _spec_for
+from ecgsoup._fusion_base import SPEC_CONSTRAINT, fusion_names, same_stream, spec_for
+from ecgsoup._sklearn_compat import Interval, StrOptions, check_feature_names_in
+from ecgsoup.hardware import check_device
 from ecgsoup.layers import resolve_layers
 
 __all__ = ["PMA", "PMAClassifier", "MIN_VALIDATION_SAMPLES"]
@@ -100,7 +101,7 @@ class _GateHeadNet(nn.Module):
         )
         if head == "linear":
             self.head = nn.Linear(dim, n_outputs)
-        else:  # spec 3.5: fastai-style bn-drop-lin head
+        else:  # ECG-Soup's MLP head: fastai-style BatchNorm, Dropout, Linear
             self.head = nn.Sequential(
                 nn.BatchNorm1d(dim),
                 nn.Dropout(0.25),
@@ -145,7 +146,7 @@ class _PMABase(BaseEstimator):
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "train_gate": ["boolean"],
         "layers": [str, "array-like", slice],
-        "layer_spec": _SPEC_CONSTRAINT,
+        "layer_spec": SPEC_CONSTRAINT,
         "n_layers": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -199,16 +200,6 @@ class _PMABase(BaseEstimator):
         self.verbose = verbose
 
     # -- input handling -------------------------------------------------------------------
-    def _torch_device(self) -> torch.device:
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as err:
-            message = f"device={self.device!r} is not a torch device name ({err})."
-            raise ValueError(message) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available; use device='cpu'.")
-        return device
-
     def _tensors(self, X: np.ndarray, device: torch.device, dtype=np.float32):
         """h_0, the mixed layers, and the readout's LayerNorm parameters, as tensors of ``dtype``."""
         spec = self.layer_spec_
@@ -261,16 +252,16 @@ class _PMABase(BaseEstimator):
         return codes.astype(np.int64), "multiclass", len(self.classes_)
 
     # -- training -----------------------------------------------------------------------------
-    def _fit_network(self, X, y):
+    def _fit_network(self, X, y) -> None:
         self._validate_params()
         X, y = validate_data(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
         check_classification_targets(y)
-        self.layer_spec_ = spec = _spec_for(self, X)
+        self.layer_spec_ = spec = spec_for(self, X)
         self.layers_ = resolve_layers(self.layers, len(spec.layers), [layer.name for layer in spec.layers])
-        _same_stream(self, spec, self.layers_)
+        same_stream(self, spec, self.layers_)
         self.dim_ = spec.layers[self.layers_[0]].width
         targets, self._task, n_outputs = self._encode_targets(y)
-        device = self._torch_device()
+        device = check_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         h0, blocks, norm_w, norm_b = self._tensors(X, device)
         targets = torch.from_numpy(targets).to(device)
@@ -293,17 +284,22 @@ class _PMABase(BaseEstimator):
             head_before = [p.detach().clone() for p in net.head.parameters()]
             self._train(net, (h0, blocks, norm_w, norm_b), targets, seed)
         net.eval()
-        self._network = net
         with torch.no_grad():
             weights = net.weights(h0).cpu().numpy().astype(np.float64)
             moved = sum(float((p - q).norm() ** 2) for p, q in zip(net.head.parameters(), head_before)) ** 0.5
             size = sum(float(q.norm() ** 2) for q in head_before) ** 0.5
+        # Predictions run in float64: float32 matrix kernels (oneDNN on CPUs
+        # with AMX, for one) choose their blocking by the number of rows, so a
+        # sample's float32 output would change in the 7th digit with the number
+        # of samples predicted alongside it.  In float64 that dependence is far
+        # below float32 precision: a sample gets the same prediction alone or
+        # in any batch.  The network is converted once, here.
+        self.network_ = net.double()
         self._warn_if_untrained(weights, moved / max(size, 1e-12))
         index = pd.Index([spec.layers[p].name for p in self.layers_], name="layer")
         self.gate_weights_ = pd.DataFrame(
             {"mean": weights.mean(axis=0), "std": weights.std(axis=0)}, index=index
         )
-        return X
 
     def _warn_if_untrained(self, weights: np.ndarray, head_change: float) -> None:
         """Say so when training left the head (or a trained gate) where it started."""
@@ -413,21 +409,9 @@ class _PMABase(BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
-    def _inference_network(self):
-        """A float64 copy of the trained network, for predictions.
-
-        float32 matrix kernels (oneDNN on CPUs with AMX, for one) choose their
-        blocking by the number of rows, so a sample's float32 output changes
-        in the 7th digit with the number of samples predicted alongside it.
-        In float64 that dependence is far below float32 precision: a sample
-        gets the same prediction alone or in any batch.  The network is
-        small, so the copy costs milliseconds.
-        """
-        return copy.deepcopy(self._network).double()
-
     def _logits(self, X) -> np.ndarray:
         X = self._validated(X)
-        network = self._inference_network()
+        network = self.network_
         device = next(network.parameters()).device
         with torch.no_grad():
             logits = network(*self._tensors(X, device, np.float64))
@@ -450,7 +434,7 @@ class _PMABase(BaseEstimator):
 
     def _gate_weights_of(self, X: np.ndarray) -> np.ndarray:
         """Gate weights of an already validated ``X``."""
-        network = self._inference_network()
+        network = self.network_
         device = next(network.parameters()).device
         h0 = self._tensors(X, device, np.float64)[0]
         with torch.no_grad():
@@ -528,6 +512,10 @@ _ATTRIBUTES_DOC = """
         The specification used.
     dim_ : int
         Width of the mixed layers and of the fused vector.
+    network_ : torch.nn.Module
+        The trained gate and head, in float64 (predictions run in float64 so
+        that a sample's output does not depend on the batch it is in), on
+        ``device``, in eval mode.
     n_features_in_ : int
         Number of input columns.
     feature_names_in_ : ndarray of str
@@ -678,8 +666,8 @@ class PMA(TransformerMixin, _PMABase):
     def get_feature_names_out(self, input_features=None):
         """Names ``pma_dim0000``, ``pma_dim0001``, ..."""
         check_is_fitted(self)
-        _check_input_features(self, input_features)
-        return _fusion_names("pma", self.dim_)
+        check_feature_names_in(self, input_features)
+        return fusion_names("pma", self.dim_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -4,8 +4,7 @@ The model's config (:func:`ecgsoup.backbones.stmem.load_config`) says which lead
 expects, in which order, at which sampling rate and over how many samples.
 The preprocessor matches the data's leads to those **by name**, resamples,
 optionally band-passes, checks or fixes the length, and emits the flat,
-lead-major array that :class:`ecgsoup.embedding.LayerwiseEmbedder` consumes (see
-``docs/dev/contracts.md``).  It learns nothing from the data: ``fit`` only
+lead-major array that :class:`ecgsoup.embedding.LayerwiseEmbedder` consumes.  It learns nothing from the data: ``fit`` only
 validates the parameters against the input's shape.
 """
 
@@ -17,14 +16,21 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ecgsoup.leads import canonical_lead_name, canonical_lead_names
+from ecgsoup._sklearn_compat import Interval, StrOptions, check_feature_names_in
 from ecgsoup.backbones import Backbone, InputContract, resolve_contract
 from ecgsoup.backbones.stmem import EncoderConfig
+from ecgsoup.leads import canonical_lead_name, canonical_lead_names
 from ecgsoup.recipes import record_recipe, resample_recipe
-from ecgsoup.signal import as_time_major, check_not_ragged, lead_indices, resampled_length
+from ecgsoup.signal import (
+    UNIT_TO_MV,
+    as_time_major,
+    check_finite,
+    check_not_ragged,
+    lead_indices,
+    resampled_length,
+)
 
 __all__ = ["ECGPreprocessor"]
 
@@ -42,7 +48,9 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
     """Reorder leads by name, resample and size ECGs for an ecgsoup model.
 
     Stateless: ``fit`` learns nothing from the data; it checks the parameters
-    and the input's shape and records the resulting geometry.  No z-scoring
+    and the input's shape and records the resulting geometry.  Amplitudes are
+    read as mV (the unit ``ecgsoup.io`` reads records in) and converted to the
+    unit of the model's contract (``contract_.units``).  No z-scoring
     is done here - the embedder standardises every model window itself.
 
     Parameters
@@ -230,18 +238,6 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
                 "(n_records, n_samples, n_leads)."
             )
 
-    def _check_finite(self, X3, data_leads) -> None:
-        bad = ~np.isfinite(X3)
-        if bad.any():
-            record = int(np.argwhere(bad.any(axis=(1, 2)))[0][0])
-            leads = [data_leads[j] for j in np.flatnonzero(bad[record].any(axis=0))]
-            n_records = int(bad.any(axis=(1, 2)).sum())
-            raise ValueError(
-                f"Record {record} (row {record} of X) holds {int(bad[record].sum())} NaN or infinite "
-                f"values in lead(s) {leads}; {n_records} record(s) are affected in all. Interpolate "
-                "or drop them first: ecgsoup does not fill gaps silently."
-            )
-
     def _output_length(self, n_resampled, config: InputContract) -> int:
         window = config.window
         if n_resampled < window and self.pad == "error":
@@ -287,7 +283,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
             self, X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite=False
         )
         X3 = self._as_3d(X, len(data_leads))
-        self._check_finite(X3, data_leads)
+        check_finite(X3, lead_names=data_leads)
         n_resampled = resampled_length(X3.shape[1], float(self.sampling_rate), config.sampling_rate)
         n_out = self._output_length(n_resampled, config)
         self.contract_ = config
@@ -324,9 +320,13 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
         )
         data_leads = self._data_leads()
         X3 = self._as_3d(X, len(data_leads))
-        self._check_finite(X3, data_leads)
+        check_finite(X3, lead_names=data_leads)
         config = self.contract_
         x = X3[:, :, self.lead_indices_]
+        # Input is in mV (as ecgsoup.io reads records); the model sees its contract's unit.
+        to_units = UNIT_TO_MV["mV"] / UNIT_TO_MV[config.units]
+        if to_units != 1.0:
+            x = x * to_units
         if config.recipe == "resample@1":
             x = resample_recipe(x, float(self.sampling_rate), config, bandpass=self.bandpass_ or False)
         else:
@@ -359,16 +359,7 @@ class ECGPreprocessor(TransformerMixin, BaseEstimator):
             string order equals time order.
         """
         check_is_fitted(self)
-        if input_features is not None:
-            input_features = np.asarray(input_features, dtype=object)
-            names_in = getattr(self, "feature_names_in_", None)
-            if names_in is not None and not np.array_equal(names_in, input_features):
-                raise ValueError("input_features is not equal to feature_names_in_")
-            if len(input_features) != self.n_features_in_:
-                raise ValueError(
-                    "input_features should have length equal to number of features "
-                    f"({self.n_features_in_}), got {len(input_features)}"
-                )
+        check_feature_names_in(self, input_features)
         width = max(4, len(str(self.n_samples_out_ - 1)))
         times = range(self.n_samples_out_)
         return np.asarray([f"{lead}_t{t:0{width}d}" for lead in self.contract_.lead_names for t in times], dtype=object)

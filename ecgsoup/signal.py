@@ -15,14 +15,16 @@ from scipy import signal as sps
 
 from ecgsoup.leads import canonical_lead_name
 
-__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "as_time_major", "flat_layout"]
+__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "window_starts", "UNIT_TO_MV", "as_time_major", "flat_layout"]
 
-ZSCORE_EPS = 1e-8  # spec 2.1: (x - mean) / (std + 1e-8), std with ddof 0
+ZSCORE_EPS = 1e-8  # ECG-Soup's z-score: (x - mean) / (std + 1e-8), std with ddof 0
 #: Most values (samples x leads) one record may hold, read or resampled: 2**28 values are 2 GiB
 #: as float64, e.g. 12 leads x 6.2 h at 1 kHz.  Larger sizes come from headers or sampling
 #: rates that lie (a header claiming 10**11 samples, a rate of 0.001 Hz resampled to 100 Hz)
 #: far more often than from real ECGs, and are refused before anything is allocated.
 MAX_RECORD_VALUES = 2**28
+#: Factor from an amplitude unit to millivolts (``ecgsoup.io`` reads records in mV).
+UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3}
 
 
 def lead_indices(source_names, target_names, lead_map=None) -> np.ndarray:
@@ -204,17 +206,60 @@ def check_not_ragged(X, what: str = "X") -> None:
         )
 
 
-def check_finite(x: np.ndarray, what: str = "signal") -> None:
-    """Raise a ValueError naming the records and leads that hold NaN or inf."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        where = np.argwhere(bad)
-        record = where[0][0] if x.ndim == 3 else None
-        place = f" (first at record {record})" if record is not None else ""
-        raise ValueError(
-            f"The {what} contains {int(bad.sum())} NaN or infinite values{place}. "
-            "Interpolate or drop those records before embedding; ecgsoup does not fill gaps silently."
-        )
+def check_finite(x: np.ndarray, what: str = "X", positions=None, lead_names=None) -> None:
+    """Refuse NaN and inf, naming the records that hold them (the one NaN refusal of ecgsoup).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_records, ...)
+        Records along the first axis (a 1-D array is one record).
+    what : str, default="X"
+        What ``x`` is, for the message ("X", "pretraining data").
+    positions : array of int, optional
+        Index of each record of ``x`` in the caller's array, when ``x`` holds
+        only some of its records.
+    lead_names : sequence of str, optional
+        Names of the leads on the last axis (time-major records): the message
+        then also names the leads of the first bad record.
+
+    Raises
+    ------
+    ValueError
+        If any value is NaN or infinite.
+    """
+    x = np.asarray(x)
+    if x.ndim < 2:
+        x = x.reshape(1, -1)
+    # A boolean temporary the size of x would add a quarter of the input's
+    # memory; checking a few MiB of records at a time keeps it constant.
+    step = max(1, (8 * 2**20) // max(1, x[:1].size))
+    for start in range(0, x.shape[0], step):
+        if not np.isfinite(x[start : start + step]).all():
+            break
+    else:
+        return
+    # Something is wrong: locate it record by record (no full-size temporaries).
+    bad = np.array([np.count_nonzero(~np.isfinite(record)) for record in x[start:]], dtype=np.int64)
+    local = start + np.flatnonzero(bad)
+    records = local if positions is None else np.asarray(positions)[local]
+    shown = ", ".join(map(str, records[:5])) + (" ..." if records.size > 5 else "")
+    leads = ""
+    if lead_names is not None:
+        first = ~np.isfinite(x[local[0]])
+        names = [str(lead_names[j]) for j in np.flatnonzero(first.reshape(-1, first.shape[-1]).any(axis=0))]
+        leads = f" (record {records[0]}: lead(s) {', '.join(names)})"
+    raise ValueError(
+        f"{what[:1].upper() + what[1:]} contains {int(bad.sum())} NaN or infinite values, in records "
+        f"{shown}{leads}. Interpolate or drop those records first; ecgsoup does not fill gaps silently."
+    )
+
+
+def window_starts(length: int, window: int, stride: int) -> np.ndarray:
+    """Starts of windows of ``window`` samples every ``stride`` samples, plus one flush with the end if needed."""
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return np.asarray(starts, dtype=int)
 
 
 def as_time_major(X: np.ndarray, n_leads: int) -> np.ndarray:

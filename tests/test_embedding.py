@@ -8,13 +8,11 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import ecgsoup
 from ecgsoup import PMA, PPA, LayerSelector, LayerwiseEmbedder
-from ecgsoup.cache import clear_memo
-from ecgsoup.embedding import _check_finite, _window_starts
-from ecgsoup.leads import ECGSOUP_LEAD_ORDER
 from ecgsoup.backbones.stmem import STMEMEncoder, WeightsError, random_model, save_model
-from ecgsoup.signal import lead_indices, resample, zscore
+from ecgsoup.cache import clear_memo
+from ecgsoup.leads import ECGSOUP_LEAD_ORDER
+from ecgsoup.signal import check_finite, lead_indices, resample, window_starts, zscore
 
 N_LAYERS, DIM = 13, 192
 TINY = "random:ecgsoup-100hz-tiny"
@@ -113,9 +111,9 @@ def test_pandas_output(flat):
 
 
 def test_windows_are_averaged_for_20_second_records(ecg, tiny_model):
-    assert _window_starts(2000, 1000, 500).tolist() == [0, 500, 1000]
-    assert _window_starts(1700, 1000, 500).tolist() == [0, 500, 700]  # last one flush with the end
-    assert _window_starts(1000, 1000, 500).tolist() == [0]
+    assert window_starts(2000, 1000, 500).tolist() == [0, 500, 1000]
+    assert window_starts(1700, 1000, 500).tolist() == [0, 500, 700]  # last one flush with the end
+    assert window_starts(1000, 1000, 500).tolist() == [0]
     long = np.concatenate([ecg[:3], ecg[3:]], axis=2)  # 3 real 20 s records
     E = LayerwiseEmbedder(model=tiny_model).fit_transform(long)
     windows = np.stack([long[:, :, s : s + 1000] for s in (0, 500, 1000)], axis=1)
@@ -292,7 +290,7 @@ def test_cache_misses_when_model_version_or_settings_change(
     LayerwiseEmbedder(model=TINY, memory=memory, precision="bfloat16").fit_transform(flat[:2])
     assert sum(count_forward) == 8
     # a new ecgsoup version misses as well
-    monkeypatch.setattr(ecgsoup._version, "__version__", "999.0")
+    monkeypatch.setattr("ecgsoup._version.__version__", "999.0")
     new_version = LayerwiseEmbedder(model=TINY, memory=memory).fit_transform(flat[:2])
     np.testing.assert_array_equal(new_version, base)
     assert sum(count_forward) == 10
@@ -415,12 +413,12 @@ def test_errors_name_the_problem_and_the_fix(ecg, flat, tmp_path):
         fitted.transform(bad)
     # many records (checked a few MiB at a time): bad ones past the first chunk are found
     many = np.tile(flat, (70, 1))  # 420 real records, 20 MB
-    _check_finite(many)
+    check_finite(many)
     many[250, 3] = np.nan
     many[419, 11999] = -np.inf
     many[419, 0] = np.nan
     with pytest.raises(ValueError, match=r"3 NaN or infinite .* records 250, 419\. Interpolate"):
-        _check_finite(many)
+        check_finite(many)
     with pytest.raises(ValueError, match="is expecting 12000 features"):
         fitted.transform(flat[:, :6000])
     with pytest.raises(WeightsError, match="nowhere'?: not a registered name, not an existing path"):
@@ -522,7 +520,7 @@ def test_with_a_cache_nan_records_are_still_refused_by_their_index(flat, tmp_pat
     emb.fit_transform(flat[:3])  # cached now
     bad = flat[:5].copy()
     bad[4, 7] = np.nan
-    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite \(inf\) values, in records 4\. "):
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite values, in records 4\. "):
         emb.transform(bad)
     with pytest.raises(ValueError, match=r"in records 4\. "):
         clone(emb).fit_transform(bad)

@@ -41,3 +41,19 @@ def test_embedder_warns_only_when_bf16_is_emulated(monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error", hardware.SlowPrecisionWarning)
             LayerwiseEmbedder(precision=precision).fit(X)
+
+
+def test_check_device_accepts_cpu_and_refuses_unknown_or_absent_devices():
+    import torch
+
+    from ecgsoup.hardware import check_device
+
+    assert check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a torch device name"):
+        check_device("tpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            check_device("cuda:1")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS is not available"):
+            check_device("mps")

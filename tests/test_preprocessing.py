@@ -7,9 +7,9 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ecgsoup import ECGPreprocessor
+from ecgsoup.backbones.stmem import EncoderConfig, get_config
 from ecgsoup.io import from_array, read_ptbxl, read_wfdb
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER, STANDARD_LEAD_ORDER
-from ecgsoup.backbones.stmem import EncoderConfig, get_config
 from ecgsoup.signal import resample
 
 MODEL = "ecgsoup-100hz-tiny"  # the default model's contract: 100 Hz, 1000 samples, ECG-Soup lead order
@@ -148,9 +148,9 @@ def test_bad_input_messages(ptbxl):
     with pytest.raises(ValueError, match="lead-major.*transpose"):
         _prep(ds).fit(X.transpose(0, 2, 1))
     X[3, 10, 4] = np.nan
-    with pytest.raises(ValueError, match=r"Record 3 .*NaN.*\['aVL'\]"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values, in records 3 \(record 3: lead\(s\) aVL\)"):
         _prep(ds).fit(X)
-    with pytest.raises(ValueError, match="Record 3"):
+    with pytest.raises(ValueError, match="in records 3 "):
         _prep(ds).fit(ds.X[:5]).transform(X)
     with pytest.raises(ValueError, match="fitted on 1000"):
         _prep(ds).fit(ds.X[:5]).transform(np.concatenate([ds.X[:5], ds.X[:5]], axis=1))

@@ -114,8 +114,9 @@ class InputContract:
         ``"minmax_whole"`` or ``"none"``.
     stride : int or None
         Default step between windows for longer records (None: half a window).
-    units : str
-        Physical unit of the training data.
+    units : {"mV", "uV"}
+        Amplitude unit of the training data; :class:`ecgsoup.ECGPreprocessor`
+        converts its input (in mV, as ``ecgsoup.io`` reads records) to it.
     bandpass : (float, float) or None
         Band-pass applied by the ``"resample"`` recipe, if any.
     window_transform : str or None
@@ -156,6 +157,10 @@ class InputContract:
             object.__setattr__(self, "bandpass", tuple(float(b) for b in self.bandpass))
         if self.layout not in ("leads", "concatenated"):
             raise ValueError(f"layout={self.layout!r}; expected 'leads' or 'concatenated'.")
+        from ecgsoup.signal import UNIT_TO_MV
+
+        if self.units not in UNIT_TO_MV:
+            raise ValueError(f"units={self.units!r}; expected one of {sorted(UNIT_TO_MV)}.")
         if self.window_norm not in WINDOW_NORMS:
             raise ValueError(f"window_norm={self.window_norm!r}; expected one of {WINDOW_NORMS}.")
         if self.window < 1 or self.sampling_rate <= 0:

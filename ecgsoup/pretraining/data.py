@@ -4,7 +4,10 @@ Accepted sources: ``.npz`` shards holding ``x`` (records, time, leads) with
 ``fs`` and ``lead_names`` (the layout of the shared data and of ``ecgsoup
 embed`` inputs), or anything :func:`ecgsoup.io.read_records` reads (a WFDB
 folder, a PTB-XL root, Challenge ``.hea``/``.mat`` folders).  Leads are matched
-by name to the model's order and signals resampled to its rate.
+by name to the model's order, and every record goes through the model's
+record-level recipe (resampling to its rate, and its band-pass when the
+contract declares one): the same steps :class:`ecgsoup.ECGPreprocessor` applies
+before embedding, so that pretraining and embedding see the same inputs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from ecgsoup.backbones.stmem.config import EncoderConfig
-from ecgsoup.signal import check_finite, lead_indices, resample
+from ecgsoup.backbones.stmem.model import stmem_contract
+from ecgsoup.recipes import record_recipe
+from ecgsoup.signal import check_finite, lead_indices
 
 __all__ = ["load_pretraining_arrays"]
 
 
 def _from_time_major(x: np.ndarray, fs: float, lead_names, config: EncoderConfig) -> np.ndarray:
+    """``(records, time, leads)`` at ``fs`` -> the model's leads, after its record-level recipe, lead-major."""
     columns = lead_indices(list(lead_names), config.lead_names)
-    x = resample(np.asarray(x)[..., columns], float(fs), config.sampling_rate, axis=-2)
+    contract = stmem_contract(config)
+    x = record_recipe(contract.recipe)(np.asarray(x)[..., columns], float(fs), contract)
     return np.ascontiguousarray(np.swapaxes(x, -1, -2), dtype=np.float32)
 
 

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ecgsoup.backbones.stmem.model import Block, STMEMEncoder, init_linear_and_norm, sincos_positions
+from ecgsoup.backbones.stmem.model import (
+    Block,
+    STMEMEncoder,
+    init_linear_and_norm,
+    sincos_positions,
+)
 
 __all__ = ["MaskedAutoencoder", "MAEOutput", "default_decoder_settings", "AGGREGATIONS"]
 
@@ -137,7 +142,7 @@ class MaskedAutoencoder(nn.Module):
             self.decoder_head = nn.Linear(decoder_dim, cfg.patch_size)
 
     # -- initialisation ------------------------------------------------------------
-    def init_weights(self, generator: torch.Generator | None = None) -> "MaskedAutoencoder":
+    def init_weights(self, generator: torch.Generator | None = None) -> MaskedAutoencoder:
         """MAE-style initialisation of encoder and decoder from one generator."""
         self.encoder.init_weights(generator)
         for part in [self.to_decoder, self.decoder_norm, self.decoder_head, *self.decoder_blocks]:

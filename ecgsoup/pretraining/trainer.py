@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ecgsoup.hardware import resolve_precision, warn_if_bf16_emulated
 from ecgsoup.backbones.stmem.config import EncoderConfig, get_config
 from ecgsoup.backbones.stmem.weights import new_encoder, save_model
+from ecgsoup.hardware import resolve_precision, warn_if_bf16_emulated
 from ecgsoup.pretraining.mae import OBJECTIVES, MaskedAutoencoder, default_decoder_settings
 from ecgsoup.signal import check_finite, zscore
 
@@ -456,7 +456,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     names it.
     """
     import pickle
-
     import stat
 
     path = Path(path)

@@ -40,7 +40,7 @@ def tiny(request):
 
 def test_every_family_is_registered_with_a_card_and_contracts():
     assert {"stmem", "ecgfounder"} <= set(FAMILIES)
-    for family, entry in families().items():
+    for entry in families().values():
         assert entry.card.license and entry.card.citation and entry.card.download
         assert entry.default_contract in entry.contracts
         assert entry.layer_meaning
@@ -136,14 +136,17 @@ def test_list_backbones_names_families_licences_and_downloads():
 def test_every_family_refuses_absurd_sizes_before_building(family):
     """A config beyond any ECG encoder fails naming the field; the real geometry builds on the meta device."""
     import dataclasses
+    import importlib
     import numbers
-
-    from ecgsoup.backbones._registry import _attr
 
     entry = families()[family]
     if family == "stmem":
         pytest.skip("ST-MEM's configurations are checked by its own loader (tests/test_hostile_models.py)")
-    config_type = _attr(entry.config)
+    def load(spec):  # "module:attribute", as the registry declares config and module classes
+        module, _, attr = spec.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    config_type = load(entry.config)
     tiny = dict(entry.tiny)
     sized = [f.name for f in dataclasses.fields(config_type)
              if isinstance(tiny.get(f.name, f.default), numbers.Integral) and not isinstance(tiny.get(f.name, f.default), bool)]
@@ -156,5 +159,5 @@ def test_every_family_refuses_absurd_sizes_before_building(family):
     # The comparison with a weights file builds the full-size model on the meta device: no memory.
     size = next(iter(entry.sizes))
     with torch.device("meta"):
-        skeleton = _attr(entry.module)(config_type(**entry.sizes[size]))
+        skeleton = load(entry.module)(config_type(**entry.sizes[size]))
     assert all(t.is_meta for t in [*skeleton.parameters(), *skeleton.buffers()])

@@ -35,6 +35,8 @@ from fractions import Fraction
 import numpy as np
 import scipy.signal as sps
 
+from ecgsoup.signal import check_finite
+
 __all__ = [
     "BAND",
     "fir_taps",
@@ -109,11 +111,8 @@ def _check(x: np.ndarray, fs: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"A recipe takes (records, samples, leads); got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError(
-            "The signal contains NaN or infinite values; interpolate or drop those records first "
-            "(HuBERT-ECG's filters would spread them over the whole lead)."
-        )
+    # HuBERT-ECG's filters would spread a NaN over the whole lead.
+    check_finite(x, "the signal")
     if not np.isfinite(fs) or fs <= 0:
         raise ValueError(f"Sampling rate must be a positive number, got {fs!r}.")
     return x

@@ -15,7 +15,7 @@ from ecgsoup.leads import ECGSOUP_LEAD_ORDER, STANDARD_LEAD_ORDER
 
 __all__ = ["EncoderConfig", "get_config", "list_configs", "SIZES"]
 
-# width, heads, MLP hidden size; depth is 12 for every ST-MEM size (spec 2.2).
+# width, heads, MLP hidden size; depth is 12 for every ST-MEM size, as in the ST-MEM release.
 SIZES = {
     "tiny": dict(width=192, heads=3, mlp_dim=768),
     "small": dict(width=384, heads=6, mlp_dim=1536),
@@ -133,7 +133,7 @@ class EncoderConfig:
         return dataclasses.replace(self, **changes)
 
 
-# The two settings of spec section 2.1: ECG-Soup's own (100 Hz, 10 s, patch 0.5 s)
+# The two input settings ecgsoup supports: ECG-Soup's own (100 Hz, 10 s, patch 0.5 s)
 # and the original ST-MEM release (250 Hz, 9 s, patch 0.3 s, 0.67-40 Hz band-pass).
 _FAMILIES = {
     "ecgsoup-100hz": dict(

@@ -128,7 +128,7 @@ class STMEMEncoder(Backbone):
         self.contract = stmem_contract(config)
         self.card = stmem_card(config)
         self.patch_embedding = PatchEmbedding(cfg.patch_size, cfg.width, cfg.norm_eps)
-        # Fixed during pretraining (spec 2.2) but stored, because original
+        # Fixed (sin-cos) during pretraining but stored, because original
         # checkpoints hold a learned table that must be loaded, not recomputed.
         self.pos_embedding = nn.Parameter(
             sincos_positions(cfg.n_patches, cfg.width), requires_grad=False

@@ -73,11 +73,16 @@ def default_model_path() -> Path:
 _sha256 = sha256_file
 
 
-def model_fingerprint(encoder) -> str:
-    """sha256 identifying a backbone's weights (the file hash when loaded from one)."""
+def model_fingerprint(encoder, from_tensors: bool = False) -> str:
+    """sha256 identifying a backbone's weights (the file hash when loaded from one).
+
+    With ``from_tensors=True`` the configuration and tensors are hashed even
+    when the metadata carries a file hash: a module edited in place after
+    loading keeps its old metadata.
+    """
     import dataclasses
 
-    known = getattr(encoder, "metadata", {}).get("sha256")
+    known = None if from_tensors else getattr(encoder, "metadata", {}).get("sha256")
     if known:
         return known
     config = encoder.config.to_dict() if hasattr(encoder.config, "to_dict") else dataclasses.asdict(encoder.config)
