@@ -127,7 +127,7 @@ def macro_auc(y_true, y_score, *, labels=None) -> float:
     return float(np.where(np.isnan(aucs), 0.5, aucs).mean())
 
 
-def _scores(estimator, X):
+def decision_scores(estimator, X):
     for method in ("predict_proba", "decision_function"):
         if hasattr(estimator, method):
             return np.asarray(getattr(estimator, method)(X), dtype=float)
@@ -142,7 +142,7 @@ def macro_auc_scorer(estimator, X, y) -> float:
     A class present in the test fold but never seen in training gets a
     constant score, i.e. an AUC of 0.5.
     """
-    scores = _scores(estimator, X)
+    scores = decision_scores(estimator, X)
     y = np.asarray(y)
     if type_of_target(y) == "multilabel-indicator" or scores.ndim == 1:
         return macro_auc(y, scores)
@@ -154,7 +154,7 @@ def macro_auc_scorer(estimator, X, y) -> float:
     return macro_auc(y, scores, labels=labels)
 
 
-def _default_probe(y_kind: str):
+def default_probe(y_kind: str):
     """Standardise, then logistic regression (one per label for multi-label targets) or ridge regression.
 
     The ridge penalty is chosen by efficient leave-one-out on the training
@@ -169,7 +169,7 @@ def _default_probe(y_kind: str):
     return make_pipeline(StandardScaler(), logistic)
 
 
-def _splits(cv, X, y, y_kind, n_repeats, random_state, groups):
+def cv_splits(cv, X, y, y_kind, n_repeats, random_state, groups):
     if isinstance(cv, Integral):
         if y_kind in ("multilabel-indicator", "multilabel", "regression", "continuous"):
             splitter = RepeatedKFold(n_splits=cv, n_repeats=n_repeats, random_state=random_state)
@@ -222,7 +222,7 @@ def _fusion_steps(fusions, spec, n_layers, random_state):
     return steps
 
 
-def _representations(layer_spec, n_layers, fusions, random_state) -> dict:
+def representations(layer_spec, n_layers, fusions, random_state) -> dict:
     """Every single layer (``layer_00`` ...) then the fusion rows: the first step of each probe pipeline."""
     count = n_layers if layer_spec is None else len(layer_spec.layers)
     steps = {
@@ -318,14 +318,14 @@ def layer_probe(
     if isinstance(random_state, np.random.RandomState):
         # One integer so that the folds and every PMA fit are reproducible together.
         random_state = int(random_state.randint(np.iinfo(np.int32).max))
-    probe = _default_probe(y_kind) if estimator is None else estimator
+    probe = default_probe(y_kind) if estimator is None else estimator
     if scoring is None:
         scoring = "r2" if task == "regression" else macro_auc_scorer
-    folds = _splits(cv, X_layers, y_array, y_kind, n_repeats, random_state, groups)
+    folds = cv_splits(cv, X_layers, y_array, y_kind, n_repeats, random_state, groups)
     if not folds:
         raise ValueError("cv produced no train/test splits.")
 
-    steps = _representations(layer_spec, n_layers, fusions, random_state)
+    steps = representations(layer_spec, n_layers, fusions, random_state)
     rows = {}
     for name, step in steps.items():
         pipeline = Pipeline([("represent", clone(step)), ("probe", clone(probe))])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -77,9 +76,9 @@ def target_kind(y) -> str:
 
 def describe_probe(estimator=None, task="binary") -> str:
     """One sentence naming the probe and its settings (for reports and methods sections)."""
-    from ecgsoup.evaluate import _default_probe
+    from ecgsoup.evaluate import default_probe
 
-    probe = _default_probe(task) if estimator is None else estimator
+    probe = default_probe(task) if estimator is None else estimator
     if estimator is None:
         if task == "regression":
             return ("features standardised (mean and variance of the training fold), then ridge regression "
@@ -97,11 +96,11 @@ def describe_probe(estimator=None, task="binary") -> str:
 
 def _oriented_scores(estimator, X, task, classes):
     """Out-of-fold scores in a fixed layout: 1-D for binary and regression, one column per class otherwise."""
-    from ecgsoup.evaluate import _scores
+    from ecgsoup.evaluate import decision_scores
 
     if task == "regression":
         return np.asarray(estimator.predict(X), dtype=float).ravel()
-    scores = _scores(estimator, X)
+    scores = decision_scores(estimator, X)
     if task == "multilabel":
         return scores
     fitted = list(estimator.classes_)
@@ -113,7 +112,7 @@ def _oriented_scores(estimator, X, task, classes):
     return full[:, -1] if task == "binary" else full
 
 
-def _truth(y, task, classes):
+def truth_matrix(y, task, classes):
     """Indicator matrix (n, n_classes) of the targets; binary: the positive class only."""
     if task == "multilabel":
         return np.asarray(y, dtype=float)
@@ -436,7 +435,7 @@ def nested_probe(
     -------
     result : NestedProbeResult
     """
-    from ecgsoup.evaluate import _default_probe, _representations, _splits
+    from ecgsoup.evaluate import cv_splits, default_probe, representations
 
     X_layers = np.asarray(X_layers)
     y = np.asarray(y)
@@ -450,7 +449,7 @@ def nested_probe(
     classes = [] if task in ("regression", "multilabel") else sorted(np.unique(y).tolist())
     if task == "binary" and len(classes) != 2:
         raise ValueError(f"A binary target needs two values; y has {classes}.")
-    probe = _default_probe(task) if estimator is None else estimator
+    probe = default_probe(task) if estimator is None else estimator
     scoring = get_scorer("r2") if task == "regression" else None
     if scoring is None:
         from ecgsoup.evaluate import macro_auc_scorer
@@ -459,10 +458,10 @@ def nested_probe(
     if isinstance(random_state, np.random.RandomState) or random_state is None:
         random_state = 0 if random_state is None else int(random_state.randint(np.iinfo(np.int32).max))
     split_kind = "multilabel-indicator" if task in ("multilabel", "regression") else task
-    folds = _splits(cv, X_layers, y, split_kind, n_repeats, random_state, groups)
+    folds = cv_splits(cv, X_layers, y, split_kind, n_repeats, random_state, groups)
     if not folds:
         raise ValueError("cv produced no train/test splits.")
-    steps = _representations(layer_spec, n_layers, fusions, random_state)
+    steps = representations(layer_spec, n_layers, fusions, random_state)
     baselines = {name: np.asarray(F, dtype=float) for name, F in (baselines or {}).items()}
     for name, F in baselines.items():
         if len(F) != len(y):
@@ -513,7 +512,7 @@ def nested_probe(
                     inner_oof[name][inner_test] = _oriented_scores(fitted, X_layers[train[inner_test]], task,
                                                                    classes)  # fmt: skip
         y_train = y[train]
-        truth = None if task == "regression" else _truth(y_train, task, classes)
+        truth = None if task == "regression" else truth_matrix(y_train, task, classes)
         values = {name: _point(task, truth, inner_oof[name], y_train) for name in steps}
         best = max(values, key=lambda name: values[name])
         chosen.append(best)
@@ -534,7 +533,7 @@ def nested_probe(
     mean = (lambda total: total / (coverage[:, None] if total.ndim == 2 else coverage))  # noqa: E731
     scores = {name: mean(total) for name, total in sums.items()}
     chosen_scores = mean(chosen_sum)
-    truth = None if task == "regression" else _truth(y, task, classes)
+    truth = None if task == "regression" else truth_matrix(y, task, classes)
 
     def interval(statistic, cells=1):
         values = _bootstrap_values(statistic, n, n_bootstrap, random_state, cells)

@@ -116,9 +116,9 @@ def predictions_table(result, record_ids, label_names=None) -> pd.DataFrame:
 
 
 def _truth(result):
-    from ecgsoup.nested import _truth
+    from ecgsoup.nested import truth_matrix
 
-    return _truth(result.y, result.task, result.classes)
+    return truth_matrix(result.y, result.task, result.classes)
 
 
 def _macro_roc(Y, S, grid):

@@ -15,7 +15,7 @@ from scipy import signal as sps
 
 from ecgsoup.leads import canonical_lead_name
 
-__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "window_starts", "UNIT_TO_MV", "as_time_major", "flat_layout"]
+__all__ = ["lead_indices", "derive_limb_leads", "DERIVED_LEADS", "resample", "bandpass", "zscore", "check_finite", "window_starts", "UNIT_TO_MV", "VOLTAGE_UNITS", "as_time_major", "flat_layout"]
 
 ZSCORE_EPS = 1e-8  # ECG-Soup's z-score: (x - mean) / (std + 1e-8), std with ddof 0
 #: Most values (samples x leads) one record may hold, read or resampled: 2**28 values are 2 GiB
@@ -23,8 +23,16 @@ ZSCORE_EPS = 1e-8  # ECG-Soup's z-score: (x - mean) / (std + 1e-8), std with ddo
 #: rates that lie (a header claiming 10**11 samples, a rate of 0.001 Hz resampled to 100 Hz)
 #: far more often than from real ECGs, and are refused before anything is allocated.
 MAX_RECORD_VALUES = 2**28
-#: Factor from an amplitude unit to millivolts (``ecgsoup.io`` reads records in mV).
-UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3}
+#: Voltage unit as files spell it (lower-cased) -> factor to millivolts.  Anything else (e.g.
+#: the "NU" of a plethysmogram) is not an ECG voltage.
+VOLTAGE_UNITS = {
+    "nv": 1e-6, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "v": 1e3, "volt": 1e3, "volts": 1e3,
+}  # fmt: skip
+#: The units a parameter or a model contract may name, with their factor to millivolts
+#: (``ecgsoup.io`` reads records in mV).
+UNIT_TO_MV = {unit: VOLTAGE_UNITS[unit.lower()] for unit in ("mV", "uV")}
 
 
 def lead_indices(source_names, target_names, lead_map=None) -> np.ndarray:

@@ -33,7 +33,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def _contract(info: dict, config_path) -> InputContract:
+def contract_from_info(info: dict, config_path) -> InputContract:
     """The folder's input contract, or a WeightsError naming the config and the field."""
     try:
         return InputContract.from_dict(info["contract"])
@@ -132,7 +132,7 @@ def load_directory(directory, entry: FamilyEntry) -> Backbone:
     module = build_checked(getattr(importlib.import_module(module_name), attr), config, weights_path,
                            weights_path, label)  # fmt: skip
     load_strict(module, read_checkpoint(weights_path), weights_path, name=label)
-    module.contract = _contract(info, config_path)
+    module.contract = contract_from_info(info, config_path)
     module.card = BackboneCard.from_dict(info["card"]) if info.get("card") else entry.card
     module.metadata = {**info.get("metadata", {}), "sha256": actual, "path": str(directory)}
     return module.eval()

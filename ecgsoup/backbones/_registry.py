@@ -405,9 +405,9 @@ def resolve_contract(model="default") -> InputContract:
         base = stmem_contract(load_config(ref.path if ref.name != DEFAULT_NAME else "default"))
         return _contract_of(entry, ref.contract, base)
     if ref.kind == "directory":
-        from ecgsoup.backbones._format import CONFIG_FILE, _contract, read_directory_config
+        from ecgsoup.backbones._format import CONFIG_FILE, contract_from_info, read_directory_config
 
-        base = _contract(read_directory_config(ref.path), ref.path / CONFIG_FILE)
+        base = contract_from_info(read_directory_config(ref.path), ref.path / CONFIG_FILE)
         return _contract_of(entry, ref.contract, base)
     if ref.contract is None and ref.name in registered_names():
         # A registered size settles the lead count (ECGFounder's 1-lead model) without reading weights.
