@@ -21,10 +21,13 @@ et al. 2021) on the frozen encoder:
   (:class:`ecgsoup.features.ECGFeatures`) and a hybrid of those features with
   the chosen layer.
 * **Probes**: a standardised logistic regression (one-vs-rest), with ``C``
-  chosen on validation; and the ECG-Soup MLP head (BatchNorm, Dropout 0.25,
+  chosen on validation (every class and every ``C`` of a training split in one
+  batched L-BFGS solve of scikit-learn's objective); and the ECG-Soup MLP head
+  (:class:`ecgsoup.mlp_head.MLPHeadClassifier`: BatchNorm, Dropout 0.25,
   Linear 256, ReLU, BatchNorm, Dropout 0.5, Linear; AdamW lr 1e-3, weight
   decay 0.05, batch 64, up to 100 epochs with early stopping on a 10 % hold-out
-  of the training folds).
+  of the training folds).  The fits are independent jobs for joblib
+  (``n_jobs``) or a Dask cluster (``scheduler`` / ``workers``).
 * **Metric**: macro ROC AUC in two variants, the ECG-Soup rule (a class with
   no positive or no negative record in the scored fold counts 0.5) and
   "classes present" (those classes are left out), each with a bootstrap 95 %
@@ -34,13 +37,16 @@ et al. 2021) on the frozen encoder:
   layer (chosen on validation) minus last layer".
 
 Each record goes through the backbone once (embeddings are cached in
-``out/cache``); the wall time is reported split into embedding, features and
-probes.
+``out/cache``); the wall time is reported per phase (read, preprocess, embed,
+embed the random twin, features, probes, bootstrap, write) and the probe fits'
+seconds per task and probe.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -62,6 +68,7 @@ from ecgsoup._files import atomic_write_text
 from ecgsoup.backbones._registry import load_backbone, random_twin
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.mlp_head import MLPHeadClassifier
 from ecgsoup.pma import PMA, PMAClassifier
 from ecgsoup.preprocessing import ECGPreprocessor
 from ecgsoup.tasks import (
@@ -368,26 +375,14 @@ def _logistic(C: float):
 
 
 def _mlp_head(random_state: int, n_train: int):
-    """The ECG-Soup MLP head on one fixed representation.
-
-    ``PMAClassifier`` with two blocks, ``h_0`` all zeros and the
-    representation as the only block, is exactly that head: the gate has a
-    single layer to weigh (weight 1), no norm is applied, and its training
-    loop (AdamW, early stopping on a hold-out of the training records) is the
-    one the PMA rows use.
-    """
-    return PMAClassifier(head="mlp", n_layers=2, max_iter=100, early_stopping=True,
-                         validation_fraction=_hold_out(n_train), n_iter_no_change=10,
-                         random_state=random_state)  # fmt: skip
+    """The ECG-Soup MLP head on one fixed representation, trained as the PMA rows' head is."""
+    return MLPHeadClassifier(max_iter=100, early_stopping=True, validation_fraction=_hold_out(n_train),
+                             n_iter_no_change=10, random_state=random_state)  # fmt: skip
 
 
 def _hold_out(n_train: int) -> float:
     """10 % of the training records for early stopping, but at least 21 of them (small tasks)."""
     return float(min(0.5, max(0.1, 21 / max(n_train, 1))))
-
-
-def _as_mlp_input(Z: np.ndarray) -> np.ndarray:
-    return np.hstack([np.zeros_like(Z), Z])
 
 
 def _scores(model, X) -> np.ndarray:
@@ -615,7 +610,10 @@ _PROBE_NAMES = {
 # --- the run ------------------------------------------------------------------------------
 
 
-def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose):
+_EMBED_CHUNK = 256  # records per Dask task when the embedding is spread over a cluster
+
+
+def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose, distributed=False):
     """(layer-wise embeddings, the fitted embedder, seconds preprocessing, seconds embedding)."""
     start = time.perf_counter()
     pre = ECGPreprocessor(sampling_rate=data.sampling_rate, lead_names=data.lead_names, model=model)
@@ -623,7 +621,17 @@ def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose):
     preprocessed = time.perf_counter()
     embedder = LayerwiseEmbedder(model=model, memory=cache, batch_size=batch_size, precision=precision,
                                  device=device, verbose=int(verbose))  # fmt: skip
-    embeddings = embedder.fit_transform(X)
+    if not distributed:
+        embeddings = embedder.fit_transform(X)
+        return embeddings, embedder, preprocessed - start, time.perf_counter() - preprocessed
+    # Each worker embeds chunks of records with a copy of the fitted embedder, without the cache
+    # (a worker's disk need not be this one's).  A record's embedding does not depend on the
+    # other records of its batch, so the numbers are those of one process.
+    embedder.fit(X)
+    worker = copy.copy(embedder).set_params(memory=None, verbose=0)
+    chunks = np.array_split(np.arange(len(X)), max(1, -(-len(X) // _EMBED_CHUNK)))
+    done = _run_jobs({i: (worker.transform_layers, (X[chunk],)) for i, chunk in enumerate(chunks)}, -1)
+    embeddings = np.concatenate([done[i][0] for i in range(len(chunks))])
     return embeddings, embedder, preprocessed - start, time.perf_counter() - preprocessed
 
 
@@ -688,6 +696,8 @@ def ptbxl(
     pma=True,
     cache=None,
     verbose=True,
+    scheduler=None,
+    workers=None,
 ) -> PTBXLResult:
     """Run the PTB-XL benchmark (see the module docstring for the protocol).
 
@@ -735,11 +745,59 @@ def ptbxl(
         features, once.
     verbose : bool, default=True
         Print progress lines.
+    scheduler : str, optional
+        Address of a Dask scheduler: the embedding (in chunks of records)
+        and the probe fits run on its workers; the results are the same as
+        in one process.
+    workers : int, optional
+        Start a local Dask cluster of this many single-threaded worker
+        processes instead (closed at the end).
 
     Returns
     -------
     result : PTBXLResult
     """
+    from ecgsoup.distributed import connect
+
+    settings = dict(model=model, rate=rate, tasks=tasks, probes=probes, Cs=Cs, n_bootstrap=n_bootstrap,
+                    max_records=max_records, out=out, scp_statements=scp_statements, features=features,
+                    random_baseline=random_baseline, random_state=random_state, batch_size=batch_size,
+                    precision=precision, device=device, n_jobs=n_jobs, pma=pma, cache=cache, verbose=verbose)  # fmt: skip
+    with connect(scheduler=scheduler, workers=workers) as client:
+        if client is None:
+            return _ptbxl(root, **settings, distributed=False)
+        from joblib import parallel_config
+
+        settings["n_jobs"] = -1 if n_jobs is None else n_jobs
+        with parallel_config(backend="dask"):
+            return _ptbxl(root, **settings, distributed=True)
+
+
+def _ptbxl(
+    root,
+    *,
+    model="default",
+    rate=100,
+    tasks=tuple(PTBXL_TASKS),
+    probes=("logistic", "mlp"),
+    Cs=DEFAULT_CS,
+    n_bootstrap=1000,
+    max_records=None,
+    out=None,
+    scp_statements=None,
+    features=True,
+    random_baseline=True,
+    random_state=0,
+    batch_size=16,
+    precision="float32",
+    device="cpu",
+    n_jobs=None,
+    pma=True,
+    cache=None,
+    verbose=True,
+    distributed=False,
+) -> PTBXLResult:
+    """The run of :func:`ptbxl`; ``distributed``: the embedding goes to the Dask workers too."""
     unknown = set(tasks) - set(PTBXL_TASKS)
     if unknown:
         raise ValueError(f"Unknown task(s) {sorted(unknown)}; the six PTB-XL tasks are {list(PTBXL_TASKS)}.")
@@ -788,13 +846,13 @@ def ptbxl(
     encoder = load_backbone(model)
     X_emb, embedder, timings["preprocess_s"], timings["embed_s"] = _embed(
         data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
-        verbose=verbose)  # fmt: skip
+        verbose=verbose, distributed=distributed)  # fmt: skip
     X_rand, timings["embed_random_s"] = None, 0.0
     if random_baseline:
         random_encoder = random_twin(encoder, seed=random_state)
         X_rand, embedder_rand, pre_s, timings["embed_random_s"] = _embed(
             data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
-            verbose=verbose)  # fmt: skip
+            verbose=verbose, distributed=distributed)  # fmt: skip
         timings["preprocess_s"] += pre_s
     timings["embedding_s"] = time.perf_counter() - start
     n_layers = embedder.n_layers_
@@ -969,9 +1027,9 @@ class _MLPProbe:
         train, scored = self.task.train, self.task.scored
         scaler = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
         Zs = scaler.fit(Z[self.pos[train]]).transform(Z)
-        model = _mlp_head(self.seed, len(train)).fit(_as_mlp_input(Zs[self.pos[train]]), self.Y[train])
+        model = _mlp_head(self.seed, len(train)).fit(Zs[self.pos[train]], self.Y[train])
         value = -min(model.validation_loss_curve_)
-        return _scores(model, _as_mlp_input(Zs[self.pos[scored]])), "", value
+        return _scores(model, Zs[self.pos[scored]]), "", value
 
     def run_pma(self, X_emb, spec, seed):
         train, scored = self.task.train, self.task.scored
@@ -992,10 +1050,20 @@ def _timed_job(function, *args):
     from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
-    with warnings.catch_warnings(), threadpool_limits(1):
-        for category in _QUIET:
-            warnings.simplefilter("ignore", category)
-        result = function(*args)
+    torch = sys.modules.get("torch")
+    # One torch thread too, wherever the job runs, so that a fit gives the same numbers in this
+    # process and on a Dask worker (reductions over more threads add in another order).
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(1)
+        with warnings.catch_warnings(), threadpool_limits(1):
+            for category in _QUIET:
+                warnings.simplefilter("ignore", category)
+            result = function(*args)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
     return result, time.perf_counter() - start
 
 
