@@ -259,16 +259,19 @@ def resample_class_aucs(Y, S, counts) -> np.ndarray:
     n_resamples, n = np.shape(counts)
     dtype = np.float32 if n <= 4000 else np.float64
     counts = np.asarray(counts, dtype=dtype)
+    total = counts.sum(axis=1, dtype=np.float64)
     out = np.full((n_resamples, Y.shape[1]), np.nan)
     for k in range(Y.shape[1]):
-        pos, neg = np.flatnonzero(Y[:, k]), np.flatnonzero(~Y[:, k])
-        if not len(pos) or not len(neg):
+        pos, neg = np.flatnonzero(Y[:, k]), ~Y[:, k]
+        if not len(pos) or not neg.any():
             continue
-        above = S[pos, k][:, None] - S[neg, k][None, :]
-        M = (above > 0).astype(dtype) + (above == 0).astype(dtype) / 2
-        c_pos, c_neg = counts[:, pos], counts[:, neg]
-        u = np.einsum("bn,bn->b", c_pos @ M, c_neg, dtype=np.float64)
-        n_pos, n_neg = c_pos.sum(axis=1, dtype=np.float64), c_neg.sum(axis=1, dtype=np.float64)
+        # Comparisons against every record, zero for the positives: no copy of the negatives' counts.
+        above = S[pos, k][:, None] - S[:, k][None, :]
+        M = ((above > 0).astype(dtype) + (above == 0).astype(dtype) / 2) * neg
+        c_pos = counts[:, pos]
+        u = np.einsum("bn,bn->b", c_pos @ M, counts, dtype=np.float64)
+        n_pos = c_pos.sum(axis=1, dtype=np.float64)
+        n_neg = total - n_pos
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, k] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
     return out
