@@ -1,11 +1,11 @@
 """The batched logistic probe against scikit-learn's, row by row, on the real PTB-XL subset.
 
-Runs :func:`ecgsoup.benchmark.ptbxl` once with the probes ``logistic`` (every class and
-every C in one batched L-BFGS solve per training split) and ``logistic-sklearn`` (the
+Runs :func:`ecgsoup.benchmark.ptbxl` once with the probes ``logistic-batched`` (every class
+and every C in one batched L-BFGS solve per training split) and ``logistic-sklearn`` (the
 reference: scikit-learn's one-vs-rest logistic regression, fitted class by class and C by
-C), on the same embeddings, and writes ``benchmarks/results/ptbxl_probe_agreement.{json,md}``:
-every row's macro AUC under both probes, the largest difference (the batched probe must stay
-within 0.002), the C each chose, and the seconds of fits each probe took per task (one
+C, which the ``logistic`` probe equals), on the same embeddings, and writes ``benchmarks/results/ptbxl_probe_agreement.{json,md}``:
+every row's macro AUC under both probes, the largest difference (0.002 would make the batched
+probe a drop-in replacement), the C each chose, and the seconds of fits each probe took per task (one
 process, so the two are comparable).
 
 Run:  .venv/bin/python benchmarks/ptbxl_probe_agreement.py [--tasks super rhythm form] [--cache DIR]
@@ -37,13 +37,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     root = shared_data_path() / "ptbxl_zscored_subset"
-    result = ptbxl(root, model=args.model, tasks=args.tasks, probes=("logistic", "logistic-sklearn"),
+    result = ptbxl(root, model=args.model, tasks=args.tasks, probes=("logistic-batched", "logistic-sklearn"),
                    n_bootstrap=args.bootstrap, cache=args.cache, pma=not args.no_pma, features=not args.no_features,
                    random_baseline=not args.no_random, n_jobs=1, verbose=True)  # fmt: skip
     table = result.table.set_index(["task", "representation", "probe"])
     rows = []
     for task, rep in dict.fromkeys(zip(result.table["task"], result.table["representation"])):
-        new, old = table.loc[(task, rep, "logistic")], table.loc[(task, rep, "logistic-sklearn")]
+        new, old = table.loc[(task, rep, "logistic-batched")], table.loc[(task, rep, "logistic-sklearn")]
         rows.append({"task": task, "representation": rep, "auc": float(new["auc"]),
                      "auc_sklearn": float(old["auc"]), "difference": float(new["auc"] - old["auc"]),
                      "difference_present": float(new["auc_present"] - old["auc_present"]),
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
              f"(tolerance {TOLERANCE}).", "",
              "| task | batched probe: seconds of fits | scikit-learn: seconds of fits | speed-up |", "|---|---:|---:|---:|"]
     for task in args.tasks:
-        new, old = seconds[task]["logistic"], seconds[task]["logistic-sklearn"]
+        new, old = seconds[task]["logistic-batched"], seconds[task]["logistic-sklearn"]
         lines.append(f"| {task} | {new:.1f} | {old:.1f} | {old / max(new, 1e-9):.1f}x |")
     lines += ["", "| task | representation | AUC batched | AUC scikit-learn | difference | C batched | C scikit-learn |",
               "|---|---|---:|---:|---:|---|---|"]
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                      f"{r['difference']:+.5f} | {r['chosen']} | {r['chosen_sklearn']} |")
     write_results("ptbxl_probe_agreement", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0 if largest <= TOLERANCE else 1
+    return 0
 
 
 if __name__ == "__main__":
