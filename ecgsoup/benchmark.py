@@ -81,7 +81,7 @@ from ecgsoup.tasks import (
 
 __all__ = ["PTBXLData", "PTBXLResult", "load_ptbxl_benchmark_data", "plot_ptbxl_summary", "plot_ptbxl_task", "ptbxl",
            "ptbxl_result_from_json", "read_ptbxl_results", "class_aucs", "resample_class_aucs",
-           "write_ptbxl_results"]
+           "write_ptbxl_results", "json_records"]
 
 TRAIN_FOLDS = tuple(range(1, 9))
 MIN_SCORED_RECORDS = 100  # fewer scored records: a warning in the results
@@ -1364,6 +1364,11 @@ def _jsonable(value):
     return value
 
 
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """The rows of a results table as JSON-ready records: numpy scalars as Python numbers, NaN as null."""
+    return [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
 def read_ptbxl_results(path) -> PTBXLResult:
     """The :class:`PTBXLResult` that :func:`write_ptbxl_results` saved as ``<name>.json``."""
     return ptbxl_result_from_json(json.loads(Path(path).read_text()))
@@ -1375,8 +1380,7 @@ def _write_json(result: PTBXLResult, out: Path, name: str) -> None:
         "warnings": result.warnings(),
         "selection": result.selection, "n_bootstrap": result.n_bootstrap, "timings_s": result.timings,
         "tasks": result.tasks.to_dict("records"),
-        "table": [{k: _jsonable(v) for k, v in row.items()} for row in result.table.to_dict("records")],
-        "claims": [{k: _jsonable(v) for k, v in row.items()} for row in result.claims.to_dict("records")],
+        "table": json_records(result.table), "claims": json_records(result.claims),
     }  # fmt: skip
     atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=2, default=_jsonable) + "\n")
 
