@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgsoup.benchmark import DEFAULT_CS, ptbxl, read_ptbxl_results, write_ptbxl_results
+from ecgsoup.benchmark import (
+    DEFAULT_CS,
+    json_records,
+    ptbxl,
+    read_ptbxl_results,
+    write_ptbxl_results,
+)
 from ecgsoup.tasks import PTBXL_TASK_NAMES, PTBXL_TASKS
 
 __all__ = ["AtlasResult", "AtlasRun", "atlas", "plot_atlas"]
@@ -362,8 +368,6 @@ def plot_atlas(result: AtlasResult, path=None, probe: str = "logistic"):
 
 
 def _write(result: AtlasResult, out: Path) -> None:
-    from ecgsoup.benchmark import _jsonable
-
     out.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out / "atlas.csv", index=False)
     result.layers.to_csv(out / "atlas_layers.csv", index=False)
@@ -372,9 +376,8 @@ def _write(result: AtlasResult, out: Path) -> None:
         "n_bootstrap": result.n_bootstrap,
         "models": [{"model": r.model, "family": r.family, "weights": r.weights, "contract": r.contract,
                     "n_layers": r.n_layers, "timings_s": r.result.timings} for r in result.runs],
-        "table": [{k: _jsonable(v) for k, v in row.items()} for row in result.table.to_dict("records")],
-        "claims": [{k: _jsonable(v) for k, v in row.items()} for row in result.claims.to_dict("records")],
-        "layers": [{k: _jsonable(v) for k, v in row.items()} for row in result.layers.to_dict("records")],
+        "table": json_records(result.table), "claims": json_records(result.claims),
+        "layers": json_records(result.layers),
     }  # fmt: skip
-    (out / "atlas.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    (out / "atlas.json").write_text(json.dumps(payload, indent=2, default=lambda value: value.item()) + "\n")
     (out / "atlas.md").write_text(result.summary() + "\n")
