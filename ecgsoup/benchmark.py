@@ -55,7 +55,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit
-from scipy.stats import rankdata
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -67,6 +66,7 @@ from ecgsoup._files import atomic_write_text
 from ecgsoup.backbones._registry import load_backbone, random_twin
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.metrics import class_aucs, draw_counts, macro_rule, resample_class_aucs
 from ecgsoup.mlp_head import MLPHeadClassifier
 from ecgsoup.pma import PMA, PMAClassifier
 from ecgsoup.preprocessing import ECGPreprocessor
@@ -223,81 +223,6 @@ def load_ptbxl_benchmark_data(root, *, rate=100, scp_statements=None) -> PTBXLDa
 
 
 # --- metric -------------------------------------------------------------------------------
-
-
-def class_aucs(Y, S) -> np.ndarray:
-    """Per-class ROC AUC (rank formula, ties averaged); NaN where a class lacks positives or negatives.
-
-    ``Y`` and ``S`` are ``(..., n_records, n_classes)``; leading axes (for
-    example bootstrap resamples) are kept.
-    """
-    Y = np.asarray(Y, dtype=float)
-    ranks = rankdata(np.asarray(S, dtype=float), axis=-2)
-    positives = Y.sum(axis=-2)
-    negatives = Y.shape[-2] - positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * Y).sum(axis=-2) - positives * (positives + 1) / 2) / (positives * negatives)
-    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
-
-
-def resample_class_aucs(Y, S, counts) -> np.ndarray:
-    """Per-class ROC AUC on every bootstrap resample, without building the resamples.
-
-    ``counts[b, i]`` is how often record ``i`` is drawn in resample ``b``.  The
-    result equals ``class_aucs(Y[draws], S[draws])`` exactly: ``(n_resamples,
-    n_classes)``, ties averaged, NaN where a resample lacks positives or
-    negatives.  A resample's Mann-Whitney count for a class is
-    ``c_pos @ M @ c_neg``, with ``M`` the positives-by-negatives comparison
-    (1 when the positive scores higher, 0.5 when tied), so no resample is sorted
-    and all resamples of a class are one matrix product.  The counts are whole
-    numbers and ``M`` holds halves, so float32 holds every partial sum exactly
-    up to 4,000 scored records (float64 beyond).
-    """
-    Y = np.asarray(Y).astype(bool)
-    S = np.asarray(S, dtype=float)
-    n_resamples, n = np.shape(counts)
-    dtype = np.float32 if n <= 4000 else np.float64
-    counts = np.asarray(counts, dtype=dtype)
-    total = counts.sum(axis=1, dtype=np.float64)
-    out = np.full((n_resamples, Y.shape[1]), np.nan)
-    for k in range(Y.shape[1]):
-        pos, neg = np.flatnonzero(Y[:, k]), ~Y[:, k]
-        if not len(pos) or not neg.any():
-            continue
-        # Comparisons against every record, zero for the positives: no copy of the negatives' counts.
-        above = S[pos, k][:, None] - S[:, k][None, :]
-        M = ((above > 0).astype(dtype) + (above == 0).astype(dtype) / 2) * neg
-        c_pos = counts[:, pos]
-        u = np.einsum("bn,bn->b", c_pos @ M, counts, dtype=np.float64)
-        n_pos = c_pos.sum(axis=1, dtype=np.float64)
-        n_neg = total - n_pos
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, k] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
-    return out
-
-
-def _draw_counts(draws, n) -> np.ndarray:
-    """``counts[b, i]``: how often record ``i`` occurs in resample ``draws[b]``."""
-    flat = (np.asarray(draws) + n * np.arange(len(draws))[:, None]).ravel()
-    return np.bincount(flat, minlength=len(draws) * n).reshape(len(draws), n)
-
-
-def _macro(aucs: np.ndarray, present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ECG-Soup rule: undefined classes count 0.5, classes present: undefined left out).
-
-    ``present`` (bootstrap only) marks the classes defined on the whole scored fold.  A
-    resample can lose the only positive of a rare class; that class is then left out of
-    that resample's mean instead of counting 0.5, which would drag every resample towards
-    0.5 and put the interval below the point estimate.  Classes absent from the scored
-    fold itself still count 0.5 under the ECG-Soup rule.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if present is None:
-            return np.where(np.isnan(aucs), 0.5, aucs).mean(axis=-1), np.nanmean(aucs, axis=-1)
-        kept = np.nanmean(aucs[..., present], axis=-1)
-        n_absent, n_all = int((~present).sum()), len(present)
-        return (kept * (n_all - n_absent) + 0.5 * n_absent) / n_all, kept
 
 
 # --- probes -------------------------------------------------------------------------------
@@ -936,7 +861,7 @@ def _ptbxl(
 
 def _inner_value(Y, task, predict) -> float:
     """Mean validation macro AUC (ECG-Soup rule) of ``predict(train, validation)`` over the inner splits."""
-    return float(np.mean([_macro(class_aucs(Y[va], predict(tr, va)))[0] for tr, va in task.inner]))
+    return float(np.mean([macro_rule(class_aucs(Y[va], predict(tr, va)))[0] for tr, va in task.inner]))
 
 
 class _BatchedLogisticProbe:
@@ -962,7 +887,7 @@ class _BatchedLogisticProbe:
         return [_logistic_scores(X_te, fit) for fit in fits]
 
     def _choose(self, per_split, Z_final):
-        values = np.array([[_macro(class_aucs(self.Y[va], S))[0] for S in self._path_scores(Z, tr, va, self.Cs)]
+        values = np.array([[macro_rule(class_aucs(self.Y[va], S))[0] for S in self._path_scores(Z, tr, va, self.Cs)]
                            for tr, va, Z in per_split]).mean(axis=0)  # fmt: skip
         best = int(np.argmax(values))  # the first of equal values, as max() over the C list
         C = self.Cs[best]
@@ -1029,7 +954,7 @@ class _SklearnLogisticProbe:
         per_split = [(tr, va, fused(tr)) for tr, va in self.task.inner]
         values = {}
         for C in self.Cs:
-            values[C] = float(np.mean([_macro(class_aucs(self.Y[va], self._fit_predict(Z, C, tr, va)))[0]
+            values[C] = float(np.mean([macro_rule(class_aucs(self.Y[va], self._fit_predict(Z, C, tr, va)))[0]
                                        for tr, va, Z in per_split]))  # fmt: skip
         best = max(values, key=values.get)
         Z = fused(self.task.train)
@@ -1213,7 +1138,7 @@ def _run_probes(runs: dict, n_jobs) -> tuple[dict, dict]:
 
 def _row_stats(Y, S, counts, defined):
     """(point estimates, resampled values), each as ``_macro`` gives them."""
-    return _macro(class_aucs(Y, S)), _macro(resample_class_aucs(Y, S, counts), present=defined)
+    return macro_rule(class_aucs(Y, S)), macro_rule(resample_class_aucs(Y, S, counts), present=defined)
 
 
 def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed, n_jobs=None):
@@ -1223,7 +1148,7 @@ def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed,
     for task_name, task in tasks_built.items():
         Y = task.Y[task.scored]
         draws = rng.integers(0, len(Y), size=(n_bootstrap, len(Y)))
-        counts = _draw_counts(draws, len(Y))
+        counts = draw_counts(draws, len(Y))
         defined = ~np.isnan(class_aucs(Y, np.zeros_like(Y, dtype=float)))
         keys = [(r["probe"], r["representation"]) for r in task_rows if r["task"] == task_name]
         # A "chosen" row shares its scores with the row it chose: each score array is resampled once.

@@ -18,9 +18,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, cross_val_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -28,103 +26,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import type_of_target
 
 from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.metrics import macro_auc
 from ecgsoup.pma import PMA
 
 __all__ = ["macro_auc", "macro_auc_scorer", "layer_probe", "plot_layer_probe"]
-
-
-def _class_auc(truth: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC of one class, or NaN when the split has only one label value."""
-    if truth.min() == truth.max():
-        return np.nan
-    return float(roc_auc_score(truth, score))
-
-
-def macro_auc(y_true, y_score, *, labels=None) -> float:
-    """Macro ROC AUC, counting classes without both labels in the split as 0.5.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_samples,) or (n_samples, n_classes)
-        Binary or multiclass labels, or a 0/1 indicator matrix (multi-label).
-    y_score : array-like of shape (n_samples,) or (n_samples, n_classes)
-        Scores: for binary ``y_true`` the positive-class score (1-D) or both
-        columns of ``predict_proba``; otherwise one column per class, in the
-        order of ``labels`` (multiclass) or of the indicator columns.
-    labels : array-like, default=None
-        Multiclass only: the class of each ``y_score`` column (e.g. a fitted
-        classifier's ``classes_``).  Needed when some class is missing from
-        ``y_true`` in this split; defaults to the sorted labels of ``y_true``.
-        For binary ``y_true`` it names ``[negative, positive]``.
-
-    Returns
-    -------
-    score : float
-        Unweighted mean over classes (one-vs-rest for multiclass; a binary
-        task has one class, the positive one).  A class whose ``y_true``
-        column is all 0 or all 1 contributes 0.5 and is reported with an
-        ``UndefinedMetricWarning``, as the authors' code does (``macro_nans``).
-
-    Examples
-    --------
-    >>> from ecgsoup.evaluate import macro_auc
-    >>> macro_auc([[1, 0], [0, 0], [1, 0]], [[0.9, 0.2], [0.1, 0.3], [0.8, 0.1]])
-    0.75
-    """
-    y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score, dtype=float)
-    if y_true.shape[0] != y_score.shape[0]:
-        raise ValueError(
-            f"y_true has {y_true.shape[0]} samples but y_score has {y_score.shape[0]}."
-        )
-    kind = type_of_target(y_true, input_name="y_true")
-    if kind == "multilabel-indicator" or (y_true.ndim == 2 and y_true.shape[1] > 1):
-        truth = y_true.astype(float)
-        if y_score.shape != truth.shape:
-            raise ValueError(
-                f"Multi-label y_true has shape {truth.shape} but y_score has {y_score.shape}; "
-                "pass one score column per label."
-            )
-    else:
-        y_true = y_true.ravel()
-        if labels is None:
-            labels = np.unique(y_true)
-        labels = np.asarray(labels)
-        if y_score.ndim == 1 or (y_score.ndim == 2 and y_score.shape[1] == 1):
-            # A single score column is the positive class of a binary task.
-            if len(labels) > 2:
-                raise ValueError(
-                    f"y_true has {len(labels)} classes but y_score has one column; pass "
-                    "predict_proba / decision_function with one column per class."
-                )
-            positive = labels[-1] if len(labels) else 1
-            truth = (y_true == positive).astype(float)[:, None]
-            y_score = y_score.reshape(-1, 1)
-        else:
-            if y_score.shape[1] != len(labels):
-                raise ValueError(
-                    f"y_score has {y_score.shape[1]} columns but there are {len(labels)} labels "
-                    f"({list(labels)[:10]}); pass labels=<the classifier's classes_> when a "
-                    "class is missing from y_true in this split."
-                )
-            unknown = np.setdiff1d(np.unique(y_true), labels)
-            if unknown.size:
-                raise ValueError(f"y_true holds labels {list(unknown)} that are not in labels.")
-            truth = (y_true[:, None] == labels[None, :]).astype(float)
-            if len(labels) == 2:  # binary with both columns: score the positive class only
-                truth, y_score = truth[:, 1:], y_score[:, 1:]
-    if truth.shape[1] == 0:
-        raise ValueError("There are no classes to score.")
-    aucs = np.array([_class_auc(truth[:, k], y_score[:, k]) for k in range(truth.shape[1])])
-    undefined = int(np.isnan(aucs).sum())
-    if undefined:
-        warnings.warn(
-            f"{undefined} of {len(aucs)} classes have only one label value in y_true; "
-            "their AUC is undefined and counts as 0.5, as the ECG-Soup authors' code does.",
-            UndefinedMetricWarning,
-            stacklevel=2,
-        )
-    return float(np.where(np.isnan(aucs), 0.5, aucs).mean())
 
 
 def decision_scores(estimator, X):

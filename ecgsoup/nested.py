@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import get_scorer, roc_curve
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
+
+from ecgsoup.metrics import class_aucs, macro_rule
 
 __all__ = [
     "REGRESSION_MIN_VALUES",
@@ -121,17 +122,6 @@ def truth_matrix(y, task, classes):
     return (np.asarray(y)[:, None] == np.asarray(classes, dtype=object)[None, :]).astype(float)
 
 
-def _class_aucs(Y, S):
-    """Per-class ROC AUC along axis -2 (rank formula, ties averaged); NaN where a class lacks a label value."""
-    Y = np.asarray(Y, dtype=float)
-    ranks = rankdata(np.asarray(S, dtype=float), axis=-2)
-    positives = Y.sum(axis=-2)
-    negatives = Y.shape[-2] - positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * Y).sum(axis=-2) - positives * (positives + 1) / 2) / (positives * negatives)
-    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
-
-
 def _as_columns(scores):
     scores = np.asarray(scores, dtype=float)
     return scores[:, None] if scores.ndim == 1 else scores
@@ -142,8 +132,7 @@ def _point(task, Y, S, y=None):
     if task == "regression":
         y = np.asarray(y, dtype=float)
         return float(1 - np.sum((y - S) ** 2) / np.sum((y - y.mean()) ** 2))
-    aucs = _class_aucs(Y, _as_columns(S))
-    return float(np.where(np.isnan(aucs), 0.5, aucs).mean())
+    return float(macro_rule(class_aucs(Y, _as_columns(S)))[0])
 
 
 def _chunks(n_bootstrap, n_cells):
@@ -202,11 +191,11 @@ def _auc_statistic(Y, S):
     resample towards 0.5 and put the interval below the point estimate.
     """
     S = _as_columns(S)
-    defined = ~np.isnan(_class_aucs(Y, np.zeros_like(Y)))
+    defined = ~np.isnan(class_aucs(Y, np.zeros_like(Y)))
     n_all, n_absent = Y.shape[1], int((~defined).sum())
 
     def statistic(draws):
-        aucs = _class_aucs(Y[draws][..., defined], S[draws][..., defined])
+        aucs = class_aucs(Y[draws][..., defined], S[draws][..., defined])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             kept = np.nanmean(aucs, axis=-1) if defined.any() else np.full(len(draws), np.nan)

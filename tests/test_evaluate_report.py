@@ -16,7 +16,8 @@ import pytest
 
 from ecgsoup.cli import EXIT_OK, EXIT_USAGE, main
 from ecgsoup.evaluate import layer_probe
-from ecgsoup.nested import _class_aucs, bootstrap_interval, nested_probe, target_kind
+from ecgsoup.metrics import class_aucs
+from ecgsoup.nested import bootstrap_interval, nested_probe, target_kind
 from ecgsoup.store import embed_to_store, open_store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -182,7 +183,7 @@ def test_bootstrap_matches_a_plain_loop_over_the_same_resamples():
     from sklearn.metrics import roc_auc_score
 
     def vectorised(draws):
-        return _class_aucs(Y[draws], s[:, None][draws])[:, 0]
+        return class_aucs(Y[draws], s[:, None][draws])[:, 0]
 
     low, high = bootstrap_interval(vectorised, 40, n_bootstrap=300, random_state=7)
     draws = np.random.default_rng(7).integers(0, 40, size=(300, 40))
