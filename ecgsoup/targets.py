@@ -59,7 +59,7 @@ SEPARATORS = (";", ",", "|")
 AUTO_FOLDS = "strat_fold"
 
 #: A numeric column with more distinct values than this is continuous (regression), never
-#: multiclass; the same number as :data:`ecgsoup.nested.REGRESSION_MIN_VALUES`, kept here
+#: multiclass; the same number as ``ecgsoup.nested.REGRESSION_MIN_VALUES``, kept here
 #: so that reading labels (and ``ecgsoup --help``) does not import scikit-learn.
 REGRESSION_MIN_VALUES = 20
 
@@ -83,7 +83,7 @@ class Target:
         The positions, in the cells given to :func:`make_target`, of the
         records that ``y`` describes (the others are dropped).
     task : str
-        One of :data:`TASKS`.
+        One of ``TASKS``.
     description : str
         One line: the target and its class counts.
     report : list of str
@@ -144,7 +144,7 @@ def parse_label_cell(value, *, separator: str | None = "auto") -> str:
     -------
     cell : str
         The stripped text; ``""`` for an empty cell or one of
-        :data:`MISSING_MARKERS`.
+        ``MISSING_MARKERS``.
 
     Raises
     ------
@@ -186,7 +186,7 @@ def split_labels(cell: str, separator: str | None) -> list[str]:
 def detect_separator(cells, *, target: str = "labels") -> str | None:
     """The separator of multi-label cells, ``None`` for single-label cells.
 
-    A candidate of :data:`SEPARATORS` counts only when it really separates
+    A candidate of ``SEPARATORS`` counts only when it really separates
     labels: some piece of a split cell is a whole cell elsewhere, or recurs in
     several distinct cells.  ``"Atrial flutter, typical"`` alone in its column
     is then one label, while ``"STTC, HYP"`` next to ``"STTC"`` cells is two.
@@ -260,7 +260,7 @@ def is_numeric_column(cells) -> bool:
     numeric : bool
         ``True`` when every non-empty cell is a finite number (or a bound
         such as ``">89"`` or ``"90+"``) and there are more than
-        :data:`REGRESSION_MIN_VALUES` distinct values.
+        ``REGRESSION_MIN_VALUES`` distinct values.
     """
     cells = [v for v in cells if v]
     if not cells or any(_number(v) is None for v in cells):
@@ -325,7 +325,7 @@ def make_target(cells, *, target: str = "target", task: str | None = None, posit
     positive : str or None, default=None
         Binary: the positive label, matched as a whole cell or as one label of
         a multi-label cell.  ``None``: the other value when one of two is one
-        of :data:`OBVIOUS_NEGATIVES`; the non-empty cells when the column has
+        of ``OBVIOUS_NEGATIVES``; the non-empty cells when the column has
         empty ones.
     separator : str or None, default="auto"
         The separator of labels inside a cell; ``"auto"``: :func:`detect_separator`;
@@ -513,7 +513,7 @@ def label_splits(rows: list, y, task: str, *, folds: str | None = None, groups: 
     task : str
         The task of ``y``; a multilabel target is split by groups without stratification.
     folds : str or None, default=None
-        A column holding each record's test fold.  ``None``: :data:`AUTO_FOLDS`
+        A column holding each record's test fold.  ``None``: ``AUTO_FOLDS``
         when the rows have it and ``groups`` is not given; ``"none"``: never.
     groups : str or None, default=None
         A column of groups (e.g. a patient id) that never straddle a train/test split.

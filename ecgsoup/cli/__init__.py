@@ -2,8 +2,8 @@
 
 One module per sub-command (``embed``, ``evaluate``, ``benchmark``, ``demo``,
 ``info``, ``models``, ``convert``, ``pretrain``), each with an
-``add_parser(sub)`` and a ``run(args)``; :mod:`ecgsoup.cli.parser` registers
-them and :mod:`ecgsoup.cli.common` holds what they share.  Exit statuses:
+``add_parser(sub)`` and a ``run(args)``; ``ecgsoup.cli.parser`` registers
+them and ``ecgsoup.cli.common`` holds what they share.  Exit statuses:
 
 * ``0``: done;
 * ``2``: a problem the user can fix (nonexistent path, unreadable input,
