@@ -299,7 +299,6 @@ def _evaluate(args, table, id_column, fusions) -> int:
     return EXIT_PARTIAL if n_failed else EXIT_OK
 
 
-
 def _target(args, label_rows, id_column):
     """``(y, keep, task, description, report, label_names)`` of ``--target`` for the labelled records."""
     cells = []
@@ -315,6 +314,7 @@ def _target(args, label_rows, id_column):
     except ValueError as error:
         raise CLIError(str(error)) from None
     return target.y, target.keep, target.task, target.description, target.report, target.label_names
+
 
 def _clinical(args, attrs, record_ids) -> dict:
     """``{"clinical features": F}`` when the records can be read again, else ``{}`` (and why, in one line)."""
