@@ -88,7 +88,7 @@ def instrument() -> dict:
     All accumulate over the process.
     """
     import ecgsoup.embedding as embedding_module
-    from ecgsoup.cache import EmbeddingStore
+    from ecgsoup.cache import EmbeddingCache
 
     totals = dict.fromkeys(["windows", "forward_s", "keys_s", "lookups", "store_read_s", "store_write_s"], 0)
 
@@ -112,8 +112,8 @@ def instrument() -> dict:
     STMEMEncoder.pooled_layers = counting
     LayerwiseEmbedder._forward_records = timed_as(LayerwiseEmbedder._forward_records, "forward_s")
     embedding_module.record_keys = timed_as(embedding_module.record_keys, "keys_s", ("lookups", len))
-    EmbeddingStore.get_many = timed_as(EmbeddingStore.get_many, "store_read_s")
-    EmbeddingStore.put_many = timed_as(EmbeddingStore.put_many, "store_write_s")
+    EmbeddingCache.get_many = timed_as(EmbeddingCache.get_many, "store_read_s")
+    EmbeddingCache.put_many = timed_as(EmbeddingCache.put_many, "store_write_s")
     return totals
 
 

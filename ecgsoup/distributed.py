@@ -1,34 +1,35 @@
 """Scale-out: embedding an ECG collection on a Dask cluster.
 
 ``embed_to_store(..., client=Client(...))`` (or ``ecgsoup embed --scheduler
-ADDRESS`` / ``--workers N``) cuts the records still to do into blocks of
-``chunk_size`` and runs each block as one Dask task.  This module opens the
-client (:func:`connect`) and uses :mod:`ecgsoup.store`, which owns the store
-(formats, lock, resume) and the block loop (:func:`ecgsoup.store.run_blocks`,
-re-exported here); :mod:`ecgsoup.store` never imports this module.
+ADDRESS`` / ``--workers N``) cuts the records still to do into chunks of
+``chunk_size`` and runs each chunk as one Dask task.  This module opens the
+client (:func:`connect`) and schedules the chunks (:func:`run_chunks`);
+:mod:`ecgsoup.store` owns the store (formats, lock, resume) and the task each
+chunk runs (:func:`ecgsoup.store.embed_chunk`), and imports this module only
+when it is given a client.
 
 * **Workers read their own records** from the input path, so the input (the
   WFDB folder, PTB-XL root or ``.npz``) must be visible at the same path on
-  every worker (a shared file system or mount).  Only the block's list of
+  every worker (a shared file system or mount).  Only the chunk's list of
   record paths travels with a task.
 * **Each worker loads the model once**: the fitted embedder is cached per
-  worker process (:func:`ecgsoup.store._fitted_embedder`, keyed by model path,
+  worker process (:func:`ecgsoup.store.fitted_embedder`, keyed by model path,
   file signature and settings), and its sha256 is checked against the one
   the client computed, so a worker with other weights at the same path
   fails loudly.  An encoder *object* is scattered to the workers once.
-* **The client writes the store.**  Workers return each block's pooled
-  embeddings (``chunk_size x n_layers x dim`` float32, ~0.6 MB for the default 64
-  records of the tiny model) and the client writes them as blocks complete.  This was
-  chosen over workers writing zarr regions themselves because it needs no
+* **The client writes the store.**  Workers return each chunk's pooled
+  embeddings (``chunk_size x n_features`` float32, ~0.6 MB for the default 64
+  records of the tiny model) and the client writes them as chunks complete.
+  Workers do not write zarr regions themselves: this needs no
   shared *writable* file system, never lets two processes touch one zarr
   chunk, and keeps the status array (what makes a run resumable) updated by
   a single writer, strictly after the embeddings it vouches for.  The
   client's bandwidth is not the bottleneck: the tiny model produces ~10 kB
   per record, against tens of milliseconds of compute per record.
   The client also holds the store's lock for the whole run.
-* **Bounded memory.**  At most ``max_in_flight`` blocks (default: 2 per
+* **Bounded memory.**  At most ``max_in_flight`` chunks (default: 2 per
   worker thread) are submitted at a time, so neither the scheduler nor the
-  client holds more than a few blocks' results.
+  client holds more than a few chunks' results.
 
 Workers started by Dask's nanny get ``OMP_NUM_THREADS=1`` by default, so
 torch uses one thread per worker: start one single-threaded worker process
@@ -38,13 +39,16 @@ per core (``dask worker --nworkers <cores> --nthreads 1``).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import socket
 import struct
 import time
+import warnings
 
-from ecgsoup.store import embed_to_store, run_blocks
+from ecgsoup.store import embed_chunk, embed_to_store
 
-__all__ = ["run_blocks", "connect", "embed_to_store", "SCHEDULER_TIMEOUT_S"]
+__all__ = ["run_chunks", "connect", "embed_to_store", "SCHEDULER_TIMEOUT_S"]
 
 SCHEDULER_TIMEOUT_S = 30.0  # one deadline for reaching a scheduler and reading its greeting
 # A scheduler's greeting (its handshake) is a few hundred bytes; Dask allocates whatever length
@@ -108,7 +112,7 @@ def _check_scheduler(address: str, timeout: float) -> float:
             if not 1 <= n_frames <= 64:
                 raise ValueError(f"The peer at {address!r} is not a Dask scheduler (its greeting is malformed). "
                                  "Check the address and port.")  # fmt: skip
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ValueError(
             f"No Dask scheduler answered at {address!r} within {timeout:g} s (the peer accepted the connection, "
             "or was still being reached, and sent nothing). Check the address and port."
@@ -116,6 +120,85 @@ def _check_scheduler(address: str, timeout: float) -> float:
     except OSError as exc:
         raise ValueError(f"Cannot reach the Dask scheduler at {address!r} ({exc.strerror or exc}).") from None
     return max(deadline - time.monotonic(), 1.0)
+
+
+def run_chunks(client, tasks, write, *, model, settings, fingerprint, lead_map, pad, poor_signals="flag",
+               max_in_flight=None):  # fmt: skip
+    """Run every chunk of ``tasks`` on a Dask ``client``; ``write`` each result here, as it completes.
+
+    What :func:`ecgsoup.store.embed_to_store` does with a ``client``: workers
+    read and embed their chunks (:func:`ecgsoup.store.embed_chunk`), this
+    process alone writes the store.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    tasks : list of (source, items, record_ids, rows)
+        One chunk each (see :func:`~ecgsoup.store.embed_to_store`); ``source`` is an
+        :class:`ecgsoup.io.RecordSource`.
+    write : callable
+        Called in this process with each chunk's result, in completion order.
+    model, settings, fingerprint, lead_map, pad, poor_signals
+        Passed to every task.  An ``STMEMEncoder`` ``model`` is scattered
+        (broadcast) once instead of being pickled into every task.
+    max_in_flight : int, default=None
+        Chunks submitted at a time; ``None`` means twice the cluster's threads.
+
+    Raises
+    ------
+    Exception
+        The first task failure that is not a bad record (bad records are
+        results, not failures); outstanding tasks are cancelled, as they are
+        on Ctrl-C.
+    """
+    from dask.distributed import as_completed
+
+    from ecgsoup.backbones.stmem import STMEMEncoder
+
+    if not tasks:
+        return
+    if isinstance(model, STMEMEncoder):
+        model = client.scatter(model, broadcast=True, hash=False)
+    if max_in_flight is None:
+        threads = sum(client.nthreads().values()) or 1
+        max_in_flight = 2 * threads
+    pending = iter(tasks)
+
+    def submit(task):
+        spec, items, ids, rows = task
+        return client.submit(
+            embed_chunk, spec, items, ids, rows, model, settings, fingerprint, lead_map, pad, poor_signals,
+            pure=False, key=f"ecgsoup-embed-{os.getpid()}-{int(rows[0])}-{id(task):x}",
+        )  # fmt: skip
+
+    inflight = {submit(task) for task in itertools.islice(pending, max_in_flight)}
+    queue = as_completed(inflight)
+    try:
+        for future in queue:
+            result = future.result()  # re-raises a worker's exception here
+            inflight.discard(future)
+            future.release()
+            write(result)
+            task = next(pending, None)
+            if task is not None:
+                new = submit(task)
+                inflight.add(new)
+                queue.add(new)
+    except BaseException:
+        client.cancel(list(inflight))
+        raise
+
+
+def __getattr__(name):
+    if name == "run_blocks":
+        warnings.warn(
+            "ecgsoup.distributed.run_blocks is deprecated and will be removed in the next release; "
+            "use ecgsoup.distributed.run_chunks.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return run_chunks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _client_class():

@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ecgsoup.cache import EmbeddingStore, caching_enabled, context_key, record_keys
+from ecgsoup.cache import EmbeddingCache, caching_enabled, context_key, record_keys
 from ecgsoup.hardware import warn_if_bf16_emulated
 from ecgsoup.backbones import Backbone
 from ecgsoup.backbones._registry import load_backbone, parse_model
@@ -499,12 +499,12 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
     def _pooled_records(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Pooled layers ``(n, features)`` float32 of every record, written into ``out``."""
         pooled = out if out is not None else np.empty((X.shape[0], self._full_spec.n_features), np.float32)
-        store = EmbeddingStore(self._memory(), self._cache_context())
-        if not store.enabled:
+        cache = EmbeddingCache(self._memory(), self._cache_context())
+        if not cache.enabled:
             self._forward_records(X, out=pooled)
             return pooled
         keys = record_keys(X)
-        found = store.get_many(keys)
+        found = cache.get_many(keys)
         for position, value in found.items():
             pooled[position] = value
         # Distinct missing records only: a record present twice is embedded once.
@@ -517,7 +517,7 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
             missing = X[misses]
             _check_finite(missing, positions=misses)  # hits were checked when first embedded
             by_key = dict(zip(first, self._forward_records(missing)))
-            store.put_many(by_key)
+            cache.put_many(by_key)
             for position, key in enumerate(keys):
                 if position not in found:
                     pooled[position] = by_key[key]

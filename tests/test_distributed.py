@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ecgsoup.store import SkippedRecordWarning, embed_to_store, open_store
+from ecgsoup.store import SkippedRecordWarning, embed_to_store, embedder_memo_info, open_store
 
 distributed = pytest.importorskip("dask.distributed")
 pytest.importorskip("zarr")
@@ -27,14 +27,14 @@ def test_cluster_store_equals_in_process_store(ludb, tmp_path):
         with pytest.warns(SkippedRecordWarning) as caught:
             remote = embed_to_store(source, tmp_path / "cluster.zarr", client=client, **options)
         assert sorted(str(w.message).split(":")[0] for w in caught) == ["Skipped record 14", "Skipped record 5"]
-        # Both workers took blocks, and each loaded the model exactly once (its cached embedder).
-        loaded = client.run(lambda: len(__import__("ecgsoup.store").store._EMBEDDERS))
-    assert sorted(loaded.values()) == [1, 1]
+        # Both workers took chunks, and each loaded the model exactly once (its cached embedder).
+        loaded = client.run(embedder_memo_info)
+    assert sorted(info["embedders"] for info in loaded.values()) == [1, 1]
     assert (remote.n_done, remote.n_failed, remote.n_pending) == (local.n_done, local.n_failed, 0) == (18, 2, 0)
 
     a, b = open_store(tmp_path / "local.zarr"), open_store(tmp_path / "cluster.zarr")
     assert a.record_ids == b.record_ids and 5 not in b.record_ids and 14 not in b.record_ids
-    # Same blocks, same batches, same kernels: bit-identical, not merely close.
+    # Same chunks, same batches, same kernels: bit-identical, not merely close.
     np.testing.assert_array_equal(a.X, b.X)
     assert b.errors["record_id"].tolist() == [5, 14] and b.errors["message"].str.contains("NaN").all()
     assert a.attrs["model_sha256"] == b.attrs["model_sha256"]
@@ -43,7 +43,7 @@ def test_cluster_store_equals_in_process_store(ludb, tmp_path):
 
 
 def test_cluster_failure_that_is_not_a_bad_record_propagates(ludb, tmp_path):
-    from ecgsoup.distributed import run_blocks
+    from ecgsoup.distributed import run_chunks
     from ecgsoup.io import list_records
     from ecgsoup.store import StoreError
 
@@ -55,5 +55,15 @@ def test_cluster_failure_that_is_not_a_bad_record_propagates(ludb, tmp_path):
     with distributed.Client(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as client:
         # The client claims another model hash than the worker loads: refuse, never mix models.
         with pytest.raises(StoreError, match="same weights"):
-            run_blocks(client, tasks, lambda result: None, model="random:ecgsoup-100hz-tiny",
+            run_chunks(client, tasks, lambda result: None, model="random:ecgsoup-100hz-tiny",
                        settings=settings, fingerprint="0" * 64, lead_map=None, pad="error")  # fmt: skip
+
+
+def test_run_blocks_is_a_deprecated_alias_of_run_chunks():
+    import ecgsoup.distributed
+    import ecgsoup.store
+
+    with pytest.warns(FutureWarning, match="use ecgsoup.distributed.run_chunks"):
+        assert ecgsoup.distributed.run_blocks is ecgsoup.distributed.run_chunks
+    with pytest.warns(FutureWarning, match="use ecgsoup.distributed.run_chunks"):
+        assert ecgsoup.store.run_blocks is ecgsoup.distributed.run_chunks

@@ -292,7 +292,7 @@ def test_cache_misses_when_model_version_or_settings_change(
     LayerwiseEmbedder(model=TINY, memory=memory, precision="bfloat16").fit_transform(flat[:2])
     assert sum(count_forward) == 8
     # a new ecgsoup version misses as well
-    monkeypatch.setattr(ecgsoup, "__version__", "999.0")
+    monkeypatch.setattr(ecgsoup._version, "__version__", "999.0")
     new_version = LayerwiseEmbedder(model=TINY, memory=memory).fit_transform(flat[:2])
     np.testing.assert_array_equal(new_version, base)
     assert sum(count_forward) == 10
@@ -482,29 +482,35 @@ def test_record_keys_are_sha256_of_shape_and_samples_also_when_remembered(ecg):
     assert record_keys(ecg[:1].reshape(1, 6, -1))[0] != expected[0]
 
 
-def test_record_keys_tell_apart_records_that_share_their_probe(ecg):
-    """Records equal at every probed sample but different elsewhere get their own keys."""
+def test_record_keys_tell_apart_records_that_share_their_sketch(ecg):
+    """Records equal at every sketched sample but different elsewhere get their own keys."""
     from ecgsoup.cache import record_keys
 
     clear_memo()
     base = ecg[0].copy()
     other = base.copy()
-    other.reshape(-1)[1] += 0.001  # sample 1 is not probed (the probe takes every k-th)
+    other.reshape(-1)[1] += 0.001  # sample 1 is not in the sketch (it takes every k-th)
     twins = np.stack([base, other])
     first = record_keys(twins[:1])
     assert record_keys(twins) == [first[0], _sha256_key(other)]
     assert record_keys(twins[::-1].copy()) == [_sha256_key(other), first[0]]
 
 
-def test_record_key_memo_stays_within_its_bound(ecg, monkeypatch):
+def test_record_key_memo_stays_within_its_bound(ecg):
     from ecgsoup import cache
 
-    small = cache._KeyMemo(max_bytes=3 * ecg[0].nbytes)
-    monkeypatch.setattr(cache, "_KEYS", small)
-    keys = cache.record_keys(ecg)
-    assert small._bytes <= 3 * ecg[0].nbytes
-    assert keys == [_sha256_key(record) for record in ecg]  # evicted ones are hashed again
-    assert cache.record_keys(ecg) == keys
+    clear_memo()
+    previous = cache.set_memo_limits(key_max_bytes=3 * ecg[0].nbytes)
+    try:
+        keys = cache.record_keys(ecg)
+        assert 0 < cache.memo_info()["key_bytes"] <= 3 * ecg[0].nbytes
+        assert keys == [_sha256_key(record) for record in ecg]  # evicted ones are hashed again
+        assert cache.record_keys(ecg) == keys
+        cache.set_memo_limits(key_max_bytes=0)  # a lowered bound drops what no longer fits
+        assert cache.memo_info()["key_bytes"] == 0
+    finally:
+        cache.set_memo_limits(**previous)
+    assert cache.memo_info()["key_max_bytes"] == previous["key_max_bytes"]
     clear_memo()
     assert cache.memo_info()["key_bytes"] == 0
 

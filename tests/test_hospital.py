@@ -21,9 +21,8 @@ pyedflib = pytest.importorskip("pyedflib")
 
 from defusedxml import ElementTree as SafeET  # noqa: E402
 
-from ecgsoup import hospital  # noqa: E402
 from ecgsoup.cli import EXIT_PARTIAL, EXIT_USAGE, main  # noqa: E402
-from ecgsoup.io import RecordError, list_records, read_dataset, read_records  # noqa: E402
+from ecgsoup.io import RecordError, hospital, list_records, read_dataset, read_records  # noqa: E402
 from ecgsoup.signal import derive_limb_leads  # noqa: E402
 from ecgsoup.store import open_store  # noqa: E402
 

@@ -434,29 +434,34 @@ def test_a_scheduler_that_answers_garbage_or_nothing_is_one_line_within_the_dead
 def test_a_real_scheduler_passes_the_greeting_check():
     from dask.distributed import LocalCluster
 
-    from ecgsoup.distributed import _check_scheduler
+    from ecgsoup.distributed import connect
 
     with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
-        assert 0 < _check_scheduler(cluster.scheduler_address, 5.0) <= 5.0
+        with connect(scheduler=cluster.scheduler_address, timeout=5.0) as client:
+            assert client.scheduler.address == cluster.scheduler_address
 
 
 # --- Ctrl-C with --workers ---------------------------------------------------------------------------------
 
 
+def _ignores_ctrl_c() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
 def test_local_workers_ignore_ctrl_c_so_only_the_client_reports_it():
     import signal
 
-    from ecgsoup.distributed import _workers_ignore_ctrl_c
+    from ecgsoup.distributed import connect
 
-    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
     # As in an interactive shell (a run under nohup starts with Ctrl-C ignored, which children inherit).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with _workers_ignore_ctrl_c():
-            inside = subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip()
-        assert inside == "True"  # a child started inside (a worker) leaves Ctrl-C to the client
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == "False"
+        with connect(workers=1) as client:
+            # The worker process leaves Ctrl-C to the client; the client itself still gets it.
+            assert list(client.run(_ignores_ctrl_c).values()) == [True]
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -482,7 +487,7 @@ def test_ctrl_c_with_local_workers_is_one_line(ludb, tmp_path):
                              start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not list(store.glob("**/embeddings/c/1/*")) and time.monotonic() < deadline:  # two blocks written
+        while not list(store.glob("**/embeddings/c/1/*")) and time.monotonic() < deadline:  # two chunks written
             time.sleep(0.5)
         os.killpg(child.pid, signal.SIGINT)
         _, err = child.communicate(timeout=120)

@@ -197,18 +197,40 @@ def _one_lead_config():
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_npz_input_is_read_record_by_record_with_the_same_numbers(tmp_path, ludb, save, order):
     """x is memory-mapped (np.savez) or decompressed one record at a time (savez_compressed)."""
-    from ecgsoup.io import _npz_arrays
+    from ecgsoup.io import open_npz
 
     x = np.asarray(ludb["x"][:5], order=order)
     path = tmp_path / "in.npz"
     save(path, x=x, fs=ludb["fs"], lead_names=ludb["lead_names"], record_id=ludb["record_id"][:5])
-    rows = _npz_arrays(str(path))["x"]
+    rows = open_npz(path)["x"]
     # Never loaded whole, except Fortran order in a compressed member (no record-wise access).
     assert isinstance(rows, np.ndarray) == (order == "F")
     records = list_records(path)
     for position in [0, 3, 1, 4]:  # out of order: a compressed stream restarts
         record = records.source.read(position)
         np.testing.assert_array_equal(record.signal, ludb["x"][position].astype(np.float32))
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+def test_npz_reader_lists_members_and_reads_every_record_at_once(tmp_path, ludb, save):
+    from ecgsoup.io import NpzRows, ids_list, npz_members, open_npz, read_npz
+
+    path = tmp_path / "in.npz"
+    x = np.asarray(ludb["x"][:4])
+    save(path, x=x, fs=ludb["fs"], record_id=ludb["record_id"][:4])
+    members = npz_members(path)
+    assert members["x"] == (x.shape, x.dtype) and set(members) == {"x", "fs", "record_id"}
+    arrays = open_npz(path)
+    assert isinstance(arrays["x"], NpzRows) and len(arrays["x"]) == 4
+    np.testing.assert_array_equal(np.asarray(arrays["x"]), x)
+    assert ids_list(arrays["record_id"]) == [int(i) for i in ludb["record_id"][:4]]
+    with pytest.raises(ValueError, match="cannot read the .npz"):
+        npz_members(tmp_path / "missing.npz")
+    assert set(read_npz(path, names=("fs",))) == {"fs"}
+    np.testing.assert_array_equal(read_npz(path)["x"], x)
+    np.save(tmp_path / "plain.npy", x)
+    with pytest.raises(ValueError, match="not an .npz"):
+        read_npz(tmp_path / "plain.npy")
 
 
 def test_npz_input_with_object_arrays_is_refused(tmp_path, ludb):

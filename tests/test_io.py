@@ -284,3 +284,15 @@ def test_dataset_slicing_masks_and_ids_keep_x_and_metadata_aligned():
         ds[np.ones(3, bool)]
     with pytest.raises(KeyError, match="not in this dataset"):
         ds.select(["no-such-record"])
+
+
+def test_the_old_hospital_module_still_imports_with_a_future_warning():
+    import importlib
+    import sys
+
+    from ecgsoup.io import hospital
+
+    sys.modules.pop("ecgsoup.hospital", None)
+    with pytest.warns(FutureWarning, match="ecgsoup.io.hospital"):
+        old = importlib.import_module("ecgsoup.hospital")
+    assert old.read_file is hospital.read_file and old.detect_format is hospital.detect_format

@@ -189,3 +189,16 @@ def test_npz_store_with_a_damaged_layer_spec_is_refused(ludb_input, tmp_path):
     np.savez(store, **arrays)
     with pytest.raises(StoreError, match=r"attribute 'layer_spec' is unreadable"):
         open_store(store)
+
+
+def test_store_check_module_is_a_deprecated_alias():
+    import importlib
+    import sys
+
+    import ecgsoup.store
+
+    sys.modules.pop("ecgsoup.store_check", None)
+    with pytest.warns(FutureWarning, match="import its names from ecgsoup.store"):
+        store_check = importlib.import_module("ecgsoup.store_check")
+    assert store_check.check_store is ecgsoup.store.check_store
+    assert store_check.StoreDamageWarning is ecgsoup.store.StoreDamageWarning

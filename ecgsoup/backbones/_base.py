@@ -173,7 +173,7 @@ class InputContract:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "InputContract":
+    def from_dict(cls, data: dict) -> InputContract:
         return cls(**data)
 
     def describe(self) -> str:
@@ -206,7 +206,7 @@ class BackboneCard:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "BackboneCard":
+    def from_dict(cls, data: dict) -> BackboneCard:
         return cls(**data)
 
 
@@ -266,7 +266,7 @@ class Readout:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Readout":
+    def from_dict(cls, data: dict) -> Readout:
         arr = lambda v: None if v is None else np.asarray(v, dtype=np.float32)  # noqa: E731
         return cls(kind=data["kind"], weight=arr(data.get("weight")), bias=arr(data.get("bias")),
                    eps=float(data.get("eps", 1e-5)))

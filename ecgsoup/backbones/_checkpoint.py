@@ -246,6 +246,40 @@ def unwrap(obj, origin, wrapper_keys=("state_dict", "model", "encoder", "model_s
     return obj, notes
 
 
+def per_layer_keys(prefix: str, parts) -> list[tuple[str, str]]:
+    """Key-map rows for every transformer layer: ``{prefix}.{i}.{original}`` -> ``blocks.{i}.{ours}``.
+
+    ``parts`` is ``[(original regex, our name), ...]`` without the layer index and
+    without the trailing ``weight``/``bias``; a group inside the original regex is
+    referred to as ``\\2`` in our name (the layer index is ``\\1``).
+    """
+    rows = []
+    for original, ours in parts:
+        param = re.compile(original).groups + 2
+        rows.append((rf"{prefix}\.(\d+)\.{original}\.(weight|bias)", rf"blocks.\1.{ours}.\{param}"))
+    return rows
+
+
+def fuse_qkv(state: dict, n_layers: int, origin, original: str) -> dict:
+    """Stack each layer's q, k and v projections into one ``blocks.{i}.attn.qkv`` tensor.
+
+    ``original`` spells a projection's key in the checkpoint, for the message when
+    one of the three is missing: ``"encoder.layers.{i}.attention.{p}_proj.{kind}"``.
+    """
+    out = dict(state)
+    for i in range(n_layers):
+        for kind in ("weight", "bias"):
+            parts = [f"blocks.{i}.attn.{p}.{kind}" for p in "qkv"]
+            present = [p for p in parts if p in out]
+            if not present:
+                continue
+            if len(present) < 3:
+                absent = [original.format(i=i, p=p, kind=kind) for p, name in zip("qkv", parts) if name not in out]
+                raise WeightsError(f"{origin}: missing keys: {short_list(absent)}. Nothing was loaded.")
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([out.pop(p) for p in parts], dim=0)
+    return out
+
+
 def map_keys(state: dict, key_map, ignored, origin, family: str) -> tuple[dict, list[str]]:
     """Rename ``state`` with ``key_map`` ([(regex, replacement), ...]); set ``ignored`` aside.
 

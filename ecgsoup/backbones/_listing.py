@@ -63,7 +63,7 @@ def list_backbones():
         layers = _layers_of(entry, size)
         home = model_home() / name
         rows.append(dict(
-            name=name, family=family, layers=len(layers), widths=_widths_text(l.width for l in layers),
+            name=name, family=family, layers=len(layers), widths=_widths_text(layer.width for layer in layers),
             contract=entry.contracts[entry.default_contract].describe(), license=entry.card.license,
             download=f"{filename} from {url}", present=home.exists() and any(home.iterdir()),
             model=name,

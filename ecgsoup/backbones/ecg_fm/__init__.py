@@ -37,7 +37,6 @@ ENTRY = FamilyEntry(
             recipe="ecg-fm@1",
             window_norm="none",
             stride=2500,
-            units="mV",
         ),
     },
     default_contract="repo",

@@ -26,15 +26,14 @@ import ast
 import re
 from pathlib import Path
 
-import torch
-
 from .._base import Converted
 from .._checkpoint import (
     WeightsError,
     fold_weight_norm,
+    fuse_qkv,
     map_keys,
+    per_layer_keys,
     read_checkpoint,
-    short_list,
     unwrap,
 )
 from .model import ECGFMConfig
@@ -54,11 +53,10 @@ KEY_MAP = [
     (r"post_extract_proj\.(weight|bias)", r"proj.\1"),
     (r"conv_pos\.pos_conv\.0\.(weight|bias)", r"pos_conv.\1"),
     (r"encoder\.layer_norm\.(weight|bias)", r"encoder_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", r"blocks.\1.attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"blocks.\1.attn.out.\2"),
-    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"blocks.\1.norm1.\2"),
-    (r"encoder\.layers\.(\d+)\.fc([12])\.(weight|bias)", r"blocks.\1.fc\2.\3"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    *per_layer_keys(r"encoder\.layers", [
+        (r"self_attn\.([qkv])_proj", r"attn.\2"), (r"self_attn\.out_proj", "attn.out"),
+        (r"self_attn_layer_norm", "norm1"), (r"fc([12])", r"fc\2"), (r"final_layer_norm", "norm2"),
+    ]),
 ]
 
 # Pretraining-only tensors (wav2vec 2.0's quantizer, target and prediction
@@ -207,23 +205,6 @@ def _architecture(state: dict, model: dict, origin) -> ECGFMConfig:
         raise WeightsError(f"{origin}: the checkpoint implies an invalid ECG-FM geometry ({exc}).") from exc
 
 
-def _fuse_qkv(state: dict, n_layers: int, origin) -> dict:
-    """Stack each layer's q, k and v projections into one ``attn.qkv`` tensor."""
-    out = dict(state)
-    for i in range(n_layers):
-        for kind in ("weight", "bias"):
-            parts = [f"blocks.{i}.attn.{p}.{kind}" for p in "qkv"]
-            present = [p for p in parts if p in out]
-            if not present:
-                continue
-            if len(present) < 3:
-                absent = [f"encoder.layers.{i}.self_attn.{p}_proj.{kind}" for p, name in zip("qkv", parts)
-                          if name not in out]
-                raise WeightsError(f"{origin}: missing keys: {short_list(absent)}. Nothing was loaded.")
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([out.pop(p) for p in parts], dim=0)
-    return out
-
-
 def convert(path, *, model_cfg: dict | None = None) -> Converted:
     """Read an original ECG-FM checkpoint as ecgsoup weights and geometry.
 
@@ -266,7 +247,7 @@ def convert(path, *, model_cfg: dict | None = None) -> Converted:
     notes.extend(map_notes)
     state = {key: tensor.float() for key, tensor in state.items()}
     config = _architecture(state, model, origin)
-    state = _fuse_qkv(state, config.encoder_layers, origin)
+    state = fuse_qkv(state, config.encoder_layers, origin, "encoder.layers.{i}.self_attn.{p}_proj.{kind}")
     notes.append(
         f"geometry: {config.in_channels} leads, convs {list(config.conv_dim)} (kernels "
         f"{list(config.conv_kernel)}, strides {list(config.conv_stride)}), {config.encoder_layers} "

@@ -27,15 +27,14 @@ and embedding script pool the encoder output, so the readout is the identity.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._base import Backbone, LayerInfo
 from .._base import empty_module as _empty
+from .._wav2vec import ConvFrontEndConfig, FusedAttention, Wav2VecBackbone
 
 __all__ = ["ECGFM", "ECGFMConfig"]
 
@@ -47,7 +46,7 @@ _LIMITS = dict(in_channels=256, conv_dim=2**14, conv_kernel=2**12, conv_stride=2
                conv_pos_groups=2**12)
 
 @dataclass(frozen=True)
-class ECGFMConfig:
+class ECGFMConfig(ConvFrontEndConfig):
     """Architecture of an ECG-FM encoder (no input contract, no training settings).
 
     The names follow fairseq-signals' model configuration (``cfg['model']`` of
@@ -95,59 +94,7 @@ class ECGFMConfig:
         from ecgsoup.backbones._base import check_sizes
 
         check_sizes(self, _LIMITS)
-        for name in ("conv_dim", "conv_kernel", "conv_stride"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) >= 1):
-            raise ValueError(
-                "conv_dim, conv_kernel and conv_stride must have one entry per convolution; got "
-                f"{len(self.conv_dim)}, {len(self.conv_kernel)} and {len(self.conv_stride)}."
-            )
-        if self.encoder_embed_dim % self.encoder_attention_heads:
-            raise ValueError(
-                f"encoder_embed_dim={self.encoder_embed_dim} is not a multiple of "
-                f"encoder_attention_heads={self.encoder_attention_heads}."
-            )
-        if self.encoder_embed_dim % self.conv_pos_groups:
-            raise ValueError(
-                f"encoder_embed_dim={self.encoder_embed_dim} is not a multiple of "
-                f"conv_pos_groups={self.conv_pos_groups}."
-            )
-
-    @property
-    def total_stride(self) -> int:
-        """Input samples per output frame (16 for the released model)."""
-        return math.prod(self.conv_stride)
-
-    def n_frames(self, n_samples: int) -> int:
-        """Number of frames the feature encoder makes of ``n_samples`` samples per lead."""
-        length = int(n_samples)
-        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            length = (length - kernel) // stride + 1
-        return length
-
-    def to_dict(self) -> dict:
-        return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ECGFMConfig:
-        return cls(**data)
-
-
-class _Attention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (one GEMM instead of three)."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = _empty(nn.Linear, width, 3 * width)
-        self.out = _empty(nn.Linear, width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, frames, width = x.shape
-        qkv = self.qkv(x).view(batch, frames, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, frames, head_dim)
-        attended = F.scaled_dot_product_attention(q, k, v)
-        return self.out(attended.transpose(1, 2).reshape(batch, frames, width))
+        self._check_front_end("encoder_embed_dim", "encoder_attention_heads", "conv_pos_groups")
 
 
 class _Layer(nn.Module):
@@ -157,7 +104,7 @@ class _Layer(nn.Module):
         super().__init__()
         width = config.encoder_embed_dim
         self.pre_norm = config.layer_norm_first
-        self.attn = _Attention(width, config.encoder_attention_heads)
+        self.attn = FusedAttention(width, config.encoder_attention_heads)
         self.norm1 = nn.LayerNorm(width)
         self.fc1 = _empty(nn.Linear, width, config.encoder_ffn_embed_dim)
         self.fc2 = _empty(nn.Linear, config.encoder_ffn_embed_dim, width)
@@ -174,7 +121,7 @@ class _Layer(nn.Module):
         return self.norm2(x + self._ffn(x))
 
 
-class ECGFM(Backbone):
+class ECGFM(Wav2VecBackbone):
     """A frozen ECG-FM encoder that yields the embedding and every transformer layer.
 
     Parameters
@@ -210,59 +157,19 @@ class ECGFM(Backbone):
         kernel = config.conv_pos
         self.pos_conv = _empty(nn.Conv1d, width, width, kernel, padding=kernel // 2,
                                groups=config.conv_pos_groups)
-        # An even kernel with padding kernel // 2 makes one frame too many; the
-        # original drops the last one.
-        self._pos_trim = 1 if kernel % 2 == 0 else 0
         self.encoder_norm = nn.LayerNorm(width)
         self.blocks = nn.ModuleList(_Layer(config) for _ in range(config.encoder_layers))
         self._zero_init()
         self.eval()
         self.requires_grad_(False)
 
-    # -- layer table --------------------------------------------------------------
     @property
-    def layers(self) -> tuple[LayerInfo, ...]:
-        """``layer00`` (input of the first transformer layer) and ``layer01``..., one stream."""
-        return tuple(
-            LayerInfo(f"layer{i:02d}", self.config.encoder_embed_dim, "residual")
-            for i in range(self.config.encoder_layers + 1)
-        )
+    def width(self) -> int:
+        return self.config.encoder_embed_dim
 
-    # -- weights ------------------------------------------------------------------
-    def _zero_init(self) -> None:
-        with torch.no_grad():
-            for name, tensor in self.named_parameters():
-                is_norm_scale = name.endswith("weight") and "norm" in name
-                tensor.fill_(1.0 if is_norm_scale else 0.0)
-
-    @torch.no_grad()
-    def init_weights(self, generator: torch.Generator) -> ECGFM:
-        """Draw random weights from ``generator`` (torch's global generator is not used).
-
-        Linear and convolution weights are normal with standard deviation
-        ``1 / sqrt(fan_in)``, biases zero and normalisation scales one, so
-        activations keep a unit scale through the stack.
-
-        Parameters
-        ----------
-        generator : torch.Generator
-            Source of the random numbers (on the CPU).
-
-        Returns
-        -------
-        ECGFM
-            ``self``, for chaining.
-        """
-        for name, tensor in self.named_parameters():
-            if "norm" in name:
-                tensor.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                tensor.zero_()
-            else:
-                fan_in = tensor[0].numel()
-                noise = torch.empty(tensor.shape, dtype=torch.float32).normal_(generator=generator)
-                tensor.copy_(noise / math.sqrt(fan_in))
-        return self
+    @property
+    def depth(self) -> int:
+        return self.config.encoder_layers
 
     # -- forward ------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> None:
@@ -276,30 +183,6 @@ class ECGFM(Backbone):
                 f"{x.shape[2]} samples per lead are too few for the feature encoder "
                 f"(it needs at least {self._min_samples()})."
             )
-
-    def _min_samples(self) -> int:
-        length = 1
-        for kernel, stride in reversed(list(zip(self.config.conv_kernel, self.config.conv_stride))):
-            length = (length - 1) * stride + kernel
-        return length
-
-    @staticmethod
-    def _conv(conv: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
-        bias = None if conv.bias is None else conv.bias.to(h.dtype)
-        return F.conv1d(h, conv.weight.to(h.dtype), bias, stride=conv.stride,
-                        padding=conv.padding, groups=conv.groups)
-
-    @staticmethod
-    def _compute_dtype(h: torch.Tensor) -> torch.dtype:
-        """The dtype the convolutions run in: float32 for bfloat16 input on a CPU.
-
-        CPUs without native bfloat16 run bfloat16 convolutions (grouped ones
-        one group at a time) in a slow reference kernel; the convolutions are
-        a small part of the work, so float32 there costs little.
-        """
-        if h.dtype == torch.bfloat16 and h.device.type == "cpu":
-            return torch.float32
-        return h.dtype
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The frames with positions added, before the transformer: ``(B, frames, width)``."""
@@ -316,10 +199,7 @@ class ECGFM(Backbone):
         h = self.feat_norm(h.transpose(1, 2).to(x.dtype))
         if self.proj is not None:
             h = self.proj(h)
-        pos = self._conv(self.pos_conv, h.transpose(1, 2).to(self._compute_dtype(h))).to(h.dtype)
-        if self._pos_trim:
-            pos = pos[..., : -self._pos_trim]
-        return h + F.gelu(pos).transpose(1, 2)
+        return self._with_positions(h)
 
     def iter_layers(self, x: torch.Tensor):
         """Yield every layer's hidden map ``(B, frames, width)`` as it is computed."""
@@ -334,18 +214,6 @@ class ECGFM(Backbone):
                 yield self.encoder_norm(h)
             else:
                 yield h
-
-    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's hidden map, ``(B, frames, width)`` each, from one pass."""
-        return list(self.iter_layers(x))
-
-    def pool(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
-        """Mean over frames, accumulated in float32: ``(B, width)``."""
-        return hidden.mean(dim=1, dtype=torch.float32)
-
-    def pooled_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """Every layer mean-pooled as soon as it is computed: ``(B, n_layers * width)`` float32."""
-        return torch.cat([self.pool(h, i) for i, h in enumerate(self.iter_layers(x))], dim=1)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' embedding: the encoder output averaged over frames, ``(B, width)``."""

@@ -34,8 +34,6 @@ ENTRY = FamilyEntry(
             recipe="ecg-jepa-fft@1",
             window_norm="none",
             stride=2500,
-            units="mV",
-            bandpass=None,
         ),
     },
     default_contract="linear-eval",

@@ -223,7 +223,7 @@ class ECGJEPA(Backbone):
                 tensor.fill_(1.0 if name.endswith("weight") and "norm" in name else 0.0)
 
     @torch.no_grad()
-    def init_weights(self, generator: torch.Generator) -> "ECGJEPA":
+    def init_weights(self, generator: torch.Generator) -> ECGJEPA:
         """Draw random weights from ``generator`` (torch's global generator is not used).
 
         Linear weights are normal with standard deviation ``1 / sqrt(fan_in)``,
@@ -288,7 +288,5 @@ class ECGJEPA(Backbone):
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """The authors' representation: ``mean(LN_final(tokens of the last block))``, ``(B, width)``."""
-        h = None
-        for h in self.iter_layers(x):
-            pass
+        *_, h = self.iter_layers(x)
         return self.readout().torch(self.pool(h, self.config.depth))

@@ -17,10 +17,16 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from .._base import Converted
-from .._checkpoint import WeightsError, fold_weight_norm, map_keys, read_checkpoint, short_list, unwrap
+from .._checkpoint import (
+    WeightsError,
+    fold_weight_norm,
+    fuse_qkv,
+    map_keys,
+    per_layer_keys,
+    read_checkpoint,
+    unwrap,
+)
 from .model import HubertECGConfig
 
 __all__ = ["convert", "KEY_MAP", "IGNORED"]
@@ -37,12 +43,11 @@ KEY_MAP = [
     (r"feature_projection\.projection\.(weight|bias)", r"proj.\1"),
     (r"encoder\.pos_conv_embed\.conv\.(weight|bias)", r"pos_conv.\1"),
     (r"encoder\.layer_norm\.(weight|bias)", r"embed_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)", r"blocks.\1.attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.attention\.out_proj\.(weight|bias)", r"blocks.\1.attn.out.\2"),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"blocks.\1.norm1.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"blocks.\1.fc1.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"blocks.\1.fc2.\2"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    *per_layer_keys(r"encoder\.layers", [
+        (r"attention\.([qkv])_proj", r"attn.\2"), (r"attention\.out_proj", "attn.out"),
+        (r"layer_norm", "norm1"), (r"feed_forward\.intermediate_dense", "fc1"),
+        (r"feed_forward\.output_dense", "fc2"), (r"final_layer_norm", "norm2"),
+    ]),
 ]
 
 # Pretraining-only tensors: the projection to the codebook space, the
@@ -175,23 +180,6 @@ def _check_shapes(state: dict, config: HubertECGConfig, origin) -> None:
         raise WeightsError(f"{origin}: config.json and the weights disagree: " + "; ".join(problems) + ".")
 
 
-def _fuse_qkv(state: dict, n_layers: int, origin) -> dict:
-    """Stack each layer's q, k and v projections into one ``attn.qkv`` tensor."""
-    out = dict(state)
-    for i in range(n_layers):
-        for kind in ("weight", "bias"):
-            parts = [f"blocks.{i}.attn.{p}.{kind}" for p in "qkv"]
-            present = [p for p in parts if p in out]
-            if not present:
-                continue
-            if len(present) < 3:
-                absent = [f"encoder.layers.{i}.attention.{p}_proj.{kind}" for p, name in zip("qkv", parts)
-                          if name not in out]
-                raise WeightsError(f"{origin}: missing keys: {short_list(absent)}. Nothing was loaded.")
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([out.pop(p) for p in parts], dim=0)
-    return out
-
-
 def convert(path, *, config=None) -> Converted:
     """Read a published HuBERT-ECG checkpoint as ecgsoup weights and geometry.
 
@@ -233,5 +221,5 @@ def convert(path, *, config=None) -> Converted:
     notes.extend(map_notes)
     state = {key: tensor.float() for key, tensor in state.items()}
     _check_shapes(state, arch, weights)
-    state = _fuse_qkv(state, arch.num_hidden_layers, weights)
+    state = fuse_qkv(state, arch.num_hidden_layers, weights, "encoder.layers.{i}.attention.{p}_proj.{kind}")
     return Converted(state_dict=state, config=arch, notes=notes)

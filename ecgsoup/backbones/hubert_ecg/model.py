@@ -25,15 +25,14 @@ readout is the identity.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._base import Backbone, LayerInfo
 from .._base import empty_module as _empty
+from .._wav2vec import ConvFrontEndConfig, FusedAttention, Wav2VecBackbone
 
 __all__ = ["HubertECGConfig", "HubertECG"]
 
@@ -46,7 +45,7 @@ _LIMITS = dict(conv_dim=2**14, conv_kernel=2**12, conv_stride=2**12, hidden_size
 
 
 @dataclass(frozen=True)
-class HubertECGConfig:
+class HubertECGConfig(ConvFrontEndConfig):
     """Architecture of a HuBERT-ECG encoder (no input contract, no training settings).
 
     The field names follow the ``config.json`` of the published Hugging Face
@@ -96,60 +95,7 @@ class HubertECGConfig:
         from ecgsoup.backbones._base import check_sizes
 
         check_sizes(self, _LIMITS)
-        for name in ("conv_dim", "conv_kernel", "conv_stride"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) >= 1):
-            raise ValueError(
-                "conv_dim, conv_kernel and conv_stride must have one entry per convolution; got "
-                f"{len(self.conv_dim)}, {len(self.conv_kernel)} and {len(self.conv_stride)}."
-            )
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not a multiple of "
-                f"num_attention_heads={self.num_attention_heads}."
-            )
-        if self.hidden_size % self.num_conv_pos_embedding_groups:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not a multiple of "
-                f"num_conv_pos_embedding_groups={self.num_conv_pos_embedding_groups}."
-            )
-
-    @property
-    def total_stride(self) -> int:
-        """Input samples per output frame (64 for the released models)."""
-        return math.prod(self.conv_stride)
-
-    def n_frames(self, n_samples: int) -> int:
-        """Number of frames the feature encoder makes of ``n_samples`` input samples."""
-        length = int(n_samples)
-        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            length = (length - kernel) // stride + 1
-        return length
-
-    def to_dict(self) -> dict:
-        """JSON-ready fields (tuples as lists)."""
-        return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "HubertECGConfig":
-        return cls(**data)
-
-
-class _Attention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (one GEMM instead of three)."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = _empty(nn.Linear, width, 3 * width)
-        self.out = _empty(nn.Linear, width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, frames, width = x.shape
-        qkv = self.qkv(x).view(batch, frames, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, frames, head_dim)
-        attended = F.scaled_dot_product_attention(q, k, v)
-        return self.out(attended.transpose(1, 2).reshape(batch, frames, width))
+        self._check_front_end("hidden_size", "num_attention_heads", "num_conv_pos_embedding_groups")
 
 
 class _Layer(nn.Module):
@@ -158,7 +104,7 @@ class _Layer(nn.Module):
     def __init__(self, config: HubertECGConfig):
         super().__init__()
         width = config.hidden_size
-        self.attn = _Attention(width, config.num_attention_heads)
+        self.attn = FusedAttention(width, config.num_attention_heads)
         self.norm1 = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.fc1 = _empty(nn.Linear, width, config.intermediate_size)
         self.fc2 = _empty(nn.Linear, config.intermediate_size, width)
@@ -169,7 +115,7 @@ class _Layer(nn.Module):
         return self.norm2(x + self.fc2(F.gelu(self.fc1(x))))
 
 
-class HubertECG(Backbone):
+class HubertECG(Wav2VecBackbone):
     """A frozen HuBERT-ECG encoder that yields the embedding and every transformer layer.
 
     Parameters
@@ -208,59 +154,19 @@ class HubertECG(Backbone):
             nn.Conv1d, config.hidden_size, config.hidden_size, kernel,
             padding=kernel // 2, groups=config.num_conv_pos_embedding_groups,
         )
-        # An even kernel with padding kernel // 2 makes one frame too many; the
-        # original drops the last one.
-        self._pos_trim = 1 if kernel % 2 == 0 else 0
         self.embed_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(_Layer(config) for _ in range(config.num_hidden_layers))
         self._zero_init()
         self.eval()
         self.requires_grad_(False)
 
-    # -- layer table --------------------------------------------------------------
     @property
-    def layers(self) -> tuple[LayerInfo, ...]:
-        """``layer00`` (the embedding) and ``layer01``... (transformer layers), one stream."""
-        return tuple(
-            LayerInfo(f"layer{i:02d}", self.config.hidden_size, "residual")
-            for i in range(self.config.num_hidden_layers + 1)
-        )
+    def width(self) -> int:
+        return self.config.hidden_size
 
-    # -- weights ------------------------------------------------------------------
-    def _zero_init(self) -> None:
-        with torch.no_grad():
-            for name, tensor in self.named_parameters():
-                is_norm_scale = name.endswith("weight") and ("norm" in name)
-                tensor.fill_(1.0 if is_norm_scale else 0.0)
-
-    @torch.no_grad()
-    def init_weights(self, generator: torch.Generator) -> "HubertECG":
-        """Draw random weights from ``generator`` (torch's global generator is not used).
-
-        Linear and convolution weights are normal with standard deviation
-        ``1 / sqrt(fan_in)``, biases zero and normalisation scales one, so
-        activations keep a unit scale through the stack.
-
-        Parameters
-        ----------
-        generator : torch.Generator
-            Source of the random numbers (on the CPU).
-
-        Returns
-        -------
-        HubertECG
-            ``self``, for chaining.
-        """
-        for name, tensor in self.named_parameters():
-            if "norm" in name:
-                tensor.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                tensor.zero_()
-            else:
-                fan_in = tensor[0].numel()
-                noise = torch.empty(tensor.shape, dtype=torch.float32).normal_(generator=generator)
-                tensor.copy_(noise / math.sqrt(fan_in))
-        return self
+    @property
+    def depth(self) -> int:
+        return self.config.num_hidden_layers
 
     # -- forward ------------------------------------------------------------------
     def _flatten(self, x: torch.Tensor) -> torch.Tensor:
@@ -280,35 +186,6 @@ class HubertECG(Backbone):
             )
         return x
 
-    def _min_samples(self) -> int:
-        length = 1
-        for kernel, stride in reversed(list(zip(self.config.conv_kernel, self.config.conv_stride))):
-            length = (length - 1) * stride + kernel
-        return length
-
-    @staticmethod
-    def _compute_dtype(h: torch.Tensor) -> torch.dtype:
-        """The dtype the convolutions run in: float32 for bfloat16 input on a CPU.
-
-        CPUs without native bfloat16 run bfloat16 convolutions in a reference
-        kernel (grouped ones one group at a time), 8 to 17 times slower than
-        float32 on such a CPU.  The convolutions are about a quarter of the work, so float32
-        there costs little even on CPUs that do have native bfloat16.
-        """
-        if h.dtype == torch.bfloat16 and h.device.type == "cpu":
-            return torch.float32
-        return h.dtype
-
-    @staticmethod
-    def _conv(conv: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
-        bias = None if conv.bias is None else conv.bias.to(h.dtype)
-        return F.conv1d(h, conv.weight.to(h.dtype), bias, stride=conv.stride,
-                        padding=conv.padding, groups=conv.groups)
-
-    def _positions(self, h: torch.Tensor) -> torch.Tensor:
-        """The positional convolution of ``(B, frames, width)``, as ``(B, width, frames + 1)``."""
-        return self._conv(self.pos_conv, h.transpose(1, 2).to(self._compute_dtype(h))).to(h.dtype)
-
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Layer 0: the LayerNorm'd frame embedding with positions, ``(B, frames, width)``."""
         x = self._flatten(x)
@@ -324,11 +201,7 @@ class HubertECG(Backbone):
         if self.proj_norm is not None:
             h = self.proj_norm(h)
         h = self.proj(h)
-        pos = self._positions(h)
-        if self._pos_trim:
-            pos = pos[..., : -self._pos_trim]
-        h = h + F.gelu(pos).transpose(1, 2)
-        return self.embed_norm(h)
+        return self.embed_norm(self._with_positions(h))
 
     def iter_layers(self, x: torch.Tensor):
         """Yield every layer's hidden map ``(B, frames, width)`` as it is computed."""
@@ -337,15 +210,3 @@ class HubertECG(Backbone):
         for block in self.blocks:
             h = block(h)
             yield h
-
-    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's hidden map, ``(B, frames, width)`` each, from one pass."""
-        return list(self.iter_layers(x))
-
-    def pool(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
-        """Mean over frames, accumulated in float32: ``(B, width)``."""
-        return hidden.mean(dim=1, dtype=torch.float32)
-
-    def pooled_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """Every layer mean-pooled as soon as it is computed: ``(B, n_layers * width)`` float32."""
-        return torch.cat([self.pool(h, i) for i, h in enumerate(self.iter_layers(x))], dim=1)

@@ -34,7 +34,6 @@ ENTRY = FamilyEntry(
             layout="leads",
             recipe="resample@1",
             window_norm="none",
-            units="mV",
             window_transform="ecgsoup.backbones.merl.recipes:minmax_unit",
         ),
     },

@@ -6,7 +6,6 @@ with the IPA objective) and of the original ST-MEM release (Na et al., ICLR
 """
 
 from ecgsoup.backbones._base import BackboneCard, FamilyEntry, InputContract
-
 from ecgsoup.backbones.stmem.config import SIZES, EncoderConfig, get_config, list_configs
 from ecgsoup.backbones.stmem.model import STMEMEncoder, sincos_positions
 from ecgsoup.backbones.stmem.weights import (

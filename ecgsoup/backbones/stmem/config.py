@@ -122,14 +122,14 @@ class EncoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EncoderConfig":
+    def from_dict(cls, data: dict) -> EncoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"Unknown encoder config keys: {sorted(unknown)}")
         return cls(**data)
 
-    def replace(self, **changes) -> "EncoderConfig":
+    def replace(self, **changes) -> EncoderConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -232,7 +232,7 @@ class STMEMEncoder(Backbone):
         return maps
 
     # -- initialisation ------------------------------------------------------------
-    def init_weights(self, generator: torch.Generator | None = None) -> "STMEMEncoder":
+    def init_weights(self, generator: torch.Generator | None = None) -> STMEMEncoder:
         """MAE-style initialisation, drawn from ``generator``.
 
         Linear: Xavier-uniform weight, zero bias; LayerNorm: 1 and 0; SEP and

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from ecgsoup.leads import STANDARD_LEAD_ORDER
 from ecgsoup.backbones.stmem.config import EncoderConfig, get_config
 from ecgsoup.backbones.stmem.model import STMEMEncoder
+from ecgsoup.leads import STANDARD_LEAD_ORDER
 
 __all__ = [
     "WeightsError",
@@ -52,7 +52,7 @@ _DEFAULT_DIRNAME = "ecgsoup-100hz-tiny"
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
-from ecgsoup.backbones._base import BackboneCard, Converted  # noqa: E402
+from ecgsoup.backbones._base import BackboneCard  # noqa: E402
 from ecgsoup.backbones._checkpoint import (  # noqa: E402
     WeightsError,
     build_checked,
