@@ -1,6 +1,9 @@
-"""Classification targets defined on the bundled LUDB sample (and the shared LUDB labels).
+"""The named tasks of public datasets: LUDB's three and PTB-XL's six standard ones.
 
-The same three tasks run in ``make demo``, ``benchmarks/quality.py`` and
+Each is a fixed definition, so that numbers are comparable across runs and
+papers; a labels column of your own is read by :mod:`ecgsoup.targets`.
+
+The same three LUDB tasks run in ``make demo``, ``benchmarks/quality.py`` and
 ``benchmarks/reproduce.py``, so their numbers are comparable:
 
 * ``atrial_fibrillation`` -- binary: first rhythm statement is atrial
@@ -126,7 +129,6 @@ def parse_scp_codes(value) -> list[str]:
     already parsed dict, or a ``;``-joined list (``"NORM;SR"``).  Every key
     counts, including likelihood 0, as in the standard benchmark.
     """
-    import ast
 
     if isinstance(value, dict):
         return sorted(str(k) for k in value)

@@ -112,12 +112,11 @@ def test_empty_label_cells_are_dropped_or_kept_as_said(ptbxl_store, labels, tmp_
 
 
 def test_folds_and_groups_columns(ptbxl_store, labels, tmp_path, capsys):
-    from ecgsoup.cli import _cv_splits
+    from ecgsoup.targets import label_splits
 
     rows = labels.to_dict("records")
     y = np.asarray([int("NORM" in r["challenge2024_labels"]) for r in rows])
-    args = argparse.Namespace(folds=None, groups=None, cv=5, repeats=2, seed=0)
-    cv, text = _cv_splits(args, rows, y, "binary")
+    cv, text = label_splits(rows, y, "binary", cv=5, n_repeats=2, random_state=0)
     folds = np.asarray([int(r["strat_fold"]) for r in rows])
     assert len(cv) == len(set(folds)) and all(len(set(folds[test])) == 1 for _, test in cv)
     assert "from column 'strat_fold'" in text
@@ -125,13 +124,12 @@ def test_folds_and_groups_columns(ptbxl_store, labels, tmp_path, capsys):
     # A patient column: no patient on both sides of a split, over every repeat.
     patients = [f"p{i // 2}" for i in range(len(rows))]
     rows = [{**r, "patient": p} for r, p in zip(rows, patients)]
-    args = argparse.Namespace(folds=None, groups="patient", cv=3, repeats=2, seed=0)
-    cv, text = _cv_splits(args, rows, y, "binary")
+    cv, text = label_splits(rows, y, "binary", groups="patient", cv=3, n_repeats=2, random_state=0)
     assert len(cv) == 6 and "by groups of 'patient' (15 groups)" in text
     groups = np.asarray(patients)
     assert all(not set(groups[train]) & set(groups[test]) for train, test in cv)
 
-    cv, text = _cv_splits(argparse.Namespace(folds="none", groups=None, cv=4, repeats=1, seed=0), rows, y, "binary")
+    cv, text = label_splits(rows, y, "binary", folds="none", cv=4, n_repeats=1, random_state=0)
     assert cv == 4 and text == "4-fold CV x 1"
 
     table = labels.assign(patient=patients)
