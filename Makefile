@@ -20,10 +20,13 @@ demo: $(STAMP)
 	$(BIN)/ecgsoup demo --out demo-output
 
 # CI sets CI=true and runs the slow end-to-end tests too.
+# ruff checks the project's configured rules (pyproject.toml) before any test runs.
 test: $(STAMP) $(if $(CI),docs-browser)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(if $(CI),,-m "not slow")
 
 test-fast: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -x -q
 
 # -W --keep-going -n: every warning and every broken reference fails the build

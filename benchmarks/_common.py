@@ -14,7 +14,7 @@ import shlex
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -215,7 +215,7 @@ def write_results(name: str, payload: dict, markdown: str, *, timing: bool = Tru
     payload = {
         "benchmark": name,
         "command": command_line(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         **payload,
         "quiet": quiet,

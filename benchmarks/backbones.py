@@ -154,9 +154,8 @@ def _ecg_jepa(folder: Path):
     path = os.environ.get("ECGSOUP_REFERENCE_ECG_JEPA")
     if not path or not (Path(path) / "ecg_jepa.py").is_file():
         raise RuntimeError("set ECGSOUP_REFERENCE_ECG_JEPA to a checkout of sehunfromdaegu/ECG_JEPA")
-    import torch.nn.functional as F
-
     import make_golden_ecg_jepa as golden
+    import torch.nn.functional as F
 
     from ecgsoup.backbones.ecg_jepa import ENTRY
 
@@ -308,7 +307,7 @@ def main(argv=None) -> None:
             for _ in range(args.repeats + 1):  # the first round warms up and is dropped
                 for key, (net, fn) in variants.items():
                     xin = x.to(torch.bfloat16) if key[1] == "bfloat16" else x
-                    times[key].append(_time(lambda: fn(net, xin)))
+                    times[key].append(_time(lambda fn=fn, net=net, xin=xin: fn(net, xin)))
             medians = {key: statistics.median(v[1:]) for key, v in times.items()}
             n = args.memory_records
             small, large = _peak_rss(spec, n), _peak_rss(spec, 4 * n)

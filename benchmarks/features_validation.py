@@ -256,7 +256,7 @@ def main() -> None:
             f"{r['median_deg']:.0f} | {r['iqr_deg'][0]:.0f} to {r['iqr_deg'][1]:.0f} | {r['fraction_in_range']:.2f} |"
         )
     lines += ["", "## Failures and time", ""]
-    for key, r in results.items():
+    for r in results.values():
         lines.append(
             f"- {r['analysis_rate_hz']:g} Hz: {r['seconds']:.1f} s for {len(record_ids)} records "
             f"(n_jobs={args.n_jobs}, machine not quiet: timings are in features_speed.md); "

@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_path, summary, timed, write_results  # noqa: E402
 
 from ecgsoup import LayerwiseEmbedder  # noqa: E402
+from ecgsoup.backbones.stmem import STMEMEncoder, default_model_path  # noqa: E402
 from ecgsoup.cache import clear_memo  # noqa: E402
 from ecgsoup.fusion import LayerSelector  # noqa: E402
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
-from ecgsoup.backbones.stmem import STMEMEncoder, default_model_path  # noqa: E402
 from ecgsoup.signal import lead_indices, resample  # noqa: E402
 
 TARGET_RATIO = 1.10

@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_path, write_results  # noqa: E402
 from throughput import flops_per_window  # noqa: E402
 
-from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
 from ecgsoup.backbones.stmem import get_config, load_model, random_model  # noqa: E402
+from ecgsoup.leads import ECGSOUP_LEAD_ORDER  # noqa: E402
 from ecgsoup.signal import lead_indices, resample, zscore  # noqa: E402
 
 CATEGORIES = [

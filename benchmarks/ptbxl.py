@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, RESULTS_DIR, quiet_status, shared_data_path, write_results  # noqa: E402
 
-from ecgsoup.benchmark import plot_ptbxl_summary, plot_ptbxl_task, ptbxl  # noqa: E402
 from ecgsoup.backbones.stmem import load_model  # noqa: E402
+from ecgsoup.benchmark import plot_ptbxl_summary, plot_ptbxl_task, ptbxl  # noqa: E402
 
 DOCS_RESULTS = REPO_ROOT / "docs" / "results"
 ST_MEM_BACKBONE = "benchmarks/models/ecgsoup-100hz-tiny-st-mem"

@@ -34,6 +34,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import shared_data_path, timed, write_results  # noqa: E402
+
 from ecgsoup import ECGFeatures, ECGPreprocessor, LayerwiseEmbedder, load_sample  # noqa: E402
 from ecgsoup.evaluate import layer_probe, macro_auc_scorer  # noqa: E402
 from ecgsoup.fusion import PPA  # noqa: E402

@@ -35,15 +35,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    cross_val_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, timed, write_results  # noqa: E402
 
-from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample  # noqa: E402
-from ecgsoup import analysis  # noqa: E402
+from ecgsoup import (  # noqa: E402
+    ECGPreprocessor,
+    LayerwiseEmbedder,
+    analysis,  # noqa: E402
+    load_sample,
+)
 from ecgsoup.evaluate import layer_probe, macro_auc_scorer, plot_layer_probe  # noqa: E402
 from ecgsoup.fusion import LayerSelector  # noqa: E402
 from ecgsoup.pma import PMA  # noqa: E402

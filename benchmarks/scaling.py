@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, RESULTS_DIR, shared_data_path  # noqa: E402
 
-from ecgsoup.benchmark import ptbxl  # noqa: E402
 from ecgsoup.backbones.stmem import load_model  # noqa: E402
+from ecgsoup.benchmark import ptbxl  # noqa: E402
 
 OUT = RESULTS_DIR / "pretraining" / "scaling"
 FIGURE = REPO_ROOT / "docs" / "results" / "scaling.png"
@@ -124,7 +124,7 @@ def main() -> None:
              "| model | objective | epoch (of schedule) | val loss | super, chosen layer | super, last layer | "
              "all, chosen layer | all, last layer |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in ordered:
-        def cell(task, key):
+        def cell(task, key, r=r):
             low, high = r[f"{task}_{key}_ci"]
             return f"{r[f'{task}_{key}']:.3f} [{low:.3f}, {high:.3f}]"
 

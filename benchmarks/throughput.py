@@ -69,7 +69,7 @@ from _common import summary, write_results  # noqa: E402
 from _reference import NaiveEncoder, naive_embed  # noqa: E402
 
 from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample  # noqa: E402
-from ecgsoup.backbones.stmem import default_model_path, get_config  # noqa: E402
+from ecgsoup.backbones.stmem import default_model_path  # noqa: E402
 from ecgsoup.signal import zscore  # noqa: E402
 
 TARGET_SPEEDUP = 3.0

@@ -6,17 +6,18 @@ estimators that fit in ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
 """
 
 from ecgsoup._version import __version__
+from ecgsoup.backbones import list_backbones, load_backbone, random_backbone
+from ecgsoup.backbones.stmem import load_model, random_model
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.features import ECGFeatures
 from ecgsoup.fusion import PPA, LayerSelector
 from ecgsoup.io import load_sample
-from ecgsoup.backbones import list_backbones, load_backbone, random_backbone
-from ecgsoup.backbones.stmem import load_model, random_model
 from ecgsoup.pma import PMA, PMAClassifier
 from ecgsoup.preprocessing import ECGPreprocessor
 from ecgsoup.store import embed_to_store, open_store
 
 __all__ = [
+    "__version__",
     "ECGFeatures",
     "ECGPreprocessor",
     "LayerSelector",

@@ -469,7 +469,7 @@ def _gate_owner(estimator, X):
     steps = getattr(estimator, "steps", None)
     if steps:
         for position, (_, step) in enumerate(steps):
-            before = (lambda: estimator[:position].transform(X)) if position else (lambda: X)
+            before = (lambda position=position: estimator[:position].transform(X)) if position else (lambda: X)
             if hasattr(step, "gate_weights"):
                 return step, before()
             if hasattr(getattr(step, "fusion_", None), "gate_weights"):

@@ -155,7 +155,7 @@ def _slug(model: str) -> str:
 
 def _describe(model: str):
     """(family, weights, contract, n_layers) of a model, from the module ecgsoup loads for it."""
-    from ecgsoup.backbones._registry import load_backbone, parse_model
+    from ecgsoup.backbones import load_backbone, parse_model
 
     module = load_backbone(model)
     random = parse_model(model).kind == "random" if isinstance(model, str) else False

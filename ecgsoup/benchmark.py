@@ -26,7 +26,7 @@ et al. 2021) on the frozen encoder:
   Linear 256, ReLU, BatchNorm, Dropout 0.5, Linear; AdamW lr 1e-3, weight
   decay 0.05, batch 64, up to 100 epochs with early stopping on a 10 % hold-out
   of the training folds).  The fits are independent jobs for joblib
-  (``n_jobs``) or a Dask cluster (``scheduler`` / ``workers``).
+  (``n_jobs``) or a Dask cluster (``client``).
 * **Metric**: macro ROC AUC in two variants, the ECG-Soup rule (a class with
   no positive or no negative record in the scored fold counts 0.5) and
   "classes present" (those classes are left out), each with a bootstrap 95 %
@@ -63,7 +63,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
 from ecgsoup._files import atomic_write_text
-from ecgsoup.backbones._registry import load_backbone, random_twin
+from ecgsoup.backbones import load_backbone, random_twin
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
 from ecgsoup.metrics import class_aucs, draw_counts, macro_rule, resample_class_aucs
@@ -625,8 +625,7 @@ def ptbxl(
     pma=True,
     cache=None,
     verbose=True,
-    scheduler=None,
-    workers=None,
+    client=None,
 ) -> PTBXLResult:
     """Run the PTB-XL benchmark (see the module docstring for the protocol).
 
@@ -676,32 +675,27 @@ def ptbxl(
         features, once.
     verbose : bool, default=True
         Print progress lines.
-    scheduler : str, optional
-        Address of a Dask scheduler: the embedding (in chunks of records)
-        and the probe fits run on its workers; the results are the same as
-        in one process.
-    workers : int, optional
-        Start a local Dask cluster of this many single-threaded worker
-        processes instead (closed at the end).
+    client : dask.distributed.Client, optional
+        Run the embedding (in chunks of records) and the probe fits on this
+        cluster's workers; the results are the same as in one process.  Make
+        one with :func:`ecgsoup.distributed.connect` (a scheduler address or a
+        number of local workers), as ``--scheduler`` and ``--workers`` do.
 
     Returns
     -------
     result : PTBXLResult
     """
-    from ecgsoup.distributed import connect
-
     settings = dict(model=model, rate=rate, tasks=tasks, probes=probes, Cs=Cs, n_bootstrap=n_bootstrap,
                     max_records=max_records, out=out, scp_statements=scp_statements, features=features,
                     random_baseline=random_baseline, random_state=random_state, batch_size=batch_size,
                     precision=precision, device=device, n_jobs=n_jobs, pma=pma, cache=cache, verbose=verbose)  # fmt: skip
-    with connect(scheduler=scheduler, workers=workers) as client:
-        if client is None:
-            return _ptbxl(root, **settings, distributed=False)
-        from joblib import parallel_config
+    if client is None:
+        return _ptbxl(root, **settings, distributed=False)
+    from joblib import parallel_config
 
-        settings["n_jobs"] = -1 if n_jobs is None else n_jobs
-        with parallel_config(backend="dask"):
-            return _ptbxl(root, **settings, distributed=True)
+    settings["n_jobs"] = -1 if n_jobs is None else n_jobs
+    with parallel_config(backend="dask", client=client):
+        return _ptbxl(root, **settings, distributed=True)
 
 
 def _ptbxl(

@@ -155,8 +155,8 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
         "A class absent from a test fold counts as AUC 0.5 there, as the ECG-Soup authors' code does.",
         "",
     ]
+    from ecgsoup.backbones import random_twin
     from ecgsoup.features import ECGFeatures
-    from ecgsoup.backbones._registry import random_twin
 
     started = time.perf_counter()
     random_embedder = LayerwiseEmbedder(model=random_twin(embedder.model_, seed=0))
@@ -189,7 +189,7 @@ def run_demo(out="demo-output", *, model="default", tasks=LUDB_TASKS, cv=5, rand
             probe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                                   LogisticRegression(max_iter=2000))  # fmt: skip
 
-            def score(Z):
+            def score(Z, probe=probe, y=y, folds=folds):
                 return cross_val_score(probe, Z, y, cv=folds, scoring=macro_auc_scorer)
 
             inner = GridSearchCV(

@@ -57,7 +57,7 @@ class LayerSpec:
             object.__setattr__(self, "indices", tuple(range(len(self.layers))))
 
     @classmethod
-    def equal_blocks(cls, n_layers: int, dim: int) -> "LayerSpec":
+    def equal_blocks(cls, n_layers: int, dim: int) -> LayerSpec:
         """``n_layers`` blocks of ``dim`` columns of unknown origin, identity readout."""
         return cls("", tuple(LayerInfo(f"layer{i:02d}", dim) for i in range(n_layers)), Readout("identity"))
 
@@ -95,13 +95,13 @@ class LayerSpec:
             dtype=object,
         )
 
-    def select(self, positions) -> "LayerSpec":
+    def select(self, positions) -> LayerSpec:
         """The specification of a subset of the layers (same model and readout)."""
         positions = list(positions)
         return LayerSpec(self.model_id, tuple(self.layers[p] for p in positions), self.readout,
                          self.model_name, tuple(self.indices[p] for p in positions))
 
-    def same_model(self, other: "LayerSpec") -> bool:
+    def same_model(self, other: LayerSpec) -> bool:
         return (self.model_id, self.layers, self.indices) == (other.model_id, other.layers, other.indices)
 
     def to_dict(self) -> dict:
@@ -114,7 +114,7 @@ class LayerSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LayerSpec":
+    def from_dict(cls, data: dict) -> LayerSpec:
         return cls(
             model_id=data["model_id"],
             layers=tuple(LayerInfo(str(n), int(w), str(s)) for n, w, s in data["layers"]),

@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import re
-import shutil
 from pathlib import Path
 
 from ecgsoup.backbones.stmem import load_model, save_model

@@ -72,7 +72,7 @@ def test_layer_cosine_similarity(pooled, layerwise, tiny_spec):
     assert np.array_equal(analysis.layer_cosine_similarity(layerwise, n_layers=5, layer_spec=tiny_spec), S)
 
 
-def test_token_cosine_similarity_batched_matches_definition(records, tiny_model):
+def test_token_cosine_similarity_matches_three_pairs_from_one_batch(records, tiny_model):
     S = analysis.token_cosine_similarity(tiny_model, records, batch_size=5)  # 5 + 5 + 5 + 1
     assert S.shape == (13, 13)
     assert np.allclose(S, S.T) and np.allclose(np.diag(S), 1)

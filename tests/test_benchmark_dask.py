@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from ecgsoup.benchmark import ptbxl
+from ecgsoup.distributed import connect
 
 
 @pytest.mark.slow
@@ -13,7 +14,8 @@ def test_a_local_dask_cluster_gives_the_same_results(shared_data):
                     random_baseline=False, pma=False, n_bootstrap=100, verbose=False)  # fmt: skip
     subset = shared_data / "ptbxl_zscored_subset"
     alone = ptbxl(subset, **settings)
-    spread = ptbxl(subset, workers=2, **settings)
+    with connect(workers=2) as client:
+        spread = ptbxl(subset, client=client, **settings)
     pd.testing.assert_frame_equal(alone.table, spread.table)
     pd.testing.assert_frame_equal(alone.claims, spread.claims)
     assert set(spread.timings["probes"]) == {"super", "rhythm"}

@@ -18,10 +18,10 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from ecgsoup import LayerwiseEmbedder
+from ecgsoup.backbones.stmem import STMEMEncoder
 from ecgsoup.cache import clear_memo
 from ecgsoup.fusion import PPA, LayerSelector
 from ecgsoup.leads import ECGSOUP_LEAD_ORDER
-from ecgsoup.backbones.stmem import STMEMEncoder
 from ecgsoup.signal import lead_indices, resample, zscore
 
 N_PER_CLASS = 20

@@ -19,8 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ecgsoup.backbones import load_backbone
-from ecgsoup.backbones._checkpoint import WeightsError, sha256_file
+from ecgsoup.backbones import WeightsError, load_backbone, sha256_file
 from ecgsoup.backbones.stmem import default_model_path
 from ecgsoup.cli import EXIT_USAGE, main
 

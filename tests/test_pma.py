@@ -4,7 +4,6 @@
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone

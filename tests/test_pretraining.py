@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ecgsoup.cli import main
 from ecgsoup.backbones.stmem import get_config, load_model, new_encoder
+from ecgsoup.cli import main
 from ecgsoup.pretraining import (
     MaskedAutoencoder,
     PretrainSettings,

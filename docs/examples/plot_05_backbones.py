@@ -30,7 +30,7 @@ with pd.option_context("display.width", 120, "display.max_colwidth", 40):
 # pooled by a global average over time. Its input contract is 12 leads at 500 Hz, 10 s
 # windows, z-scored over the whole window; the preprocessor resamples the 100 Hz LUDB
 # records to it when given the same ``model``.
-from ecgsoup import ECGPreprocessor, LayerSelector, LayerwiseEmbedder, PPA, load_sample
+from ecgsoup import PPA, ECGPreprocessor, LayerSelector, LayerwiseEmbedder, load_sample
 
 model = "random:ecgfounder-tiny"  # untrained, tiny geometry: for illustration only
 sample = load_sample()[:8]

@@ -15,14 +15,18 @@ from ecgsoup.backbones._base import (
     LayerInfo,
     Readout,
 )
-from ecgsoup.backbones._checkpoint import WeightsError
+from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file
 from ecgsoup.backbones._format import save_backbone
 from ecgsoup.backbones._listing import list_backbones
 from ecgsoup.backbones._registry import (
     LicenceNotice,
+    families,
+    forget_licence_notices,
     load_backbone,
+    model_home,
     parse_model,
     random_backbone,
+    random_twin,
     resolve_contract,
 )
 
@@ -34,10 +38,16 @@ __all__ = [
     "Readout",
     "LicenceNotice",
     "WeightsError",
+    "families",
+    "forget_licence_notices",
     "list_backbones",
+    "load_strict",
     "load_backbone",
+    "model_home",
     "parse_model",
     "random_backbone",
+    "random_twin",
     "resolve_contract",
     "save_backbone",
+    "sha256_file",
 ]

@@ -68,6 +68,11 @@ class LicenceNotice(UserWarning):
 _NOTICED: set = set()
 
 
+def forget_licence_notices() -> None:
+    """Show each model's licence notice again the next time it loads (it is shown once per process)."""
+    _NOTICED.clear()
+
+
 def families() -> dict[str, FamilyEntry]:
     """Every registered family's entry, by family name (imports data only)."""
     out = {}

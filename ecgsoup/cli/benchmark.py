@@ -62,14 +62,17 @@ def run(args) -> int:
     models = args.model or ["default"]
     if len(models) > 1:
         return _run_atlas(args, models)
+    from ecgsoup.distributed import connect
+
     try:
-        result = ptbxl(
-            args.root, model=models[0], rate=args.rate, tasks=args.tasks, probes=args.probes,
-            n_bootstrap=args.bootstrap, max_records=args.max_records, out=args.out,
-            scp_statements=args.scp_statements, features=not args.no_features, random_state=args.seed,
-            batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
-            pma=args.pma != "off", scheduler=args.scheduler, workers=args.workers,
-        )  # fmt: skip
+        with connect(scheduler=args.scheduler, workers=args.workers) as client:
+            result = ptbxl(
+                args.root, model=models[0], rate=args.rate, tasks=args.tasks, probes=args.probes,
+                n_bootstrap=args.bootstrap, max_records=args.max_records, out=args.out,
+                scp_statements=args.scp_statements, features=not args.no_features, random_state=args.seed,
+                batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
+                pma=args.pma != "off", client=client,
+            )  # fmt: skip
     except (WeightsError, FileNotFoundError, ValueError) as error:
         raise CLIError(str(error).splitlines()[0]) from None
     print(result.summary())

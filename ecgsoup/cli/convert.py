@@ -18,8 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ecgsoup.backbones import load_backbone, save_backbone
-    from ecgsoup.backbones._registry import families
+    from ecgsoup.backbones import families, load_backbone, save_backbone
 
     if args.family not in families():
         raise CLIError(f"unknown family {args.family!r}; known: {', '.join(families())} (see `ecgsoup models`).")

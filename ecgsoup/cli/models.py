@@ -14,8 +14,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ecgsoup.backbones import list_backbones
-    from ecgsoup.backbones._registry import families, model_home
+    from ecgsoup.backbones import families, list_backbones, model_home
 
     table = list_backbones()
     if args.json:

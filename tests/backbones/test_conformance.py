@@ -14,14 +14,15 @@ from ecgsoup.backbones import (
     Backbone,
     LicenceNotice,
     WeightsError,
+    families,
+    forget_licence_notices,
     list_backbones,
     load_backbone,
+    load_strict,
     random_backbone,
     resolve_contract,
     save_backbone,
 )
-from ecgsoup.backbones._checkpoint import load_strict
-from ecgsoup.backbones._registry import _NOTICED, families
 
 FAMILIES = sorted(families())
 TINY = {family: ("ecgsoup-100hz-tiny" if family == "stmem" else f"{family}-tiny") for family in FAMILIES}
@@ -92,7 +93,7 @@ def test_strict_loading_refuses_a_missing_and_an_unexpected_key(tiny):
 
 def test_model_folder_round_trip_and_licence_notice_once(tiny, tmp_path):
     folder = save_backbone(tiny, tmp_path / "model")
-    _NOTICED.clear()
+    forget_licence_notices()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = load_backbone(str(folder))

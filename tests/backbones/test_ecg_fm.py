@@ -32,10 +32,16 @@ import numpy as np
 import pytest
 import torch
 
-from ecgsoup.backbones import load_backbone
-from ecgsoup.backbones._base import Backbone, LayerInfo
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file
-from ecgsoup.backbones._registry import _NOTICED, LicenceNotice
+from ecgsoup.backbones import (
+    Backbone,
+    LayerInfo,
+    LicenceNotice,
+    WeightsError,
+    forget_licence_notices,
+    load_backbone,
+    load_strict,
+    sha256_file,
+)
 from ecgsoup.backbones.ecg_fm import ENTRY
 from ecgsoup.backbones.ecg_fm.convert import convert, parse_conv_layers
 from ecgsoup.backbones.ecg_fm.model import ECGFM, ECGFMConfig
@@ -110,7 +116,7 @@ def test_golden_fixture_records_its_reference(golden):
 
 
 def test_golden_parity_every_layer_and_the_authors_embedding(golden):
-    _NOTICED.clear()
+    forget_licence_notices()
     with pytest.warns(LicenceNotice, match="MIT"):
         module = load_backbone(f"ecg-fm:{CHECKPOINT}")
     assert module.config == ECGFMConfig(**ENTRY.tiny)

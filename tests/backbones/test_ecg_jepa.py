@@ -26,11 +26,23 @@ import pytest
 import torch
 
 from ecgsoup import ECGPreprocessor, LayerwiseEmbedder, load_sample
-from ecgsoup.backbones import Backbone, InputContract, LayerInfo, WeightsError, load_backbone, save_backbone
-from ecgsoup.backbones._checkpoint import sha256_file
+from ecgsoup.backbones import (
+    Backbone,
+    InputContract,
+    LayerInfo,
+    WeightsError,
+    load_backbone,
+    save_backbone,
+    sha256_file,
+)
 from ecgsoup.backbones.ecg_jepa import ENTRY
 from ecgsoup.backbones.ecg_jepa.convert import convert
-from ecgsoup.backbones.ecg_jepa.model import ECGJEPA, ECGJEPAConfig, cross_pattern_mask, sincos_positions
+from ecgsoup.backbones.ecg_jepa.model import (
+    ECGJEPA,
+    ECGJEPAConfig,
+    cross_pattern_mask,
+    sincos_positions,
+)
 from ecgsoup.backbones.ecg_jepa.recipes import fft_recipe
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

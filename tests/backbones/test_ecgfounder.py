@@ -26,8 +26,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ecgsoup.backbones._base import Backbone, InputContract, LayerInfo
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file
+from ecgsoup.backbones import (
+    Backbone,
+    InputContract,
+    LayerInfo,
+    WeightsError,
+    load_strict,
+    sha256_file,
+)
 from ecgsoup.backbones.ecgfounder import ENTRY
 from ecgsoup.backbones.ecgfounder.convert import convert
 from ecgsoup.backbones.ecgfounder.model import Net1D, Net1DConfig

@@ -26,9 +26,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict
-from ecgsoup.backbones.hubert_ecg import ENTRY
-from ecgsoup.backbones.hubert_ecg import recipes
+from ecgsoup.backbones import WeightsError, load_strict
+from ecgsoup.backbones.hubert_ecg import ENTRY, recipes
 from ecgsoup.backbones.hubert_ecg.convert import convert
 from ecgsoup.backbones.hubert_ecg.model import HubertECG, HubertECGConfig
 

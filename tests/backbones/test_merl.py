@@ -27,9 +27,18 @@ import pytest
 import torch
 
 from ecgsoup import ECGPreprocessor, LayerwiseEmbedder
-from ecgsoup.backbones import LicenceNotice, load_backbone, random_backbone, resolve_contract
-from ecgsoup.backbones._base import Backbone, InputContract, LayerInfo
-from ecgsoup.backbones._checkpoint import WeightsError, load_strict, sha256_file
+from ecgsoup.backbones import (
+    Backbone,
+    InputContract,
+    LayerInfo,
+    LicenceNotice,
+    WeightsError,
+    load_backbone,
+    load_strict,
+    random_backbone,
+    resolve_contract,
+    sha256_file,
+)
 from ecgsoup.backbones.merl import ENTRY, MIMIC_LEADS
 from ecgsoup.backbones.merl.convert import convert
 from ecgsoup.backbones.merl.model import ResNet1D, ResNet1DConfig
