@@ -72,7 +72,7 @@ def resolve_model(model, device: torch.device, shape) -> tuple[Backbone, str]:
 
         return _cached_model(key, load)
     path = ref.path
-    key = ("path", name, str(path.resolve()), _files_signature(path), str(device))
+    key = ("path", name, str(path.resolve()), files_signature(path), str(device))
 
     def load():
         encoder = load_backbone(name)  # raises WeightsError
@@ -142,7 +142,7 @@ def _mixed_layer_norm_works(device: torch.device) -> bool:
     return _MIXED_LAYER_NORM[device.type]
 
 
-def _files_signature(path: Path) -> tuple:
+def files_signature(path: Path) -> tuple:
     """(name, size, mtime) of the files a load would read; empty if missing."""
     if not path.exists():
         return ()

@@ -43,6 +43,7 @@ seconds per task and probe.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -685,172 +686,140 @@ def ptbxl(
     -------
     result : PTBXLResult
     """
-    settings = dict(model=model, rate=rate, tasks=tasks, probes=probes, Cs=Cs, n_bootstrap=n_bootstrap,
-                    max_records=max_records, out=out, scp_statements=scp_statements, features=features,
-                    random_baseline=random_baseline, random_state=random_state, batch_size=batch_size,
-                    precision=precision, device=device, n_jobs=n_jobs, pma=pma, cache=cache, verbose=verbose)  # fmt: skip
-    if client is None:
-        return _ptbxl(root, **settings, distributed=False)
-    from joblib import parallel_config
+    distributed = client is not None
+    if distributed:
+        from joblib import parallel_config
 
-    settings["n_jobs"] = -1 if n_jobs is None else n_jobs
-    with parallel_config(backend="dask", client=client):
-        return _ptbxl(root, **settings, distributed=True)
+        n_jobs = -1 if n_jobs is None else n_jobs
+    with parallel_config(backend="dask", client=client) if distributed else contextlib.nullcontext():
+        unknown = set(tasks) - set(PTBXL_TASKS)
+        if unknown:
+            raise ValueError(f"Unknown task(s) {sorted(unknown)}; the six PTB-XL tasks are {list(PTBXL_TASKS)}.")
+        bad = set(probes) - set(_PROBE_NAMES)
+        if bad:
+            raise ValueError(f"Unknown probe(s) {sorted(bad)}; use 'logistic' and/or 'mlp'.")
+        say = print if verbose else (lambda *a, **k: None)
+        started = time.perf_counter()
+        data = load_ptbxl_benchmark_data(root, rate=rate, scp_statements=scp_statements)
+        read_s = time.perf_counter() - started
+        labelled_folds = sorted(set(data.fold[data.labelled].tolist()))
+        if not set(TRAIN_FOLDS) & set(labelled_folds):
+            raise ValueError(
+                f"No record of folds 1-8 has labels (labelled folds: {labelled_folds}); the benchmark "
+                "trains on folds 1-8. Check the strat_fold and scp_codes columns."
+            )
+        if TEST_FOLD in labelled_folds:
+            scored_fold, selection = TEST_FOLD, "validation"
+            selection_text = f"on validation fold {VALIDATION_FOLD}"
+        elif VALIDATION_FOLD in labelled_folds:
+            scored_fold, selection = VALIDATION_FOLD, "cv"
+            selection_text = ("by two-fold cross-validation inside folds 1-8, folds 1-4 against 5-8 "
+                              "(fold 10 has no labels, so fold 9 is scored)")
+        else:
+            raise ValueError(
+                "Neither fold 9 nor fold 10 has labelled records: there is nothing to score. The benchmark "
+                "scores fold 10, or fold 9 when fold 10's labels are withheld."
+            )
 
+        labelled = np.flatnonzero(data.labelled)
+        if max_records is not None and max_records < len(labelled):
+            rng = np.random.default_rng(random_state)
+            labelled = np.sort(rng.choice(labelled, size=max_records, replace=False))
+        use = np.zeros(len(data), bool)
+        use[labelled] = True
+        data.codes = [c if u else None for c, u in zip(data.codes, use)]
+        say(f"{data.source}: {len(labelled)} labelled records used; scored fold {scored_fold}; choices {selection_text}")
 
-def _ptbxl(
-    root,
-    *,
-    model="default",
-    rate=100,
-    tasks=tuple(PTBXL_TASKS),
-    probes=("logistic", "mlp"),
-    Cs=DEFAULT_CS,
-    n_bootstrap=1000,
-    max_records=None,
-    out=None,
-    scp_statements=None,
-    features=True,
-    random_baseline=True,
-    random_state=0,
-    batch_size=16,
-    precision="float32",
-    device="cpu",
-    n_jobs=None,
-    pma=True,
-    cache=None,
-    verbose=True,
-    distributed=False,
-) -> PTBXLResult:
-    """The run of :func:`ptbxl`; ``distributed``: the embedding goes to the Dask workers too."""
-    unknown = set(tasks) - set(PTBXL_TASKS)
-    if unknown:
-        raise ValueError(f"Unknown task(s) {sorted(unknown)}; the six PTB-XL tasks are {list(PTBXL_TASKS)}.")
-    bad = set(probes) - set(_PROBE_NAMES)
-    if bad:
-        raise ValueError(f"Unknown probe(s) {sorted(bad)}; use 'logistic' and/or 'mlp'.")
-    say = print if verbose else (lambda *a, **k: None)
-    started = time.perf_counter()
-    data = load_ptbxl_benchmark_data(root, rate=rate, scp_statements=scp_statements)
-    read_s = time.perf_counter() - started
-    labelled_folds = sorted(set(data.fold[data.labelled].tolist()))
-    if not set(TRAIN_FOLDS) & set(labelled_folds):
-        raise ValueError(
-            f"No record of folds 1-8 has labels (labelled folds: {labelled_folds}); the benchmark "
-            "trains on folds 1-8. Check the strat_fold and scp_codes columns."
-        )
-    if TEST_FOLD in labelled_folds:
-        scored_fold, selection = TEST_FOLD, "validation"
-        selection_text = f"on validation fold {VALIDATION_FOLD}"
-    elif VALIDATION_FOLD in labelled_folds:
-        scored_fold, selection = VALIDATION_FOLD, "cv"
-        selection_text = ("by two-fold cross-validation inside folds 1-8, folds 1-4 against 5-8 "
-                          "(fold 10 has no labels, so fold 9 is scored)")
-    else:
-        raise ValueError(
-            "Neither fold 9 nor fold 10 has labelled records: there is nothing to score. The benchmark "
-            "scores fold 10, or fold 9 when fold 10's labels are withheld."
-        )
-
-    labelled = np.flatnonzero(data.labelled)
-    if max_records is not None and max_records < len(labelled):
-        rng = np.random.default_rng(random_state)
-        labelled = np.sort(rng.choice(labelled, size=max_records, replace=False))
-    use = np.zeros(len(data), bool)
-    use[labelled] = True
-    data.codes = [c if u else None for c, u in zip(data.codes, use)]
-    say(f"{data.source}: {len(labelled)} labelled records used; scored fold {scored_fold}; choices {selection_text}")
-
-    out_dir = Path(out) if out is not None else None
-    cache = Path(cache) if cache is not None else out_dir / "cache" if out_dir is not None else None
-    # Phases: read (data and signals), preprocess, embed (model and random twin), features, probes
-    # (with their fit seconds per task and probe), bootstrap, write; embedding_s is the sum of
-    # loading the weights, preprocessing and both embedding passes.
-    timings = {"read_s": read_s}
-    start = time.perf_counter()
-    encoder = load_backbone(model)
-    X_emb, embedder, timings["preprocess_s"], timings["embed_s"] = _embed(
-        data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
-        verbose=verbose, distributed=distributed)  # fmt: skip
-    X_rand, timings["embed_random_s"] = None, 0.0
-    if random_baseline:
-        random_encoder = random_twin(encoder, seed=random_state)
-        X_rand, embedder_rand, pre_s, timings["embed_random_s"] = _embed(
-            data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
+        out_dir = Path(out) if out is not None else None
+        cache = Path(cache) if cache is not None else out_dir / "cache" if out_dir is not None else None
+        # Phases: read (data and signals), preprocess, embed (model and random twin), features, probes
+        # (with their fit seconds per task and probe), bootstrap, write; embedding_s is the sum of
+        # loading the weights, preprocessing and both embedding passes.
+        timings = {"read_s": read_s}
+        start = time.perf_counter()
+        encoder = load_backbone(model)
+        X_emb, embedder, timings["preprocess_s"], timings["embed_s"] = _embed(
+            data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
             verbose=verbose, distributed=distributed)  # fmt: skip
-        timings["preprocess_s"] += pre_s
-    timings["embedding_s"] = time.perf_counter() - start
-    n_layers = embedder.n_layers_
-    spec = embedder.layer_spec_
-    position = np.full(len(data), -1)
-    position[labelled] = np.arange(len(labelled))
-    say(f"embedded {len(labelled)} records x {1 + random_baseline} models in {timings['embedding_s']:.0f} s")
+        X_rand, timings["embed_random_s"] = None, 0.0
+        if random_baseline:
+            random_encoder = random_twin(encoder, seed=random_state)
+            X_rand, embedder_rand, pre_s, timings["embed_random_s"] = _embed(
+                data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
+                verbose=verbose, distributed=distributed)  # fmt: skip
+            timings["preprocess_s"] += pre_s
+        timings["embedding_s"] = time.perf_counter() - start
+        n_layers = embedder.n_layers_
+        spec = embedder.layer_spec_
+        position = np.full(len(data), -1)
+        position[labelled] = np.arange(len(labelled))
+        say(f"embedded {len(labelled)} records x {1 + random_baseline} models in {timings['embedding_s']:.0f} s")
 
-    start = time.perf_counter()
-    F = None
-    if features:
-        F, feature_names = _features(data, labelled, cache, n_jobs)
-        say(f"clinical features ({F.shape[1]} columns) in {time.perf_counter() - start:.0f} s")
-    timings["features_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        F = None
+        if features:
+            F, feature_names = _features(data, labelled, cache, n_jobs)
+            say(f"clinical features ({F.shape[1]} columns) in {time.perf_counter() - start:.0f} s")
+        timings["features_s"] = time.perf_counter() - start
 
-    def layer(X, index, spec):
-        return LayerSelector(layers=index, layer_spec=spec).fit_transform(X)
+        def layer(X, index, spec):
+            return LayerSelector(layers=index, layer_spec=spec).fit_transform(X)
 
-    layers = {f"layer {i}": layer(X_emb, i, spec) for i in range(n_layers)}
-    # The random twin's layer is chosen on validation among every fourth layer (0, 4, 8, 12 for
-    # a 12-block model): its curve is flat and far below, and this keeps the run to minutes.
-    random_layers = (None if X_rand is None else
-                     {f"layer {i}": layer(X_rand, i, embedder_rand.layer_spec_) for i in sorted({*range(0, n_layers, 4), n_layers - 1})})  # fmt: skip
-    # PPA and PMA average one representation space; a CNN's stages are several, and
-    # every layer, balanced on the training records, takes their place.
-    one_stream = len({(layer.width, layer.stream) for layer in spec.layers[1:]}) == 1
-    ppa = PPA(layer_spec=spec).fit_transform(X_emb) if one_stream else None
+        layers = {f"layer {i}": layer(X_emb, i, spec) for i in range(n_layers)}
+        # The random twin's layer is chosen on validation among every fourth layer (0, 4, 8, 12 for
+        # a 12-block model): its curve is flat and far below, and this keeps the run to minutes.
+        random_layers = (None if X_rand is None else
+                         {f"layer {i}": layer(X_rand, i, embedder_rand.layer_spec_) for i in sorted({*range(0, n_layers, 4), n_layers - 1})})  # fmt: skip
+        # PPA and PMA average one representation space; a CNN's stages are several, and
+        # every layer, balanced on the training records, takes their place.
+        one_stream = len({(layer.width, layer.stream) for layer in spec.layers[1:]}) == 1
+        ppa = PPA(layer_spec=spec).fit_transform(X_emb) if one_stream else None
 
-    task_rows, score_store, task_info, tasks_built, runs = [], {}, [], {}, {}
-    start_probes = time.perf_counter()
-    for task_name in tasks:
-        task = _build_task(data, task_name, scored_fold, selection)
-        pos = position[task.rows]
-        task_info.append({"task": task_name, "description": PTBXL_TASK_NAMES[task_name],
-                          "classes_defined": task.n_defined, "classes_used": len(task.classes),
-                          "n_train": len(task.train), "n_scored": len(task.scored),
-                          "classes_absent_from_scored_fold": int(((task.Y[task.scored].sum(0) == 0)
-                                                                  | (task.Y[task.scored].sum(0) == len(task.scored))).sum())})  # fmt: skip
-        say(f"task {task_name}: {len(task.classes)} classes, {len(task.train)} train / {len(task.scored)} scored records")
-        for k, probe in enumerate(probes):
-            # The first probe chooses the random twin's layer; the others reuse its choice.
-            runs[(task_name, probe)] = _ProbeRun(_PROBES[probe](task, task.Y, pos, Cs, random_state), task, pos,
-                                                 layers, random_layers, ppa, X_emb, F, spec, random_state, pma,
-                                                 chooses_random=k == 0)  # fmt: skip
-        tasks_built[task_name] = task
-    all_cells, seconds = _run_probes(runs, n_jobs)
-    timings["probes"] = {}
-    for (task_name, probe), cells in all_cells.items():
-        for rep, (scores, chosen, value, kind) in cells.items():
-            score_store[(probe, task_name, rep)] = scores
-            task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
-                              "kind": kind, "validation": value})  # fmt: skip
-        timings["probes"].setdefault(task_name, {})[probe] = seconds[(task_name, probe)]
-        say(f"task {task_name}, {probe} probe: {len(cells)} representations, {seconds[(task_name, probe)]:.0f} s of fits")
-    timings["probes_s"] = time.perf_counter() - start_probes
+        task_rows, score_store, task_info, tasks_built, runs = [], {}, [], {}, {}
+        start_probes = time.perf_counter()
+        for task_name in tasks:
+            task = _build_task(data, task_name, scored_fold, selection)
+            pos = position[task.rows]
+            task_info.append({"task": task_name, "description": PTBXL_TASK_NAMES[task_name],
+                              "classes_defined": task.n_defined, "classes_used": len(task.classes),
+                              "n_train": len(task.train), "n_scored": len(task.scored),
+                              "classes_absent_from_scored_fold": int(((task.Y[task.scored].sum(0) == 0)
+                                                                      | (task.Y[task.scored].sum(0) == len(task.scored))).sum())})  # fmt: skip
+            say(f"task {task_name}: {len(task.classes)} classes, {len(task.train)} train / {len(task.scored)} scored records")
+            for k, probe in enumerate(probes):
+                # The first probe chooses the random twin's layer; the others reuse its choice.
+                runs[(task_name, probe)] = _ProbeRun(_PROBES[probe](task, task.Y, pos, Cs, random_state), task, pos,
+                                                     layers, random_layers, ppa, X_emb, F, spec, random_state, pma,
+                                                     chooses_random=k == 0)  # fmt: skip
+            tasks_built[task_name] = task
+        all_cells, seconds = _run_probes(runs, n_jobs)
+        timings["probes"] = {}
+        for (task_name, probe), cells in all_cells.items():
+            for rep, (scores, chosen, value, kind) in cells.items():
+                score_store[(probe, task_name, rep)] = scores
+                task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
+                                  "kind": kind, "validation": value})  # fmt: skip
+            timings["probes"].setdefault(task_name, {})[probe] = seconds[(task_name, probe)]
+            say(f"task {task_name}, {probe} probe: {len(cells)} representations, {seconds[(task_name, probe)]:.0f} s of fits")
+        timings["probes_s"] = time.perf_counter() - start_probes
 
-    start = time.perf_counter()
-    table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state, n_jobs)
-    timings["bootstrap_s"] = time.perf_counter() - start
-    # Titled with the model that ran (its card name and weights hash), not the option's spelling:
-    # "default" or "random" alone would not say which weights the numbers belong to.
-    from ecgsoup.backbones.stmem.weights import model_fingerprint
+        start = time.perf_counter()
+        table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state, n_jobs)
+        timings["bootstrap_s"] = time.perf_counter() - start
+        # Titled with the model that ran (its card name and weights hash), not the option's spelling:
+        # "default" or "random" alone would not say which weights the numbers belong to.
+        from ecgsoup.backbones.stmem.weights import model_fingerprint
 
-    model_label = f"{spec.model_name} (sha256 {model_fingerprint(embedder.model_)[:12]})"
-    result = PTBXLResult(table, claims, pd.DataFrame(task_info), scored_fold, selection_text,
-                         model_label, data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
-    start = time.perf_counter()
-    if out_dir is not None:
-        write_ptbxl_results(result, out_dir)
-    timings["write_s"] = time.perf_counter() - start
-    if out_dir is not None:  # the JSON already written lacks only its own writing time
-        _write_json(result, out_dir, "ptbxl")
-    return result
+        model_label = f"{spec.model_name} (sha256 {model_fingerprint(embedder.model_)[:12]})"
+        result = PTBXLResult(table, claims, pd.DataFrame(task_info), scored_fold, selection_text,
+                             model_label, data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
+        start = time.perf_counter()
+        if out_dir is not None:
+            write_ptbxl_results(result, out_dir)
+        timings["write_s"] = time.perf_counter() - start
+        if out_dir is not None:  # the JSON already written lacks only its own writing time
+            _write_json(result, out_dir, "ptbxl")
+        return result
 
 
 def _inner_value(Y, task, predict) -> float:
@@ -1275,7 +1244,7 @@ def ptbxl_result_from_json(payload: dict) -> PTBXLResult:
                        n_bootstrap=int(payload.get("n_bootstrap", 1000)))  # fmt: skip
 
 
-def _jsonable(value):
+def _json_scalar(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -1285,7 +1254,7 @@ def _jsonable(value):
 
 def json_records(frame: pd.DataFrame) -> list[dict]:
     """The rows of a results table as JSON-ready records: numpy scalars as Python numbers, NaN as null."""
-    return [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [{k: _json_scalar(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def read_ptbxl_results(path) -> PTBXLResult:
@@ -1301,7 +1270,7 @@ def _write_json(result: PTBXLResult, out: Path, name: str) -> None:
         "tasks": result.tasks.to_dict("records"),
         "table": json_records(result.table), "claims": json_records(result.claims),
     }  # fmt: skip
-    atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=2, default=_json_scalar) + "\n")
 
 
 def write_ptbxl_results(result: PTBXLResult, out, *, name="ptbxl", figures=True) -> list[Path]:

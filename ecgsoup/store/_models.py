@@ -32,10 +32,7 @@ def normalise_model(model):
 
 def files_signature(model: str) -> tuple:
     """(name, size, mtime) of a model path's files, so rewritten weights are reloaded."""
-    family, sep, rest = model.partition(":")
-    path = Path(rest if sep and len(family) > 1 else model)
-    if not path.exists():
-        return ()
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    from ecgsoup._model_cache import files_signature as path_signature
 
+    family, sep, rest = model.partition(":")
+    return path_signature(Path(rest if sep and len(family) > 1 else model).expanduser())
