@@ -58,6 +58,10 @@ class EncoderConfig:
         ``"zscore"``: each window is standardised per lead over time (eps 1e-8).
     bandpass : tuple of float or None, default=None
         Band-pass (low, high) in Hz applied before normalisation, or None.
+    extra : dict, default={}
+        Free-form notes saved with the configuration (for example where a
+        converted checkpoint came from).  The model never reads them, and
+        they take no part in comparing two configurations.
     """
 
     name: str
