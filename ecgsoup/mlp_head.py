@@ -49,9 +49,8 @@ class MLPHeadClassifier(ClassifierMixin, BaseEstimator):
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training records and stop when
         their loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, keeping the best epoch's weights.  Fewer than
-        :data:`ecgsoup.pma.MIN_VALIDATION_SAMPLES` held-out records: no early
-        stopping.
+        epochs, keeping the best epoch's weights.  With fewer than 20
+        held-out records (PMA's minimum) there is no early stopping.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     tol : float, default=1e-4
