@@ -41,6 +41,7 @@ from ecgsoup.benchmark import (
     read_ptbxl_results,
     write_ptbxl_results,
 )
+from ecgsoup.hardware import resolve_precision
 from ecgsoup.tasks import PTBXL_TASK_NAMES, PTBXL_TASKS
 
 __all__ = ["AtlasResult", "AtlasRun", "atlas", "plot_atlas"]
@@ -220,6 +221,8 @@ def atlas(
         raise ValueError("Give at least one model (--model).")
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out)
+    # Recorded as the precision that runs, so "auto" and its value on this machine resume alike.
+    precision = resolve_precision(precision, device)
     settings = {
         "format": _RUN_FORMAT, "root": Path(root).name, "tasks": list(tasks), "probes": list(probes),
         "Cs": [float(c) for c in Cs], "n_bootstrap": int(n_bootstrap), "max_records": max_records, "rate": rate,

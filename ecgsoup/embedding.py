@@ -34,6 +34,10 @@ from ecgsoup.signal import ZSCORE_EPS, check_finite, window_starts
 
 __all__ = ["LayerwiseEmbedder"]
 
+# New embeddings are stored after every this many forward batches, so an interrupted run
+# loses at most that much work (128 records at the default batch of 16).
+_STORE_EVERY_BATCHES = 8
+
 # Version of the numbers an embedder returns for a model and record (windowing,
 # pooling, normalisation); part of every cache key, so that a change to any of
 # them misses the cache instead of returning stale embeddings.
@@ -491,13 +495,22 @@ class LayerwiseEmbedder(TransformerMixin, BaseEstimator):
                 first.setdefault(key, position)
         if first:
             misses = np.fromiter(first.values(), dtype=np.intp, count=len(first))
-            missing = X[misses]
-            check_finite(missing, positions=misses)  # hits were checked when first embedded
-            by_key = dict(zip(first, self._forward_records(missing)))
-            cache.put_many(by_key)
+            missing_keys = list(first)
+            # Stored a part at a time: a run that is stopped keeps what it embedded (the rerun
+            # resumes there), and only one part of the missing records is copied at once.
+            windows = len(window_starts(X.shape[2], self.contract_.window, self.window_stride_))
+            step = max(1, _STORE_EVERY_BATCHES * self.batch_size // windows)
+            for start in range(0, len(misses), step):
+                part = misses[start : start + step]
+                missing = X[part]
+                check_finite(missing, positions=part)  # hits were checked when first embedded
+                by_key = dict(zip(missing_keys[start : start + step], self._forward_records(missing)))
+                cache.put_many(by_key)
+                for key, value in by_key.items():
+                    pooled[first[key]] = value
             for position, key in enumerate(keys):
-                if position not in found:
-                    pooled[position] = by_key[key]
+                if position not in found and position != first[key]:
+                    pooled[position] = pooled[first[key]]  # a record present twice: embedded once
         return pooled
 
     def _cache_context(self) -> str:

@@ -24,6 +24,7 @@ from ecgsoup.benchmark._probes import PROBE_NAMES, PROBES, ProbeRun, run_jobs, r
 from ecgsoup.benchmark._results import PTBXLResult, write_json, write_ptbxl_results
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
+from ecgsoup.hardware import resolve_precision
 from ecgsoup.preprocessing import ECGPreprocessor
 from ecgsoup.tasks import (
     PTBXL_TASK_NAMES,
@@ -100,7 +101,7 @@ def ptbxl(
     random_baseline=True,
     random_state=0,
     batch_size=16,
-    precision="float32",
+    precision="auto",
     device="cpu",
     n_jobs=None,
     pma=True,
@@ -143,7 +144,9 @@ def ptbxl(
         embedding pass).
     random_state : int, default=0
     batch_size, precision, device
-        Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
+        Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`; ``precision="auto"``
+        (the default) is bfloat16 where the device computes it natively (a CPU with
+        AVX-512 BF16 or AMX, a GPU that supports it) and float32 elsewhere.
     n_jobs : int, optional
         Processes for the clinical features, the probe fits and the
         bootstrap (joblib; ``None`` follows an active
@@ -179,6 +182,7 @@ def ptbxl(
         if bad:
             raise ValueError(f"Unknown probe(s) {sorted(bad)}; use 'logistic' and/or 'mlp'.")
         say = print if verbose else (lambda *a, **k: None)
+        precision = resolve_precision(precision, device)
         started = time.perf_counter()
         data = load_ptbxl_benchmark_data(root, rate=rate, scp_statements=scp_statements)
         read_s = time.perf_counter() - started

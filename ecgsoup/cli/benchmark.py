@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
     q.add_argument("--no-features", action="store_true", help="leave out the clinical-features and hybrid rows")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    q.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    q.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="auto: bfloat16 where the processor computes it natively, else float32")
     q.add_argument("--device", default="cpu")
     q.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features, probes and bootstrap")
     q.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler to spread embedding and probes over")
