@@ -317,14 +317,14 @@ def embedding_rates(plan=None, *, batch_size=16) -> dict:
     from ecgsoup.hardware import cpu_has_bf16, resolve_precision
     from ecgsoup.preprocessing import ECGPreprocessor
 
-    plan = plan or {("default", "float32"): 64, ("default", "bfloat16"): 16,
-                    ("random:ecgsoup-100hz-base", "float32"): 12, ("random:ecgsoup-100hz-base", "bfloat16"): 4}
+    plan = plan or {("default", "float32"): 32, ("default", "bfloat16"): 8,
+                    ("random:ecgsoup-100hz-base", "float32"): 6, ("random:ecgsoup-100hz-base", "bfloat16"): 3}
     X, rate, leads = _real_records(max(plan.values()))
     rows = []
     for (model, precision), n in plan.items():
         encoder = load_backbone(model)
         Xp = ECGPreprocessor(sampling_rate=rate, lead_names=leads, model=encoder).fit_transform(X[:n])
-        LayerwiseEmbedder(model=encoder, precision=precision, batch_size=batch_size).fit_transform(Xp[:2])  # warm-up
+        LayerwiseEmbedder(model=encoder, precision=precision, batch_size=batch_size).fit_transform(Xp[:1])  # warm-up
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = time.perf_counter()
@@ -380,11 +380,23 @@ def markdown(payload: dict) -> str:
     projection = payload.get("projection")
     if projection:
         lines += ["", "## Projection to 21,799 records", "", projection["text"], "",
-                  "| model | precision | embed (s) | rest of the protocol (s) | total (s) | total (min) |",
-                  "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+                  "| model | precision | records/s (measured on) | embed (s) | rest of the protocol (s) | total (s) "
+                  "| total (min) |", "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
         for row in projection["rows"]:
-            lines.append(f"| {row['size']} | {row['precision']} | {_fmt(row['embed_s'])} | {_fmt(row['rest_s'])} | "
-                         f"{_fmt(row['total_s'])} | {row['total_s'] / 60:.1f} |")  # fmt: skip
+            lines.append(f"| {row['size']} | {row['precision']} | {row['records_per_s']:.2f} ({row['rate_measured_on']}) "
+                         f"| {_fmt(row['embed_s'])} | {_fmt(row['rest_s'])} | {_fmt(row['total_s'])} | "
+                         f"{row['total_s'] / 60:.1f} |")  # fmt: skip
+    run = payload.get("embedding_pass")
+    if run:
+        rate = embedding_pass_rate(payload)
+        q = run["quiet"]
+        lines += ["", "## Embedding pass over the real subset", "",
+                  f"{run['n_records']:,} labelled records x {run['models_embedded']} models (the bundled model and "
+                  f"its random twin), {run['precision']}, no cache: {_fmt(run['phases_s']['embed'])} s, "
+                  f"{rate:.2f} records/s; preprocessing {_fmt(run['phases_s']['preprocess'])} s; peak memory "
+                  f"{run['peak_rss_mib']:,.0f} MiB with {run['signal_array_mib']:,.0f} MiB of signals held; load "
+                  f"(1 min) {q['load_at_start_1_5_15min'][0]} at the start, {q['load_at_end_1_5_15min'][0]} at the "
+                  f"end; other processes' CPU share {q['other_processes_cpu_share_during_run']} ({run['date']})."]
     embedding = payload.get("embedding")
     if embedding:
         lines += ["", "## Embedding throughput", "",
@@ -403,7 +415,16 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def projection(runs: list[dict], fit: dict, embedding: dict | None, width_factor_base=4.0) -> dict | None:
+def embedding_pass_rate(payload: dict) -> float | None:
+    """Records per second of the timed pass over the real subset (model and twin), if it ran."""
+    run = payload.get("embedding_pass")
+    if not run or run["phases_s"]["embed"] <= 0:
+        return None
+    return run["n_records"] * run["models_embedded"] / run["phases_s"]["embed"]
+
+
+def projection(runs: list[dict], fit: dict, embedding: dict | None, width_factor_base=4.0,
+               pass_rate: float | None = None, pass_precision: str = "float32") -> dict | None:
     """21,799 records for the tiny and the base model: measured or fitted phases, embedding from its rate."""
     if not runs:
         return None
@@ -419,16 +440,20 @@ def projection(runs: list[dict], fit: dict, embedding: dict | None, width_factor
     if any(v is None for v in rest.values()):
         return None
     rows, source = [], "measured at 21,799 records" if full is not None else "extrapolated with the fitted exponents"
-    rates = {(r["size"], r["precision"]): r["records_per_s"] for r in (embedding or {}).get("rows", [])}
-    for (size, precision), rate in rates.items():
+    rates = [(r["size"], r["precision"], r["records_per_s"], f"{r['records']} records")
+             for r in (embedding or {}).get("rows", [])]  # fmt: skip
+    if pass_rate is not None:
+        rates.insert(0, ("tiny", pass_precision, pass_rate, "the pass over the real subset"))
+    for size, precision, rate, measured_on in rates:
         embed_s = 2 * FULL_SIZE / rate
         rest_s = sum(rest.values()) + (rest["probes"] * (width_factor_base - 1) if size == "base" else 0.0)
-        rows.append({"size": size, "precision": precision, "embed_s": embed_s, "rest_s": rest_s,
+        rows.append({"size": size, "precision": precision, "records_per_s": round(rate, 3),
+                     "rate_measured_on": measured_on, "embed_s": embed_s, "rest_s": rest_s,
                      "total_s": embed_s + rest_s})  # fmt: skip
     text = (f"Every phase but the embedding {source} with the bundled (tiny) model; the embedding is 2 x 21,799 "
-            "records (the model and its random twin) at the measured records per second. For the base model "
-            f"(width 768 against 192) the probe phase is taken as {width_factor_base:g} times the tiny model's "
-            "(the probes' cost grows with the number of columns): an assumption, not a measurement.")
+            "records (the model and its random twin, each record once) at the measured records per second. For "
+            f"the base model (width 768 against 192) the probe phase is taken as {width_factor_base:g} times the "
+            "tiny model's (the probes' cost grows with the number of columns): an assumption, not a measurement.")
     return {"rows": rows, "text": text, "rest_s": rest, "source": source}
 
 
@@ -484,6 +509,9 @@ def main(argv=None) -> None:
     parser.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features")
     parser.add_argument("--embedding", action="store_true", help="also measure the embedding throughput")
     parser.add_argument("--embedding-only", action="store_true", help="only measure the embedding throughput")
+    parser.add_argument("--embed-pass", action="store_true",
+                        help="only embed the real subset (model and twin) into WORK/cache, timed, with a minimal "
+                        "protocol; --copies exact runs then find every record there")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two tasks, logistic probe: a smoke test")
     parser.add_argument("--name", default=NAME, help="results file name")
     parser.add_argument("--one-size", help=argparse.SUPPRESS)
@@ -509,6 +537,18 @@ def main(argv=None) -> None:
         _checkpoint(args, payload)
     if args.embedding_only:
         return
+    if args.embed_pass:
+        minimal = {"tasks": ["super"], "probes": ["logistic"], "Cs": [0.1], "n_bootstrap": 10, "features": False,
+                   "pma": False}  # fmt: skip
+        run = run_size(source, model=args.model, cache=work / "cache", precision=args.precision,
+                       protocol=minimal)  # fmt: skip
+        run.update(quiet=quiet_status(), protocol=minimal, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        (work / "embed_pass.json").write_text(json.dumps(run, indent=2) + "\n")
+        print(f"embedded {run['n_records']} x {run['models_embedded']} records in {run['phases_s']['embed']:.0f} s "
+              f"({run['n_records'] * run['models_embedded'] / max(run['phases_s']['embed'], 1e-9):.2f} records/s)")
+        return
+    if (work / "embed_pass.json").exists():
+        payload["embedding_pass"] = json.loads((work / "embed_pass.json").read_text())
     for size in sizes:
         if size == "real":
             root = source
@@ -544,7 +584,9 @@ def _checkpoint(args, payload: dict) -> None:
     """Rewrite the results files with what has finished so far."""
     sizes = sorted({FULL_SIZE, *(int(s) for s in payload["sizes_requested"] if s != "real")})
     payload["growth"] = growth(payload["runs"], sizes) if len(payload["runs"]) >= 2 else None
-    payload["projection"] = projection(payload["runs"], payload["growth"] or {}, payload.get("embedding"))
+    pass_precision = (payload.get("embedding_pass") or {}).get("precision", "float32")
+    payload["projection"] = projection(payload["runs"], payload["growth"] or {}, payload.get("embedding"),
+                                       pass_rate=embedding_pass_rate(payload), pass_precision=pass_precision)
     quiet = quiet_status()
     payload["quiet"] = quiet
     text = markdown(payload)

@@ -58,10 +58,14 @@ def test_growth_exponent_and_projection():
     assert fit["embed"]["exponent"] == pytest.approx(1.0, abs=1e-3)
     assert fit["probes"]["exponent"] == pytest.approx(1.5, abs=1e-3)
     assert fit["total"]["projected_s"]["21799"] == pytest.approx(3.0 * 21799**1.5, rel=1e-3)
-    embedding = {"rows": [{"size": "tiny", "precision": "float32", "records_per_s": 10.0}]}
+    embedding = {"rows": [{"size": "tiny", "precision": "float32", "records_per_s": 10.0, "records": 32}]}
     projected = ptbxl_scaling.projection(runs, fit, embedding)
     (row,) = projected["rows"]
     assert row["embed_s"] == pytest.approx(2 * 21799 / 10.0)
+    assert row["rest_s"] == pytest.approx(sum(fit[p]["projected_s"]["21799"] for p in ptbxl_scaling.PHASES
+                                              if p != "embed"), rel=1e-3)
+    with_pass = ptbxl_scaling.projection(runs, fit, embedding, pass_rate=5.0)
+    assert [r["records_per_s"] for r in with_pass["rows"]] == [5.0, 10.0]
     assert ptbxl_scaling.growth(runs[:1])["total"] is None
 
 
