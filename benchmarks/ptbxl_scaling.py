@@ -457,6 +457,56 @@ def projection(runs: list[dict], fit: dict, embedding: dict | None, width_factor
     return {"rows": rows, "text": text, "rest_s": rest, "source": source}
 
 
+DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results" / "speed.md"
+DOCS_START, DOCS_END = "% ptbxl_scaling: generated from benchmarks/results/ptbxl_scaling.json, start", \
+    "% ptbxl_scaling: end"
+
+
+def docs_section(payload: dict) -> str:
+    """The speed page's PTB-XL section: phase table, exponents, projection, from the results JSON."""
+    runs, fit = payload["runs"], payload.get("growth") or {}
+    lines = ["## PTB-XL at full scale: the whole protocol", "",
+             f"**Timing only.** Only 1,819 real PTB-XL records are at hand (1,625 labelled); the larger sizes are "
+             "resampled copies of them, made to time the protocol and nothing else, so no AUC is reported from "
+             f"them. {payload['what']}", ""]  # fmt: skip
+    if runs:
+        lines += ["Seconds per phase (2 shared CPU cores; the load is in the results file):", "",
+                  "| phase | " + " | ".join(f"{r['label']} ({r['n_records']:,})" for r in runs) + " | growth exponent |",
+                  "|---|" + "---:|" * (len(runs) + 1)]  # fmt: skip
+        for phase in (*PHASES, "total"):
+            cells = [_fmt(r["total_s"] if phase == "total" else r["phases_s"][phase]) for r in runs]
+            b = fit.get(phase)
+            lines.append(f"| {PHASE_NAMES[phase]} | " + " | ".join(cells) + f" | {'' if b is None else b['exponent']} |")
+        lines += ["", "The growth exponent b fits seconds = a x records^b by least squares on the log-log scale over the "
+                  "sizes above; 1 means linear."]  # fmt: skip
+    projection = payload.get("projection")
+    if projection:
+        lines += ["", "Projected for the full PTB-XL (21,799 records):", "",
+                  "| model | precision | records/s | embed | rest of the protocol | total |", "|---|---|---:|---:|---:|---:|"]
+        for row in projection["rows"]:
+            lines.append(f"| {row['size']} | {row['precision']} | {row['records_per_s']:.2f} | "
+                         f"{row['embed_s'] / 60:.0f} min | {row['rest_s'] / 60:.0f} min | {row['total_s'] / 60:.0f} min |")
+        lines += ["", projection["text"]]
+    lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
+              "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def render_docs(results_json=None, page=DOCS_PAGE) -> None:
+    """Put the PTB-XL section, made from the results JSON, between its markers on the speed page."""
+    from _common import RESULTS_DIR
+
+    payload = json.loads(Path(results_json or RESULTS_DIR / f"{NAME}.json").read_text())
+    text = Path(page).read_text()
+    block = f"{DOCS_START}\n\n{docs_section(payload)}\n{DOCS_END}\n"
+    if DOCS_START in text and DOCS_END in text:
+        head, rest = text.split(DOCS_START, 1)
+        text = head + block + rest.split(DOCS_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    Path(page).write_text(text)
+
+
 def _what(args, protocol: dict) -> str:
     from ecgsoup.hardware import resolve_precision
 
@@ -514,12 +564,17 @@ def main(argv=None) -> None:
                         "protocol; --copies exact runs then find every record there")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, two tasks, logistic probe: a smoke test")
     parser.add_argument("--name", default=NAME, help="results file name")
+    parser.add_argument("--render-docs", action="store_true",
+                        help="only rewrite the PTB-XL section of docs/results/speed.md from the results JSON")
     parser.add_argument("--one-size", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--protocol", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one_size:
         _one_size(args)
+        return
+    if args.render_docs:
+        render_docs()
         return
     print(TIMING_ONLY, flush=True)
     work = Path(args.work or Path(tempfile.gettempdir()) / "ptbxl-scaling")

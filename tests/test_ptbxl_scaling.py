@@ -89,3 +89,20 @@ def test_one_size_times_every_phase_and_keeps_no_score(subset, tmp_path):
     assert "| embed (model + random-weights twin) |" in text
     # Only the folder's labels.csv: the result tables were written to a deleted temporary folder.
     assert list(tmp_path.glob("**/*.csv")) == [folder / "labels.csv"]
+
+
+def test_docs_section_is_replaced_between_its_markers(tmp_path):
+    runs = [{"label": f"{n} resampled", "n_records": n, "total_s": 2.0 * n,
+             "phases_s": {p: 0.25 * n for p in ptbxl_scaling.PHASES}} for n in (100, 400)]  # fmt: skip
+    fit = ptbxl_scaling.growth(runs)
+    payload = {"what": "Model `default`.", "runs": runs, "growth": fit, "command": "python x", "date": "today",
+               "projection": ptbxl_scaling.projection(runs, fit, None, pass_rate=4.0)}  # fmt: skip
+    results, page = tmp_path / "ptbxl_scaling.json", tmp_path / "speed.md"
+    results.write_text(json.dumps(payload))
+    page.write_text("# Speed\n\nintro\n")
+    ptbxl_scaling.render_docs(results, page)
+    once = page.read_text()
+    ptbxl_scaling.render_docs(results, page)
+    assert page.read_text() == once and once.startswith("# Speed\n\nintro\n")
+    assert "**Timing only.**" in once and "| total | 200 | 800 | 1.0 |" in once
+    assert "| tiny | float32 | 4.00 |" in once
