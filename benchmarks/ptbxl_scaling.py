@@ -469,8 +469,16 @@ def docs_section(payload: dict) -> str:
              f"**Timing only.** Only 1,819 real PTB-XL records are at hand (1,625 labelled); the larger sizes are "
              "resampled copies of them, made to time the protocol and nothing else, so no AUC is reported from "
              f"them. {payload['what']}", ""]  # fmt: skip
+    machine = payload.get("machine") or {}
+    cpu = machine.get("cpu") or {}
+    if cpu:
+        lines += [f"Measured on {cpu.get('model', '?')} ({', '.join(cpu.get('flags') or []) or 'no AVX-512'}, "
+                  f"{machine.get('cpu_count', '?')} CPUs, torch {machine.get('torch', '?')}): "
+                  + ("a processor with" if any("bf16" in f for f in cpu.get("flags") or []) else
+                     "not the processor of the tables above: no") + " bfloat16 instructions.", ""]  # fmt: skip
     if runs:
-        lines += ["Seconds per phase (2 shared CPU cores; the load is in the results file):", "",
+        lines += ["Seconds per phase (2 CPU cores shared with other jobs; the load per size is in the results "
+                  "file):", "",
                   "| phase | " + " | ".join(f"{r['label']} ({r['n_records']:,})" for r in runs) + " | growth exponent |",
                   "|---|" + "---:|" * (len(runs) + 1)]  # fmt: skip
         for phase in (*PHASES, "total"):
