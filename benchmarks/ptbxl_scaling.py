@@ -432,7 +432,9 @@ def markdown(payload: dict) -> str:
         lines += ["", "## Embedding throughput", "",
                   f"Real records (z-scored subset, fold 9), batch {embedding['batch_size']}, no cache. This CPU "
                   f"{'has' if embedding['cpu_has_bf16'] else 'has no'} bf16 instructions, so `precision=\"auto\"` "
-                  f"means {embedding['auto_precision_cpu']} here.", "",
+                  f"means {embedding['auto_precision_cpu']} here. Measured {embedding.get('date', '')}, load (1 min) "
+                  f"{(embedding.get('quiet') or {}).get('load_at_end_1_5_15min', ['?'])[0]}, other processes' CPU "
+                  f"share {(embedding.get('quiet') or {}).get('other_processes_cpu_share_during_run', '?')}.", "",
                   "| model | precision | records | records/s | 21,799 records, one model | model + random twin |",
                   "|---|---|---:|---:|---:|---:|"]  # fmt: skip
         for row in embedding["rows"]:
@@ -625,9 +627,13 @@ def main(argv=None) -> None:
     payload = {"timing_only": TIMING_ONLY, "what": _what(args, protocol), "model": args.model, "copies": args.copies,
                "protocol": protocol, "sizes_requested": list(sizes), "runs": [], "growth": None,
                "notes": []}  # fmt: skip
+    rates = work / "embedding_rates.json"
     if args.embedding or args.embedding_only:
         payload["embedding"] = embedding_rates()
-        _checkpoint(args, payload)
+        payload["embedding"].update(quiet=quiet_status(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        rates.write_text(json.dumps(payload["embedding"], indent=2) + "\n")
+    elif rates.exists():  # measured by an earlier --embedding-only run with the same --work
+        payload["embedding"] = json.loads(rates.read_text())
     if args.embedding_only:
         return
     if args.embed_pass:
