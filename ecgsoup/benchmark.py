@@ -21,10 +21,13 @@ et al. 2021) on the frozen encoder:
   (:class:`ecgsoup.features.ECGFeatures`) and a hybrid of those features with
   the chosen layer.
 * **Probes**: a standardised logistic regression (one-vs-rest), with ``C``
-  chosen on validation; and the ECG-Soup MLP head (BatchNorm, Dropout 0.25,
+  chosen on validation (every class and every ``C`` of a training split in one
+  batched L-BFGS solve of scikit-learn's objective); and the ECG-Soup MLP head
+  (:class:`ecgsoup.mlp_head.MLPHeadClassifier`: BatchNorm, Dropout 0.25,
   Linear 256, ReLU, BatchNorm, Dropout 0.5, Linear; AdamW lr 1e-3, weight
   decay 0.05, batch 64, up to 100 epochs with early stopping on a 10 % hold-out
-  of the training folds).
+  of the training folds).  The fits are independent jobs for joblib
+  (``n_jobs``) or a Dask cluster (``scheduler`` / ``workers``).
 * **Metric**: macro ROC AUC in two variants, the ECG-Soup rule (a class with
   no positive or no negative record in the scored fold counts 0.5) and
   "classes present" (those classes are left out), each with a bootstrap 95 %
@@ -34,13 +37,16 @@ et al. 2021) on the frozen encoder:
   layer (chosen on validation) minus last layer".
 
 Each record goes through the backbone once (embeddings are cached in
-``out/cache``); the wall time is reported split into embedding, features and
-probes.
+``out/cache``); the wall time is reported per phase (read, preprocess, embed,
+embed the random twin, features, probes, bootstrap, write) and the probe fits'
+seconds per task and probe.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -48,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.impute import SimpleImputer
@@ -56,9 +64,11 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
+from ecgsoup._files import atomic_write_text
+from ecgsoup.backbones._registry import load_backbone, random_twin
 from ecgsoup.embedding import LayerwiseEmbedder
 from ecgsoup.fusion import PPA, LayerSelector
-from ecgsoup.backbones._registry import load_backbone, random_twin
+from ecgsoup.mlp_head import MLPHeadClassifier
 from ecgsoup.pma import PMA, PMAClassifier
 from ecgsoup.preprocessing import ECGPreprocessor
 from ecgsoup.tasks import (
@@ -71,7 +81,8 @@ from ecgsoup.tasks import (
 )
 
 __all__ = ["PTBXLData", "PTBXLResult", "load_ptbxl_benchmark_data", "plot_ptbxl_summary", "plot_ptbxl_task", "ptbxl",
-           "ptbxl_result_from_json", "read_ptbxl_results", "class_aucs", "write_ptbxl_results"]
+           "ptbxl_result_from_json", "read_ptbxl_results", "class_aucs", "resample_class_aucs",
+           "write_ptbxl_results"]
 
 TRAIN_FOLDS = tuple(range(1, 9))
 MIN_SCORED_RECORDS = 100  # fewer scored records: a warning in the results
@@ -230,6 +241,48 @@ def class_aucs(Y, S) -> np.ndarray:
     return np.where((positives > 0) & (negatives > 0), auc, np.nan)
 
 
+def resample_class_aucs(Y, S, counts) -> np.ndarray:
+    """Per-class ROC AUC on every bootstrap resample, without building the resamples.
+
+    ``counts[b, i]`` is how often record ``i`` is drawn in resample ``b``.  The
+    result equals ``class_aucs(Y[draws], S[draws])`` exactly: ``(n_resamples,
+    n_classes)``, ties averaged, NaN where a resample lacks positives or
+    negatives.  A resample's Mann-Whitney count for a class is
+    ``c_pos @ M @ c_neg``, with ``M`` the positives-by-negatives comparison
+    (1 when the positive scores higher, 0.5 when tied), so no resample is sorted
+    and all resamples of a class are one matrix product.  The counts are whole
+    numbers and ``M`` holds halves, so float32 holds every partial sum exactly
+    up to 4,000 scored records (float64 beyond).
+    """
+    Y = np.asarray(Y).astype(bool)
+    S = np.asarray(S, dtype=float)
+    n_resamples, n = np.shape(counts)
+    dtype = np.float32 if n <= 4000 else np.float64
+    counts = np.asarray(counts, dtype=dtype)
+    total = counts.sum(axis=1, dtype=np.float64)
+    out = np.full((n_resamples, Y.shape[1]), np.nan)
+    for k in range(Y.shape[1]):
+        pos, neg = np.flatnonzero(Y[:, k]), ~Y[:, k]
+        if not len(pos) or not neg.any():
+            continue
+        # Comparisons against every record, zero for the positives: no copy of the negatives' counts.
+        above = S[pos, k][:, None] - S[:, k][None, :]
+        M = ((above > 0).astype(dtype) + (above == 0).astype(dtype) / 2) * neg
+        c_pos = counts[:, pos]
+        u = np.einsum("bn,bn->b", c_pos @ M, counts, dtype=np.float64)
+        n_pos = c_pos.sum(axis=1, dtype=np.float64)
+        n_neg = total - n_pos
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, k] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+    return out
+
+
+def _draw_counts(draws, n) -> np.ndarray:
+    """``counts[b, i]``: how often record ``i`` occurs in resample ``draws[b]``."""
+    flat = (np.asarray(draws) + n * np.arange(len(draws))[:, None]).ravel()
+    return np.bincount(flat, minlength=len(draws) * n).reshape(len(draws), n)
+
+
 def _macro(aucs: np.ndarray, present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ECG-Soup rule: undefined classes count 0.5, classes present: undefined left out).
 
@@ -251,6 +304,71 @@ def _macro(aucs: np.ndarray, present: np.ndarray | None = None) -> tuple[np.ndar
 # --- probes -------------------------------------------------------------------------------
 
 
+def _logistic_loss_grad(w, X, Y, alpha):
+    """Sum over classes of scikit-learn's L2 logistic objective and its gradient.
+
+    Per class: mean log-loss + ``alpha / 2 * ||w_k||^2`` with ``alpha = 1 / (C n)``,
+    the intercept unpenalised (the objective of
+    :class:`~sklearn.linear_model.LogisticRegression`).  ``w`` is the flattened
+    ``(d + 1, K)`` weight matrix, its last row the intercepts.
+    """
+    n, d = X.shape
+    W = w.reshape(d + 1, -1)
+    raw = X @ W[:d] + W[d]
+    loss = (np.logaddexp(0.0, raw) - Y * raw).sum() / n + 0.5 * alpha * np.einsum("ij,ij->", W[:d], W[:d])
+    residual = (expit(raw) - Y) / n
+    grad = np.empty_like(W)
+    grad[:d] = X.T @ residual + alpha * W[:d]
+    grad[d] = residual.sum(axis=0)
+    return loss, grad.ravel()
+
+
+def _logistic_path(X, Y, Cs, *, max_iter=500, tol=1e-4):
+    """One-vs-rest L2 logistic regressions for every class of ``Y`` at once, for each ``C`` of ``Cs``.
+
+    The objective is a sum of independent per-class terms, so all classes are
+    one L-BFGS problem over a ``(d + 1, K)`` matrix (matrix products instead of
+    one solver per class); the stopping rule is scikit-learn's (every
+    gradient entry under ``tol``), and each ``C`` starts from the solution at
+    the next smaller one.  A class constant in ``Y`` gets that constant as its
+    score, as in :class:`~sklearn.multiclass.OneVsRestClassifier`.
+
+    Returns one ``(coef (d, K), intercept (K,), constant (K,))`` per ``C``, in
+    the order given; ``constant`` is NaN for every class that was fitted.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n, d = X.shape
+    positives = Y.sum(axis=0)
+    varies = (positives > 0) & (positives < n)
+    constant = np.where(varies, np.nan, (positives > 0).astype(float))
+    Yv = np.ascontiguousarray(Y[:, varies])
+    w = np.zeros((d + 1) * Yv.shape[1])
+    fits = [None] * len(Cs)
+    for i in np.argsort(Cs, kind="stable"):
+        if Yv.shape[1]:
+            w = minimize(_logistic_loss_grad, w, args=(X, Yv, 1.0 / (Cs[i] * n)), method="L-BFGS-B", jac=True,
+                         options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
+                                  "ftol": 64 * np.finfo(float).eps}).x  # fmt: skip
+        W = np.zeros((d + 1, len(varies)))
+        W[:, varies] = w.reshape(d + 1, -1)
+        fits[i] = (W[:d], W[d], constant)
+    return fits
+
+
+def _logistic_scores(X, fit) -> np.ndarray:
+    """``predict_proba`` of a one-vs-rest fit of :func:`_logistic_path` on ``X``."""
+    coef, intercept, constant = fit
+    S = expit(np.asarray(X, dtype=np.float64) @ coef + intercept)
+    fixed = ~np.isnan(constant)
+    S[:, fixed] = constant[fixed]
+    return S
+
+
+def _standardiser():
+    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+
+
 def _logistic(C: float):
     return make_pipeline(
         SimpleImputer(strategy="median", keep_empty_features=True),
@@ -260,26 +378,14 @@ def _logistic(C: float):
 
 
 def _mlp_head(random_state: int, n_train: int):
-    """The ECG-Soup MLP head on one fixed representation.
-
-    ``PMAClassifier`` with two blocks, ``h_0`` all zeros and the
-    representation as the only block, is exactly that head: the gate has a
-    single layer to weigh (weight 1), no norm is applied, and its training
-    loop (AdamW, early stopping on a hold-out of the training records) is the
-    one the PMA rows use.
-    """
-    return PMAClassifier(head="mlp", n_layers=2, max_iter=100, early_stopping=True,
-                         validation_fraction=_hold_out(n_train), n_iter_no_change=10,
-                         random_state=random_state)  # fmt: skip
+    """The ECG-Soup MLP head on one fixed representation, trained as the PMA rows' head is."""
+    return MLPHeadClassifier(max_iter=100, early_stopping=True, validation_fraction=_hold_out(n_train),
+                             n_iter_no_change=10, random_state=random_state)  # fmt: skip
 
 
 def _hold_out(n_train: int) -> float:
     """10 % of the training records for early stopping, but at least 21 of them (small tasks)."""
     return float(min(0.5, max(0.1, 21 / max(n_train, 1))))
-
-
-def _as_mlp_input(Z: np.ndarray) -> np.ndarray:
-    return np.hstack([np.zeros_like(Z), Z])
 
 
 def _scores(model, X) -> np.ndarray:
@@ -344,7 +450,7 @@ class PTBXLResult:
         """The six-task table for one probe: macro AUC [95 % interval] per representation."""
         sub = self.table[self.table["probe"] == probe]
         order = list(dict.fromkeys(sub["representation"]))
-        lines = [f"| representation | " + " | ".join(f"{t} ({n})" for t, n in self._task_sizes()) + " |",
+        lines = ["| representation | " + " | ".join(f"{t} ({n})" for t, n in self._task_sizes()) + " |",
                  "|---|" + "---|" * len(self._task_sizes())]  # fmt: skip
         for rep in order:
             cells = []
@@ -499,26 +605,44 @@ class PTBXLResult:
 _PROBE_NAMES = {
     "logistic": "standardised logistic regression (one-vs-rest), C chosen on validation",
     "mlp": "ECG-Soup MLP head (bn-drop-lin), fixed settings, early stopping inside the training folds",
+    "logistic-sklearn": "standardised logistic regression (one-vs-rest), C chosen on validation, fitted class "
+                        "by class with scikit-learn (reference for the batched logistic probe)",
 }
 
 
 # --- the run ------------------------------------------------------------------------------
 
 
-def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose):
+_EMBED_CHUNK = 256  # records per Dask task when the embedding is spread over a cluster
+
+
+def _embed(data, rows, model, *, cache, batch_size, precision, device, verbose, distributed=False):
+    """(layer-wise embeddings, the fitted embedder, seconds preprocessing, seconds embedding)."""
+    start = time.perf_counter()
     pre = ECGPreprocessor(sampling_rate=data.sampling_rate, lead_names=data.lead_names, model=model)
     X = pre.fit_transform(data.X[rows])
+    preprocessed = time.perf_counter()
     embedder = LayerwiseEmbedder(model=model, memory=cache, batch_size=batch_size, precision=precision,
                                  device=device, verbose=int(verbose))  # fmt: skip
-    return embedder.fit_transform(X), embedder
+    if not distributed:
+        embeddings = embedder.fit_transform(X)
+        return embeddings, embedder, preprocessed - start, time.perf_counter() - preprocessed
+    # Each worker embeds chunks of records with a copy of the fitted embedder, without the cache
+    # (a worker's disk need not be this one's).  A record's embedding does not depend on the
+    # other records of its batch, so the numbers are those of one process.
+    embedder.fit(X)
+    worker = copy.copy(embedder).set_params(memory=None, verbose=0)
+    chunks = np.array_split(np.arange(len(X)), max(1, -(-len(X) // _EMBED_CHUNK)))
+    done = _run_jobs({i: (worker.transform_layers, (X[chunk],)) for i, chunk in enumerate(chunks)}, -1)
+    embeddings = np.concatenate([done[i][0] for i in range(len(chunks))])
+    return embeddings, embedder, preprocessed - start, time.perf_counter() - preprocessed
 
 
 def _features(data, rows, cache: Path | None, n_jobs):
-    from ecgsoup.features import ECGFeatures
-
     import hashlib
 
     from ecgsoup._version import __version__
+    from ecgsoup.features import ECGFeatures
 
     units = "mV" if data.units == "mV" else "normalized"
     key = None
@@ -575,6 +699,8 @@ def ptbxl(
     pma=True,
     cache=None,
     verbose=True,
+    scheduler=None,
+    workers=None,
 ) -> PTBXLResult:
     """Run the PTB-XL benchmark (see the module docstring for the protocol).
 
@@ -589,7 +715,9 @@ def ptbxl(
     rate : {100, 500}, default=100
         Which copy of a full download to read.
     tasks : sequence of str, default=all six
-    probes : sequence of {"logistic", "mlp"}, default=both
+    probes : sequence of {"logistic", "mlp", "logistic-sklearn"}, default=("logistic", "mlp")
+        ``"logistic-sklearn"`` is the logistic probe fitted class by class
+        with scikit-learn, a reference for the batched ``"logistic"``.
     Cs : sequence of float
         Inverse regularisation strengths tried for the logistic probe.
     n_bootstrap : int, default=1000
@@ -609,7 +737,9 @@ def ptbxl(
     batch_size, precision, device
         Passed to :class:`~ecgsoup.embedding.LayerwiseEmbedder`.
     n_jobs : int, optional
-        Processes for the clinical features.
+        Processes for the clinical features, the probe fits and the
+        bootstrap (joblib; ``None`` follows an active
+        :func:`joblib.parallel_config`, else one).
     pma : bool, default=True
         Add the PMA rows (a gate trained per split: the slowest fusion).
     cache : str or Path, optional
@@ -618,11 +748,59 @@ def ptbxl(
         features, once.
     verbose : bool, default=True
         Print progress lines.
+    scheduler : str, optional
+        Address of a Dask scheduler: the embedding (in chunks of records)
+        and the probe fits run on its workers; the results are the same as
+        in one process.
+    workers : int, optional
+        Start a local Dask cluster of this many single-threaded worker
+        processes instead (closed at the end).
 
     Returns
     -------
     result : PTBXLResult
     """
+    from ecgsoup.distributed import connect
+
+    settings = dict(model=model, rate=rate, tasks=tasks, probes=probes, Cs=Cs, n_bootstrap=n_bootstrap,
+                    max_records=max_records, out=out, scp_statements=scp_statements, features=features,
+                    random_baseline=random_baseline, random_state=random_state, batch_size=batch_size,
+                    precision=precision, device=device, n_jobs=n_jobs, pma=pma, cache=cache, verbose=verbose)  # fmt: skip
+    with connect(scheduler=scheduler, workers=workers) as client:
+        if client is None:
+            return _ptbxl(root, **settings, distributed=False)
+        from joblib import parallel_config
+
+        settings["n_jobs"] = -1 if n_jobs is None else n_jobs
+        with parallel_config(backend="dask"):
+            return _ptbxl(root, **settings, distributed=True)
+
+
+def _ptbxl(
+    root,
+    *,
+    model="default",
+    rate=100,
+    tasks=tuple(PTBXL_TASKS),
+    probes=("logistic", "mlp"),
+    Cs=DEFAULT_CS,
+    n_bootstrap=1000,
+    max_records=None,
+    out=None,
+    scp_statements=None,
+    features=True,
+    random_baseline=True,
+    random_state=0,
+    batch_size=16,
+    precision="float32",
+    device="cpu",
+    n_jobs=None,
+    pma=True,
+    cache=None,
+    verbose=True,
+    distributed=False,
+) -> PTBXLResult:
+    """The run of :func:`ptbxl`; ``distributed``: the embedding goes to the Dask workers too."""
     unknown = set(tasks) - set(PTBXL_TASKS)
     if unknown:
         raise ValueError(f"Unknown task(s) {sorted(unknown)}; the six PTB-XL tasks are {list(PTBXL_TASKS)}.")
@@ -630,7 +808,9 @@ def ptbxl(
     if bad:
         raise ValueError(f"Unknown probe(s) {sorted(bad)}; use 'logistic' and/or 'mlp'.")
     say = print if verbose else (lambda *a, **k: None)
+    started = time.perf_counter()
     data = load_ptbxl_benchmark_data(root, rate=rate, scp_statements=scp_statements)
+    read_s = time.perf_counter() - started
     labelled_folds = sorted(set(data.fold[data.labelled].tolist()))
     if not set(TRAIN_FOLDS) & set(labelled_folds):
         raise ValueError(
@@ -661,16 +841,22 @@ def ptbxl(
 
     out_dir = Path(out) if out is not None else None
     cache = Path(cache) if cache is not None else out_dir / "cache" if out_dir is not None else None
-    timings = {}
+    # Phases: read (data and signals), preprocess, embed (model and random twin), features, probes
+    # (with their fit seconds per task and probe), bootstrap, write; embedding_s is the sum of
+    # loading the weights, preprocessing and both embedding passes.
+    timings = {"read_s": read_s}
     start = time.perf_counter()
     encoder = load_backbone(model)
-    X_emb, embedder = _embed(data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision,
-                             device=device, verbose=verbose)  # fmt: skip
-    X_rand = None
+    X_emb, embedder, timings["preprocess_s"], timings["embed_s"] = _embed(
+        data, labelled, encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
+        verbose=verbose, distributed=distributed)  # fmt: skip
+    X_rand, timings["embed_random_s"] = None, 0.0
     if random_baseline:
         random_encoder = random_twin(encoder, seed=random_state)
-        X_rand, embedder_rand = _embed(data, labelled, random_encoder, cache=cache, batch_size=batch_size,
-                           precision=precision, device=device, verbose=verbose)  # fmt: skip
+        X_rand, embedder_rand, pre_s, timings["embed_random_s"] = _embed(
+            data, labelled, random_encoder, cache=cache, batch_size=batch_size, precision=precision, device=device,
+            verbose=verbose, distributed=distributed)  # fmt: skip
+        timings["preprocess_s"] += pre_s
     timings["embedding_s"] = time.perf_counter() - start
     n_layers = embedder.n_layers_
     spec = embedder.layer_spec_
@@ -698,7 +884,7 @@ def ptbxl(
     one_stream = len({(layer.width, layer.stream) for layer in spec.layers[1:]}) == 1
     ppa = PPA(layer_spec=spec).fit_transform(X_emb) if one_stream else None
 
-    task_rows, score_store, task_info, tasks_built = [], {}, [], {}
+    task_rows, score_store, task_info, tasks_built, runs = [], {}, [], {}, {}
     start_probes = time.perf_counter()
     for task_name in tasks:
         task = _build_task(data, task_name, scored_fold, selection)
@@ -709,21 +895,25 @@ def ptbxl(
                           "classes_absent_from_scored_fold": int(((task.Y[task.scored].sum(0) == 0)
                                                                   | (task.Y[task.scored].sum(0) == len(task.scored))).sum())})  # fmt: skip
         say(f"task {task_name}: {len(task.classes)} classes, {len(task.train)} train / {len(task.scored)} scored records")
-        random_choice = None
-        for probe in probes:
-            t0 = time.perf_counter()
-            cells, random_choice = _run_probe(probe, task, task.Y, pos, layers, random_layers, ppa, X_emb, F,
-                                              spec, Cs, random_state, random_choice, pma=pma)  # fmt: skip
-            for rep, (scores, chosen, value, kind) in cells.items():
-                score_store[(probe, task_name, rep)] = scores
-                task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
-                                  "kind": kind, "validation": value})  # fmt: skip
-            say(f"  {probe} probe: {len(cells)} representations in {time.perf_counter() - t0:.0f} s")
+        for k, probe in enumerate(probes):
+            # The first probe chooses the random twin's layer; the others reuse its choice.
+            runs[(task_name, probe)] = _ProbeRun(_PROBES[probe](task, task.Y, pos, Cs, random_state), task, pos,
+                                                 layers, random_layers, ppa, X_emb, F, spec, random_state, pma,
+                                                 chooses_random=k == 0)  # fmt: skip
         tasks_built[task_name] = task
+    all_cells, seconds = _run_probes(runs, n_jobs)
+    timings["probes"] = {}
+    for (task_name, probe), cells in all_cells.items():
+        for rep, (scores, chosen, value, kind) in cells.items():
+            score_store[(probe, task_name, rep)] = scores
+            task_rows.append({"probe": probe, "task": task_name, "representation": rep, "chosen": chosen,
+                              "kind": kind, "validation": value})  # fmt: skip
+        timings["probes"].setdefault(task_name, {})[probe] = seconds[(task_name, probe)]
+        say(f"task {task_name}, {probe} probe: {len(cells)} representations, {seconds[(task_name, probe)]:.0f} s of fits")
     timings["probes_s"] = time.perf_counter() - start_probes
 
     start = time.perf_counter()
-    table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state)
+    table, claims = _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, random_state, n_jobs)
     timings["bootstrap_s"] = time.perf_counter() - start
     # Titled with the model that ran (its card name and weights hash), not the option's spelling:
     # "default" or "random" alone would not say which weights the numbers belong to.
@@ -732,8 +922,12 @@ def ptbxl(
     model_label = f"{spec.model_name} (sha256 {model_fingerprint(embedder.model_)[:12]})"
     result = PTBXLResult(table, claims, pd.DataFrame(task_info), scored_fold, selection_text,
                          model_label, data.source, timings, n_bootstrap=n_bootstrap)  # fmt: skip
+    start = time.perf_counter()
     if out_dir is not None:
         write_ptbxl_results(result, out_dir)
+    timings["write_s"] = time.perf_counter() - start
+    if out_dir is not None:  # the JSON already written lacks only its own writing time
+        _write_json(result, out_dir, "ptbxl")
     return result
 
 
@@ -743,9 +937,54 @@ def _inner_value(Y, task, predict) -> float:
 
 
 class _LogisticProbe:
-    """Standardised one-vs-rest logistic regression; C chosen on the inner validation."""
+    """Standardised one-vs-rest logistic regression; C chosen on the inner validation.
+
+    Each training split is imputed and standardised once, and every class and
+    every ``C`` is fitted from it in one batched solve (:func:`_logistic_path`).
+    """
 
     name = "logistic"
+
+    def __init__(self, task, Y, pos, Cs, seed):
+        self.task, self.Y, self.pos, self.Cs = task, Y, pos, list(Cs)
+
+    def _path_scores(self, Z, tr, te, Cs):
+        """Scores on ``te`` of the fits on ``tr``, one array per C of ``Cs``."""
+        scaler = _standardiser().fit(Z[self.pos[tr]])
+        fits = _logistic_path(scaler.transform(Z[self.pos[tr]]), self.Y[tr], Cs)
+        X_te = scaler.transform(Z[self.pos[te]])
+        return [_logistic_scores(X_te, fit) for fit in fits]
+
+    def _choose(self, per_split, Z_final):
+        values = np.zeros(len(self.Cs))
+        for tr, va, Z in per_split:
+            for i, S in enumerate(self._path_scores(Z, tr, va, self.Cs)):
+                values[i] += _macro(class_aucs(self.Y[va], S))[0] / len(per_split)
+        best = int(np.argmax(values))  # the first of equal values, as max() over the C list
+        C = self.Cs[best]
+        S = self._path_scores(Z_final, self.task.train, self.task.scored, [C])[0]
+        return S, f"C={C:g}", float(values[best])
+
+    def run(self, Z):
+        """(scores on the scored fold, choice text, validation value)."""
+        return self._choose([(tr, va, Z) for tr, va in self.task.inner], Z)
+
+    def run_pma(self, X_emb, spec, seed):
+        """PMA then the probe; the gate is refitted on the training records of every split."""
+        def fused(tr):
+            return PMA(layer_spec=spec, random_state=seed).fit(X_emb[self.pos[tr]], self.Y[tr]).transform(X_emb)
+
+        per_split = [(tr, va, fused(tr)) for tr, va in self.task.inner]
+        return self._choose(per_split, fused(self.task.train))
+
+
+class _SklearnLogisticProbe:
+    """The logistic probe fitted class by class and C by C with scikit-learn (the reference).
+
+    Same model and choices as ``"logistic"``; kept to check the batched solve against.
+    """
+
+    name = "logistic-sklearn"
 
     def __init__(self, task, Y, pos, Cs, seed):
         self.task, self.Y, self.pos, self.Cs = task, Y, pos, Cs
@@ -756,7 +995,8 @@ class _LogisticProbe:
 
     def run(self, Z):
         """(scores on the scored fold, choice text, validation value)."""
-        values = {C: _inner_value(self.Y, self.task, lambda tr, va: self._fit_predict(Z, C, tr, va)) for C in self.Cs}
+        values = {C: _inner_value(self.Y, self.task, lambda tr, va, C=C: self._fit_predict(Z, C, tr, va))
+                  for C in self.Cs}  # fmt: skip
         best = max(values, key=values.get)
         return self._fit_predict(Z, best, self.task.train, self.task.scored), f"C={best:g}", values[best]
 
@@ -790,9 +1030,9 @@ class _MLPProbe:
         train, scored = self.task.train, self.task.scored
         scaler = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
         Zs = scaler.fit(Z[self.pos[train]]).transform(Z)
-        model = _mlp_head(self.seed, len(train)).fit(_as_mlp_input(Zs[self.pos[train]]), self.Y[train])
+        model = _mlp_head(self.seed, len(train)).fit(Zs[self.pos[train]], self.Y[train])
         value = -min(model.validation_loss_curve_)
-        return _scores(model, _as_mlp_input(Zs[self.pos[scored]])), "", value
+        return _scores(model, Zs[self.pos[scored]]), "", value
 
     def run_pma(self, X_emb, spec, seed):
         train, scored = self.task.train, self.task.scored
@@ -802,81 +1042,175 @@ class _MLPProbe:
         return _scores(model, X_emb[self.pos[scored]]), "", -min(model.validation_loss_curve_)
 
 
-_PROBES = {"logistic": _LogisticProbe, "mlp": _MLPProbe}
+_PROBES = {"logistic": _LogisticProbe, "logistic-sklearn": _SklearnLogisticProbe, "mlp": _MLPProbe}
 
 
-def _run_probe(probe_name, task, Y, pos, layers, random_layers, ppa, X_emb, F, spec, Cs, seed, random_choice,
-               pma=True):
-    """Scores on the scored fold of every representation: ``{name: (S, choice, kind, value)}``."""
+_QUIET = (ConvergenceWarning, UndefinedMetricWarning, UserWarning, RuntimeWarning)
+
+
+def _timed_job(function, *args):
+    """One probe fit with one BLAS thread (the jobs themselves run in parallel), and its seconds."""
     from threadpoolctl import threadpool_limits
 
-    probe = _PROBES[probe_name](task, Y, pos, Cs, seed)
-    cells = {}
-    with warnings.catch_warnings(), threadpool_limits(1):
-        for category in (ConvergenceWarning, UndefinedMetricWarning, UserWarning, RuntimeWarning):
-            warnings.simplefilter("ignore", category)
-        for name, Z in layers.items():
-            cells[name] = (*probe.run(Z), "layer")
-        values = {name: cells[name][2] for name in layers}
-        best_layer = max(values, key=values.get)
+    start = time.perf_counter()
+    torch = sys.modules.get("torch")
+    # One torch thread too, wherever the job runs, so that a fit gives the same numbers in this
+    # process and on a Dask worker (reductions over more threads add in another order).
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(1)
+        with warnings.catch_warnings(), threadpool_limits(1):
+            for category in _QUIET:
+                warnings.simplefilter("ignore", category)
+            result = function(*args)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+    return result, time.perf_counter() - start
+
+
+def _run_jobs(jobs: dict, n_jobs) -> dict:
+    """``{key: (function, args)}`` -> ``{key: (result, seconds)}``, through joblib.
+
+    ``n_jobs=None`` follows the active :func:`joblib.parallel_config` (one
+    process unless one is set, the Dask workers under the Dask backend).
+    """
+    from joblib import Parallel, delayed
+
+    if not jobs:
+        return {}
+    results = Parallel(n_jobs=n_jobs)(delayed(_timed_job)(function, *args) for function, args in jobs.values())
+    return dict(zip(jobs, results))
+
+
+@dataclass
+class _ProbeRun:
+    """One probe on one task: its fits as independent jobs, then the rows they make.
+
+    The first round fits every layer, the fusions, the random twin's layers
+    and the clinical features; the second the hybrid (it needs the chosen
+    layer) and, for a probe that reuses another probe's choice of random
+    layer, that layer.
+    """
+
+    probe: object
+    task: _Task
+    pos: np.ndarray
+    layers: dict
+    random_layers: dict | None
+    ppa: np.ndarray | None
+    X_emb: np.ndarray
+    F: np.ndarray | None
+    spec: object
+    seed: int
+    pma: bool
+    chooses_random: bool
+
+    def first_jobs(self) -> dict:
+        run = self.probe.run
+        jobs = {name: (run, (Z,)) for name, Z in self.layers.items()}
+        if self.ppa is not None:
+            jobs["PPA"] = (run, (self.ppa,))
+            if self.pma:
+                jobs["PMA (trained gate)"] = (self.probe.run_pma, (self.X_emb, self.spec, self.seed))
+        else:
+            balanced = LayerSelector(layers="all", balance=True, layer_spec=self.spec).fit(
+                self.X_emb[self.pos[self.task.train]])
+            jobs["all layers (balanced)"] = (run, (balanced.transform(self.X_emb),))
+        if self.random_layers is not None and self.chooses_random:
+            jobs.update({("random", name): (run, (Z,)) for name, Z in self.random_layers.items()})
+        if self.F is not None:
+            jobs["clinical features"] = (run, (self.F,))
+        return jobs
+
+    def best_layer(self, done) -> str:
+        values = {name: done[name][0][2] for name in self.layers}
+        return max(values, key=values.get)
+
+    def random_choice(self, done) -> str:
+        values = {name: done[("random", name)][0][2] for name in self.random_layers}
+        return max(values, key=values.get)
+
+    def second_jobs(self, done, random_choice) -> dict:
+        jobs = {}
+        if self.random_layers is not None and not self.chooses_random:  # reuse the first probe's choice
+            jobs[("random", random_choice)] = (self.probe.run, (self.random_layers[random_choice],))
+        if self.F is not None:
+            hybrid = _hybrid(self.F, self.layers[self.best_layer(done)], self.pos[self.task.train])
+            jobs["hybrid"] = (self.probe.run, (hybrid,))
+        return jobs
+
+    def cells(self, done, random_choice) -> dict:
+        """``{representation: (S, choice, value, kind)}`` in the order of the table."""
+        cells = {name: (*done[name][0], "layer") for name in self.layers}
+        best_layer = self.best_layer(done)
         S, choice, value, _ = cells[best_layer]
         cells["best layer (chosen on validation)"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "chosen")
-        if ppa is not None:
-            cells["PPA"] = (*probe.run(ppa), "fusion")
-            fusions = ("PPA",)
-            if pma:
-                cells["PMA (trained gate)"] = (*probe.run_pma(X_emb, spec, seed), "fusion")
-                fusions = ("PPA", "PMA (trained gate)")
-        else:
-            balanced = LayerSelector(layers="all", balance=True, layer_spec=spec).fit(X_emb[pos[task.train]])
-            cells["all layers (balanced)"] = (*probe.run(balanced.transform(X_emb)), "fusion")
-            fusions = ("all layers (balanced)",)
+        fusions = [n for n in ("PPA", "PMA (trained gate)", "all layers (balanced)") if n in done]
+        for name in fusions:
+            cells[name] = (*done[name][0], "fusion")
         best_fusion = max(fusions, key=lambda n: cells[n][2])
         S, choice, value, _ = cells[best_fusion]
         cells["best fusion (chosen on validation)"] = (S, ", ".join(filter(None, [best_fusion, choice])), value, "chosen")
-        if random_layers is not None:
-            if random_choice is None:  # choose the random model's layer with this probe
-                random_values = {name: probe.run(Z) for name, Z in random_layers.items()}
-                random_choice = max(random_values, key=lambda n: random_values[n][2])
-                S, choice, value = random_values[random_choice]
-            else:  # reuse the layer the logistic probe chose for the random model
-                S, choice, value = probe.run(random_layers[random_choice])
+        if self.random_layers is not None:
+            S, choice, value = done[("random", random_choice)][0]
             cells["random weights (layer chosen on validation)"] = (
                 S, ", ".join(filter(None, [random_choice, choice])), value, "baseline")
-        if F is not None:
-            cells["clinical features"] = (*probe.run(F), "baseline")
-            hybrid = _hybrid(F, layers[best_layer], pos[task.train])
-            S, choice, value = probe.run(hybrid)
+        if self.F is not None:
+            cells["clinical features"] = (*done["clinical features"][0], "baseline")
+            S, choice, value = done["hybrid"][0]
             cells["clinical features + best layer"] = (S, ", ".join(filter(None, [best_layer, choice])), value, "hybrid")
-    return cells, random_choice
+        return cells
+
+
+def _run_probes(runs: dict, n_jobs) -> tuple[dict, dict]:
+    """Every ``_ProbeRun`` of ``{(task, probe): run}`` in two parallel rounds.
+
+    Returns ``{(task, probe): cells}`` and ``{(task, probe): seconds}``, the
+    seconds summed over that probe's fits (which may have run side by side).
+    """
+    first = _run_jobs({(key, job): spec for key, run in runs.items() for job, spec in run.first_jobs().items()},
+                      n_jobs)  # fmt: skip
+    done = {key: {job: first[(k, job)] for (k, job) in first if k == key} for key in runs}
+    choices = {}
+    for (task, probe), run in runs.items():
+        if run.random_layers is not None and run.chooses_random:
+            choices[task] = run.random_choice(done[(task, probe)])
+    second = _run_jobs({(key, job): spec for key, run in runs.items()
+                        for job, spec in run.second_jobs(done[key], choices.get(key[0])).items()}, n_jobs)  # fmt: skip
+    for (key, job), value in second.items():
+        done[key][job] = value
+    cells = {key: run.cells(done[key], choices.get(key[0])) for key, run in runs.items()}
+    seconds = {key: float(sum(t for _, t in done[key].values())) for key in runs}
+    return cells, seconds
 
 
 # --- intervals and the two claims ---------------------------------------------------------
 
 
-def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed):
+def _row_stats(Y, S, counts, defined):
+    """(point estimates, resampled values), each as ``_macro`` gives them."""
+    return _macro(class_aucs(Y, S)), _macro(resample_class_aucs(Y, S, counts), present=defined)
+
+
+def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed, n_jobs=None):
     """Point estimates and percentile intervals; the same resamples for every row of a task (paired)."""
     rng = np.random.default_rng(seed)
     rows, claims = [], []
     for task_name, task in tasks_built.items():
         Y = task.Y[task.scored]
         draws = rng.integers(0, len(Y), size=(n_bootstrap, len(Y)))
-        Yb = Y[draws]
-        cache = {}
-
-        def stats(probe, rep):
-            key = (probe, rep)
-            if key not in cache:
-                S = score_store[(probe, task_name, rep)]
-                point = _macro(class_aucs(Y, S))
-                boot = _macro(class_aucs(Yb, S[draws]), present=defined)
-                cache[key] = (point, boot)
-            return cache[key]
-
+        counts = _draw_counts(draws, len(Y))
         defined = ~np.isnan(class_aucs(Y, np.zeros_like(Y, dtype=float)))
+        keys = [(r["probe"], r["representation"]) for r in task_rows if r["task"] == task_name]
+        # A "chosen" row shares its scores with the row it chose: each score array is resampled once.
+        unique = {id(score_store[(probe, task_name, rep)]): score_store[(probe, task_name, rep)] for probe, rep in keys}
+        done = _run_jobs({i: (_row_stats, (Y, S, counts, defined)) for i, S in unique.items()}, n_jobs)
+        stats = {key: done[id(score_store[(key[0], task_name, key[1])])][0] for key in keys}
         absent = int((~defined).sum())
         for row in (r for r in task_rows if r["task"] == task_name):
-            (rule, present), (boot_rule, boot_present) = stats(row["probe"], row["representation"])
+            (rule, present), (boot_rule, boot_present) = stats[(row["probe"], row["representation"])]
             rows.append({**row, "auc": rule, "ci_low": np.nanpercentile(boot_rule, 2.5),
                          "ci_high": np.nanpercentile(boot_rule, 97.5), "auc_present": present,
                          "ci_present_low": np.nanpercentile(boot_present, 2.5),
@@ -890,8 +1224,8 @@ def _bootstrap(task_rows, score_store, tasks_built, n_layers, n_bootstrap, seed)
                      (f"middle layer ({middle}) - last layer ({last})", middle, last),
                      (f"best layer - last layer ({last})", "best layer (chosen on validation)", last)]  # fmt: skip
             for claim, a, b in pairs:
-                (pa, _), (ba, _) = stats(probe, a)
-                (pb, _), (bb, _) = stats(probe, b)
+                (pa, _), (ba, _) = stats[(probe, a)]
+                (pb, _), (bb, _) = stats[(probe, b)]
                 diff, boot = pa - pb, ba - bb
                 # A resample that loses every positive of a class has no AUC for it: left out, as in the rows.
                 low, high = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
@@ -1013,6 +1347,18 @@ def read_ptbxl_results(path) -> PTBXLResult:
     return ptbxl_result_from_json(json.loads(Path(path).read_text()))
 
 
+def _write_json(result: PTBXLResult, out: Path, name: str) -> None:
+    payload = {
+        "model": result.model, "source": result.source, "scored_fold": result.scored_fold,
+        "warnings": result.warnings(),
+        "selection": result.selection, "n_bootstrap": result.n_bootstrap, "timings_s": result.timings,
+        "tasks": result.tasks.to_dict("records"),
+        "table": [{k: _jsonable(v) for k, v in row.items()} for row in result.table.to_dict("records")],
+        "claims": [{k: _jsonable(v) for k, v in row.items()} for row in result.claims.to_dict("records")],
+    }  # fmt: skip
+    atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=2, default=_jsonable) + "\n")
+
+
 def write_ptbxl_results(result: PTBXLResult, out, *, name="ptbxl", figures=True) -> list[Path]:
     """Write ``<name>.json``, ``<name>.md``, ``<name>.csv`` and one figure per task into ``out``."""
     out = Path(out)
@@ -1026,14 +1372,6 @@ def write_ptbxl_results(result: PTBXLResult, out, *, name="ptbxl", figures=True)
             result.figures.append(path)
         paths += result.figures
     result.table.to_csv(out / f"{name}.csv", index=False)
-    payload = {
-        "model": result.model, "source": result.source, "scored_fold": result.scored_fold,
-        "warnings": result.warnings(),
-        "selection": result.selection, "n_bootstrap": result.n_bootstrap, "timings_s": result.timings,
-        "tasks": result.tasks.to_dict("records"),
-        "table": [{k: _jsonable(v) for k, v in row.items()} for row in result.table.to_dict("records")],
-        "claims": [{k: _jsonable(v) for k, v in row.items()} for row in result.claims.to_dict("records")],
-    }  # fmt: skip
-    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    _write_json(result, out, name)
     (out / f"{name}.md").write_text(result.report_markdown())
     return [out / f"{name}.json", out / f"{name}.md", out / f"{name}.csv", *paths]

@@ -1192,7 +1192,9 @@ def _add_benchmark(sub) -> None:
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     q.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     q.add_argument("--device", default="cpu")
-    q.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features")
+    q.add_argument("--n-jobs", type=int, default=None, help="processes for the clinical features, probes and bootstrap")
+    q.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler to spread embedding and probes over")
+    q.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster of N processes")
     q.set_defaults(func=_cmd_benchmark_ptbxl)
 
 
@@ -1211,7 +1213,7 @@ def _cmd_benchmark_ptbxl(args) -> int:
             n_bootstrap=args.bootstrap, max_records=args.max_records, out=args.out,
             scp_statements=args.scp_statements, features=not args.no_features, random_state=args.seed,
             batch_size=args.batch_size, precision=args.precision, device=args.device, n_jobs=args.n_jobs,
-            pma=args.pma != "off",
+            pma=args.pma != "off", scheduler=args.scheduler, workers=args.workers,
         )  # fmt: skip
     except (WeightsError, FileNotFoundError, ValueError) as error:
         raise CLIError(str(error).splitlines()[0]) from None

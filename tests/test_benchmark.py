@@ -1,15 +1,15 @@
 """The PTB-XL benchmark: task construction, the metric, both data layouts, bad input."""
 
 import json
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ecgsoup.benchmark import class_aucs, load_ptbxl_benchmark_data, ptbxl
+from ecgsoup.benchmark import class_aucs, load_ptbxl_benchmark_data, ptbxl, resample_class_aucs
 from ecgsoup.cli import main
 from ecgsoup.tasks import (
     PTBXL_TASKS,
@@ -93,6 +93,21 @@ def test_class_aucs_match_sklearn():
     assert np.isnan(aucs[3])
     boot = class_aucs(Y[None].repeat(2, 0), S[None].repeat(2, 0))
     assert boot.shape == (2, 4) and np.allclose(boot[:, :3], aucs[:3])
+
+
+def test_resampled_aucs_are_exactly_the_aucs_of_the_resamples():
+    """The bootstrap's matrix form gives the rank formula's numbers on the resampled copies, bit for bit."""
+    rng = np.random.default_rng(1)
+    n = 70
+    Y = (rng.random((n, 6)) < [0.02, 0.2, 0.5, 0.9, 0.0, 1.0]).astype(int)  # rare, common, absent, all
+    S = np.round(rng.random((n, 6)) + 0.3 * Y, 1)  # ties
+    draws = rng.integers(0, n, size=(300, n))
+    counts = np.stack([np.bincount(d, minlength=n) for d in draws])
+    expected = class_aucs(Y[draws], S[draws])
+    got = resample_class_aucs(Y, S, counts)
+    assert got.shape == (300, 6)
+    assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.isnan(got[:, 4:]).all()
+    assert np.array_equal(got[~np.isnan(got)], expected[~np.isnan(expected)])
 
 
 def test_full_download_layout(ptbxl_download, tmp_path):
@@ -183,3 +198,18 @@ def test_subset_run_on_a_few_hundred_records(subset, tmp_path, capsys):
     assert table["auc"].between(0, 1).all() and (table["ci_low"] <= table["ci_high"]).all()
     assert ((table["n_train"] > 5 * table["n_scored"]) & (table["n_scored"] > 10)).all()  # folds 1-8 vs fold 9
     assert (tmp_path / "out" / "ptbxl_super.png").stat().st_size > 20_000
+    timings = payload["timings_s"]
+    phases = ["read_s", "preprocess_s", "embed_s", "embed_random_s", "features_s", "probes_s", "bootstrap_s",
+              "write_s", "embedding_s"]  # fmt: skip
+    assert all(timings[phase] >= 0 for phase in phases)
+    assert set(timings["probes"]) == {"super", "rhythm"} and timings["probes"]["super"]["logistic"] > 0
+
+
+@pytest.mark.slow
+def test_batched_logistic_probe_agrees_with_scikit_learn(subset):
+    """Every row of the batched logistic probe within 0.002 of scikit-learn's, class by class."""
+    result = ptbxl(subset, max_records=300, tasks=("super",), probes=("logistic", "logistic-sklearn"),
+                   features=False, random_baseline=False, pma=False, n_bootstrap=100, verbose=False)  # fmt: skip
+    table = result.table.pivot(index="representation", columns="probe", values="auc")
+    assert len(table) >= 14 and table.notna().all().all()
+    assert (table["logistic"] - table["logistic-sklearn"]).abs().max() <= 0.002
