@@ -664,13 +664,19 @@ def main(argv=None) -> None:
                    "--copies", args.copies, "--protocol", json.dumps(protocol)]  # fmt: skip
         if args.n_jobs is not None:
             command += ["--n-jobs", str(args.n_jobs)]
-        child = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-        sys.stdout.write(child.stdout.rsplit("RESULT ", 1)[0])
-        if child.returncode != 0 or "RESULT " not in child.stdout:
+        printed = []
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
+            for line in child.stdout:  # passed on as it comes: the log shows the progress
+                printed.append(line)
+                if not line.startswith("RESULT "):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+        result_line = next((line for line in printed if line.startswith("RESULT ")), None)
+        if child.returncode != 0 or result_line is None:
             payload["notes"].append(f"size {size} stopped with exit status {child.returncode}; not in the tables")
             _checkpoint(args, payload)
             continue
-        run = json.loads(child.stdout.rsplit("RESULT ", 1)[1])
+        run = json.loads(result_line[len("RESULT "):])
         run.update(label=_size_label(size), size=size, copies="real" if size == "real" else args.copies)
         payload["runs"].append(run)
         payload["runs"].sort(key=lambda r: r["n_records"])
