@@ -528,6 +528,12 @@ def docs_section(payload: dict) -> str:
             lines.append(f"| {row['size']} | {row['precision']} | {row['records_per_s']:.2f} | "
                          f"{row['embed_s'] / 60:.0f} min | {row['rest_s'] / 60:.0f} min | {row['total_s'] / 60:.0f} min |")
         lines += ["", projection["text"]]
+        best = min(projection["rows"], key=lambda row: row["total_s"]) if projection["rows"] else None
+        if best is not None:
+            verdict = "within" if best["total_s"] <= 30 * 60 else "far outside" if best["total_s"] > 60 * 60 else "outside"
+            lines += ["", f"On this machine the whole protocol for 21,799 records is {verdict} a 30-minute budget: "
+                      f"{best['total_s'] / 60:,.0f} min at best ({best['size']}, {best['precision']}), of which "
+                      f"{best['embed_s'] / 60:,.0f} min embedding and {best['rest_s'] / 60:,.0f} min the rest."]
     lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
               "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
     return "\n".join(lines) + "\n"
