@@ -391,7 +391,8 @@ def markdown(payload: dict) -> str:
             cells = [_fmt(r["total_s"] if phase == "total" else r["phases_s"][phase]) for r in runs]
             b = fit.get(phase)
             lines.append(f"| {PHASE_NAMES[phase]} | " + " | ".join(cells) + f" | {'' if b is None else b['exponent']} |")
-        lines += ["", "Probe seconds per task (logistic / MLP):", "",
+        lines += ["", "Probe fit seconds per task (logistic / MLP), as the protocol reports them: with `--n-jobs 2` they "
+                  "are summed over the worker processes, so a row can exceed its share of the probe wall time:", "",
                   "| task | " + " | ".join(r["label"] for r in runs) + " |", "|---|" + "---:|" * len(runs)]
         tasks = list(dict.fromkeys(t for r in runs for t in r["probes_per_task_s"]))
         for task in tasks:
@@ -527,6 +528,12 @@ def docs_section(payload: dict) -> str:
             lines.append(f"| {row['size']} | {row['precision']} | {row['records_per_s']:.2f} | "
                          f"{row['embed_s'] / 60:.0f} min | {row['rest_s'] / 60:.0f} min | {row['total_s'] / 60:.0f} min |")
         lines += ["", projection["text"]]
+        best = min(projection["rows"], key=lambda row: row["total_s"]) if projection["rows"] else None
+        if best is not None:
+            verdict = "within" if best["total_s"] <= 30 * 60 else "far outside" if best["total_s"] > 60 * 60 else "outside"
+            lines += ["", f"On this machine the whole protocol for 21,799 records is {verdict} a 30-minute budget: "
+                      f"{best['total_s'] / 60:,.0f} min at best ({best['size']}, {best['precision']}), of which "
+                      f"{best['embed_s'] / 60:,.0f} min embedding and {best['rest_s'] / 60:,.0f} min the rest."]
     lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
               "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -561,8 +568,9 @@ def _what(args, protocol: dict) -> str:
             f"{protocol['n_bootstrap']} bootstrap resamples, figures and tables). Sizes: the real "
             "z-scored subset as it is (1,819 records, its 1,625 labelled ones used), then labelled records resampled "
             f"with their folds and statements, copies {copies}. Record counts in the headers are the records the "
-            "protocol used; each size ran in its own process with a fresh embedding cache"
-            + (" (shared between sizes for exact copies)" if args.copies == "exact" else "") + ".")
+            "protocol used; each size ran in its own process"
+            + (", all sizes reading one embedding cache filled by a timed pass over the real records"
+               if args.copies == "exact" else ", with a fresh embedding cache") + ".")
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -606,6 +614,8 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default=NAME, help="results file name")
     parser.add_argument("--render-docs", action="store_true",
                         help="only rewrite the PTB-XL section of docs/results/speed.md from the results JSON")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite results/<name>.md from results/<name>.json (no run)")
     parser.add_argument("--one-size", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--protocol", default="{}", help=argparse.SUPPRESS)
@@ -615,6 +625,9 @@ def main(argv=None) -> None:
         return
     if args.render_docs:
         render_docs()
+        return
+    if args.render:
+        render_results(args.name)
         return
     print(TIMING_ONLY, flush=True)
     work = Path(args.work or Path(tempfile.gettempdir()) / "ptbxl-scaling")
@@ -683,6 +696,27 @@ def main(argv=None) -> None:
         print(f"   {run['n_records']} records: {run['total_s']:.0f} s in all; "
               + ", ".join(f"{p} {s:.0f} s" for p, s in run["phases_s"].items()), flush=True)
         _checkpoint(args, payload)
+
+
+def render_results(name: str = NAME) -> None:
+    """Rewrite ``results/<name>.md`` from its JSON (tables, notes and the run facts)."""
+    from _common import RESULTS_DIR
+
+    payload = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    quiet, machine = payload["quiet"], payload["machine"]
+    text = markdown(payload)
+    if quiet["noisy"]:
+        text = (f"> **Noisy run.** Other processes used {quiet['other_processes_cpu_share_during_run']:.0%} of the "
+                "CPUs while this ran; these timings are not comparable with quiet runs.\n\n" + text)
+    facts = [f"- command: `{payload['command']}`", f"- date: {payload['date']}",
+             f"- machine: {machine['platform']}, {machine['cpu']['model']} ({', '.join(machine['cpu']['flags'])}), "
+             f"{machine['cpu_count']} CPUs, torch {machine['torch']} ({machine['torch_threads']} threads), "
+             f"scikit-learn {machine['scikit_learn']}, GPU: {machine['cuda'] or 'none'}",
+             f"- load average at the start / end (1/5/15 min): {quiet['load_at_start_1_5_15min']} / "
+             f"{quiet['load_at_end_1_5_15min']}",
+             f"- other processes' CPU share: {quiet['other_processes_cpu_share_during_run']} during the run "
+             f"(threshold {quiet['busy_threshold']})"]  # fmt: skip
+    (RESULTS_DIR / f"{name}.md").write_text(text.rstrip() + "\n\n## Run\n\n" + "\n".join(facts) + "\n")
 
 
 def _checkpoint(args, payload: dict) -> None:
