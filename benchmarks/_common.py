@@ -192,7 +192,21 @@ def command_line() -> str:
         script = script.relative_to(REPO_ROOT)
     except ValueError:
         pass
-    return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
+    return " ".join(["python", shlex.quote(str(script)), *(shlex.quote(_portable(a)) for a in sys.argv[1:])])
+
+
+def _portable(argument: str) -> str:
+    """An absolute path as the repository-relative path, or as ``.../<name>`` outside it.
+
+    Results travel: a folder of the machine that ran the benchmark means nothing elsewhere.
+    """
+    if not argument.startswith("/"):
+        return argument
+    path = Path(argument)
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return f".../{path.name}"
 
 
 def write_results(name: str, payload: dict, markdown: str, *, timing: bool = True) -> tuple[Path, Path]:
