@@ -17,12 +17,12 @@ import torch
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ecgsoup.pma import MIN_VALIDATION_SAMPLES
+from ecgsoup._sklearn_compat import Interval
+from ecgsoup.pma import MIN_VALIDATION_SAMPLES, EarlyStopping
 
 __all__ = ["MLPHeadClassifier"]
 
@@ -128,7 +128,7 @@ class MLPHeadClassifier(ClassifierMixin, BaseEstimator):
         optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay)
         loss_of = nn.functional.binary_cross_entropy_with_logits
         self.loss_curve_, self.validation_loss_curve_ = [], []
-        best_loss, best_state, stall = np.inf, None, 0
+        stopper = EarlyStopping(self.tol, self.n_iter_no_change, self.early_stopping, keep_best=val_idx is not None)
         train_idx = torch.as_tensor(train_idx)
         for epoch in range(self.max_iter):
             net.train()
@@ -151,16 +151,9 @@ class MLPHeadClassifier(ClassifierMixin, BaseEstimator):
                 with torch.no_grad():
                     monitored = float(loss_of(net(inputs[val_idx]), targets[val_idx]))
                 self.validation_loss_curve_.append(monitored)
-            if monitored < best_loss - self.tol:
-                best_loss, stall = monitored, 0
-                if val_idx is not None:
-                    best_state = copy.deepcopy(net.state_dict())
-            else:
-                stall += 1
-                if self.early_stopping and stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+            if stopper.stop(monitored, net):
+                break
+        stopper.restore(net)
 
     def decision_function(self, X):
         """Logits, ``(n_samples, n_labels)`` (``(n_samples,)`` for binary targets)."""

@@ -68,10 +68,39 @@ from ecgsoup._sklearn_compat import Interval, StrOptions, check_feature_names_in
 from ecgsoup.hardware import check_device
 from ecgsoup.layers import resolve_layers
 
-__all__ = ["PMA", "PMAClassifier", "MIN_VALIDATION_SAMPLES"]
+__all__ = ["PMA", "PMAClassifier", "MIN_VALIDATION_SAMPLES", "EarlyStopping"]
 
 #: Smallest hold-out for early stopping; below it early stopping is turned off with a warning.
 MIN_VALIDATION_SAMPLES = 20
+
+
+class EarlyStopping:
+    """When training stops, and which epoch's weights it keeps (PMA and the MLP head alike).
+
+    An epoch improves when its monitored loss is below the best so far by more than
+    ``tol``; after ``patience`` epochs without improvement training stops (when
+    ``enabled``).  With ``keep_best`` (a held-out loss is monitored) the best epoch's
+    weights are copied and put back at the end.
+    """
+
+    def __init__(self, tol: float, patience: int, enabled: bool, *, keep_best: bool):
+        self.tol, self.patience, self.enabled, self.keep_best = tol, patience, enabled, keep_best
+        self.best_loss, self.best_state, self.stall = np.inf, None, 0
+
+    def stop(self, monitored: float, net) -> bool:
+        """Record one epoch's monitored loss; True when training should stop."""
+        if monitored < self.best_loss - self.tol:
+            self.best_loss, self.stall = monitored, 0
+            if self.keep_best:
+                self.best_state = copy.deepcopy(net.state_dict())
+            return False
+        self.stall += 1
+        return self.enabled and self.stall >= self.patience
+
+    def restore(self, net) -> None:
+        """Put the best epoch's weights back (when they were kept)."""
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)
 
 
 # -- the torch network ----------------------------------------------------------------------
@@ -362,7 +391,7 @@ class _PMABase(BaseEstimator):
             return [h0[idx], blocks[idx], *readout], targets[idx]
 
         self.loss_curve_, self.validation_loss_curve_ = [], []
-        best_loss, best_state, stall = np.inf, None, 0
+        stopper = EarlyStopping(self.tol, self.n_iter_no_change, self.early_stopping, keep_best=val_idx is not None)
         train_idx_t = torch.as_tensor(train_idx)
         for epoch in range(self.max_iter):
             net.train()
@@ -393,16 +422,9 @@ class _PMABase(BaseEstimator):
                     f"epoch {epoch + 1}: train loss {self.loss_curve_[-1]:.4f}, "
                     f"monitored loss {monitored:.4f}"
                 )
-            if monitored < best_loss - self.tol:
-                best_loss, stall = monitored, 0
-                if val_idx is not None:
-                    best_state = copy.deepcopy(net.state_dict())
-            else:
-                stall += 1
-                if self.early_stopping and stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+            if stopper.stop(monitored, net):
+                break
+        stopper.restore(net)
 
     # -- inference ------------------------------------------------------------------------
     def _validated(self, X):
