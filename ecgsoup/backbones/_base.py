@@ -20,6 +20,7 @@ so that the embedder, the preprocessor and the fusions treat every family alike:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,22 @@ def check_sizes(config, limits: dict[str, int], max_entries: int = 64) -> None:
                 raise ValueError(f"{name}: {field_name}={value!r} is larger than any ECG encoder (at most "
                                  f"{limit} is accepted); the config is wrong.")  # fmt: skip
 
+
+
+@torch.no_grad()
+def draw_parameter(name: str, tensor: torch.Tensor, generator: torch.Generator) -> None:
+    """One parameter of a random model: normal weights with std ``1 / sqrt(fan_in)``, zero biases.
+
+    A normalisation parameter (its name holds ``norm``) gets scale one and shift zero, so
+    activations keep a unit scale through the stack.  Draws only from ``generator``.
+    """
+    if "norm" in name:
+        tensor.fill_(1.0 if name.endswith("weight") else 0.0)
+    elif name.endswith("bias"):
+        tensor.zero_()
+    else:
+        noise = torch.empty(tensor.shape, dtype=torch.float32).normal_(generator=generator)
+        tensor.copy_(noise / math.sqrt(tensor[0].numel()))
 
 
 def empty_module(module_type, *args, **kwargs) -> nn.Module:

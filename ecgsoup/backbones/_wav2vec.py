@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import Backbone, LayerInfo, empty_module
+from ._base import Backbone, LayerInfo, draw_parameter, empty_module
 
 __all__ = ["ConvFrontEndConfig", "FusedAttention", "Wav2VecBackbone"]
 
@@ -127,14 +127,7 @@ class Wav2VecBackbone(Backbone):
             ``self``, for chaining.
         """
         for name, tensor in self.named_parameters():
-            if "norm" in name:
-                tensor.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                tensor.zero_()
-            else:
-                fan_in = tensor[0].numel()
-                noise = torch.empty(tensor.shape, dtype=torch.float32).normal_(generator=generator)
-                tensor.copy_(noise / math.sqrt(fan_in))
+            draw_parameter(name, tensor, generator)
         return self
 
     def _min_samples(self) -> int:

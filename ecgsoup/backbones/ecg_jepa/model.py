@@ -29,7 +29,6 @@ block (without the positions the next block adds).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._base import Backbone, LayerInfo
+from .._base import Backbone, LayerInfo, draw_parameter
 from .._base import empty_module as _empty
 
 __all__ = ["ECGJEPAConfig", "ECGJEPA", "sincos_positions", "cross_pattern_mask"]
@@ -243,13 +242,8 @@ class ECGJEPA(Backbone):
         for name, tensor in self.named_parameters():
             if name == "pos_embed":
                 tensor.copy_(sincos_positions(self.config.embed_dim, self.config.n_leads, self.config.n_patches))
-            elif "norm" in name:
-                tensor.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                tensor.zero_()
             else:
-                noise = torch.empty(tensor.shape, dtype=torch.float32).normal_(generator=generator)
-                tensor.copy_(noise / math.sqrt(tensor.shape[1]))
+                draw_parameter(name, tensor, generator)
         return self
 
     # -- forward ------------------------------------------------------------------
