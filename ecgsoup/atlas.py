@@ -39,6 +39,7 @@ from ecgsoup.benchmark import (
     json_records,
     ptbxl,
     read_ptbxl_results,
+    result_cell,
     write_ptbxl_results,
 )
 from ecgsoup.hardware import resolve_precision
@@ -111,13 +112,7 @@ class AtlasResult:
         for (model, rep), rows in sub.groupby(["model", "representation"], sort=False):
             cells = []
             for task in tasks:
-                row = rows[rows["task"] == task]
-                if row.empty:
-                    cells.append("")
-                    continue
-                r = row.iloc[0]
-                pick = f" ({r['chosen']})" if r["chosen"] else ""
-                cells.append(f"{r['auc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{pick}")
+                cells.append(result_cell(rows[rows["task"] == task]))
             lines.append(f"| {model} | {rep} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 

@@ -59,6 +59,7 @@ from ecgsoup.benchmark._results import (
     plot_ptbxl_task,
     ptbxl_result_from_json,
     read_ptbxl_results,
+    result_cell,
     write_ptbxl_results,
 )
 from ecgsoup.metrics import class_aucs, resample_class_aucs
@@ -76,6 +77,7 @@ __all__ = [
     "resample_class_aucs",
     "write_ptbxl_results",
     "json_records",
+    "result_cell",
     "TRAIN_FOLDS",
     "VALIDATION_FOLD",
     "TEST_FOLD",

@@ -17,6 +17,15 @@ from ecgsoup.tasks import (
 )
 
 
+def result_cell(rows: pd.DataFrame) -> str:
+    """A table cell: the first row's AUC, its interval and what was chosen; empty when there is no row."""
+    if rows.empty:
+        return ""
+    r = rows.iloc[0]
+    pick = f" ({r['chosen']})" if r["chosen"] else ""
+    return f"{r['auc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{pick}"
+
+
 @dataclass
 class PTBXLResult:
     """What :func:`ptbxl` measured; ``table`` is the tidy result, one row per cell."""
@@ -41,13 +50,7 @@ class PTBXLResult:
         for rep in order:
             cells = []
             for task, _ in self._task_sizes():
-                row = sub[(sub["representation"] == rep) & (sub["task"] == task)]
-                if row.empty:
-                    cells.append("")
-                    continue
-                r = row.iloc[0]
-                pick = f" ({r['chosen']})" if r["chosen"] else ""
-                cells.append(f"{r['auc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{pick}")
+                cells.append(result_cell(sub[(sub["representation"] == rep) & (sub["task"] == task)]))
             lines.append(f"| {rep} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
