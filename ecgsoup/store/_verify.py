@@ -206,26 +206,30 @@ def _read_chunks(array):
         yield file, region[0] if region else slice(0, 1), values, present
 
 
+def _read_column(check: StoreCheck, array, name: str, n: int) -> np.ndarray:
+    """Read the ``status`` or ``error`` column into ``check`` chunk by chunk; which rows had a chunk file.
+
+    An unreadable chunk marks its records damaged and is listed among the broken files.
+    """
+    present = np.zeros(n, bool)
+    for file, rows, values, here in _read_chunks(array):
+        present[rows] = here
+        if values is None:
+            check.broken_files.append(file)
+            _damage(check, range(rows.start, rows.stop), f"an unreadable {name} chunk ({file.name})")
+        elif name == "status":
+            check.status[rows] = values
+        else:
+            check.messages[rows] = [str(v) for v in values]
+    return present
+
+
 def _check_zarr(backend, keep_embeddings: bool) -> StoreCheck:
     group = backend.group
     n = int(group["record_id"].shape[0])
     check = StoreCheck(np.zeros(n, np.int8), [None] * n, np.full(n, "", dtype=object), None)
-    status_present = np.zeros(n, bool)
-    for file, rows, values, present in _read_chunks(group["status"]):
-        status_present[rows] = present
-        if values is None:
-            check.broken_files.append(file)
-            _damage(check, range(rows.start, rows.stop), f"an unreadable status chunk ({file.name})")
-        else:
-            check.status[rows] = values
-    error_present = np.zeros(n, bool)
-    for file, rows, values, present in _read_chunks(group["error"]):
-        error_present[rows] = present
-        if values is None:
-            check.broken_files.append(file)
-            _damage(check, range(rows.start, rows.stop), f"an unreadable error chunk ({file.name})")
-        else:
-            check.messages[rows] = [str(v) for v in values]
+    status_present = _read_column(check, group["status"], "status", n)
+    error_present = _read_column(check, group["error"], "error", n)
     for file, rows, values, present in _read_chunks(group["record_id"]):
         if values is None or (not present and (rows.stop - rows.start > 1 or values.dtype.kind not in "iu")):
             # A lost chunk reads as its fill value (0 or ""), which is a valid id only for a lone record.
