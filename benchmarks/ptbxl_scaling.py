@@ -28,7 +28,7 @@ sizes that did not run.  Each size runs in its own process, and the results file
 rewritten as each size finishes, so a stopped run keeps the sizes it finished.
 
 ``--embedding`` measures records per second of the tiny (bundled) and base (random
-weights: speed does not depend on their values) models in float32 and bfloat16, on real
+weights: speed does not depend on their values) models in float32, and in bfloat16 where the processor has bf16 instructions, on real
 records, and projects the time to embed 21,799 records.
 
 Run::
@@ -182,6 +182,18 @@ class _PeakRSS:
         self._thread.join()
         self.peak = max(self.peak, _rss_mib())
 
+    def mark(self, phase: str) -> None:
+        """Note the resident size now and the peak so far, at the end of ``phase``."""
+        now = _rss_mib()
+        self.peak = max(self.peak, now)
+        self.marks = [*getattr(self, "marks", []), {"after": phase, "rss_mib": round(now, 1),
+                                                     "peak_mib": round(self.peak, 1)}]
+
+
+# The protocol's progress lines that end a phase, and the phase they end.
+_PHASE_ENDS = ((re.compile(r".*labelled records used"), "read"), (re.compile(r"embedded \d+ records"), "embed"),
+               (re.compile(r"clinical features \("), "features"), (re.compile(r"task \S+, \S+ probe:"), "probes"))
+
 
 def _rss_mib() -> float:
     try:
@@ -195,14 +207,22 @@ def _rss_mib() -> float:
 
 
 class _Tee(io.TextIOBase):
-    """Writes to the real stdout (the log) and keeps a copy to read the probe lines from."""
+    """Writes to the real stdout (the log) and keeps a copy to read the probe lines from.
 
-    def __init__(self, stream):
-        self.stream, self.copy = stream, io.StringIO()
+    With ``memory``, a progress line that ends a phase marks the memory there.
+    """
+
+    def __init__(self, stream, memory=None):
+        self.stream, self.copy, self.memory = stream, io.StringIO(), memory
 
     def write(self, text):
         self.stream.write(text)
         self.stream.flush()
+        if self.memory is not None:
+            for line in text.splitlines():
+                phase = next((name for pattern, name in _PHASE_ENDS if pattern.match(line)), None)
+                if phase is not None:
+                    self.memory.mark(phase)
         return self.copy.write(text)
 
 
@@ -241,7 +261,7 @@ def run_size(root, *, model="default", cache=None, precision="auto", n_jobs=None
     precision = resolve_precision(precision, device)
     models = 2 if protocol.get("random_baseline", True) else 1
     with _PeakRSS() as memory:
-        tee = _Tee(sys.stdout)
+        tee = _Tee(sys.stdout, memory)
         start = time.perf_counter()
         with contextlib.redirect_stdout(tee):
             result = ptbxl(root, model=model, out=None, cache=cache, precision=precision, device=device,
@@ -285,7 +305,13 @@ def run_size(root, *, model="default", cache=None, precision="auto", n_jobs=None
     return {"n_records": n_used, "n_read": n_read, "precision": precision, "models_embedded": models,
             "phases_s": phases, "total_s": protocol_s + write_s, "probes_per_task_s": per_task,
             "measured_apart": measured_here, "ptbxl_timings_s": {k: v for k, v in timings.items() if k != "probes"},
-            "peak_rss_mib": round(memory.peak, 1), "signal_array_mib": round(data_mib, 1)}  # fmt: skip
+            "peak_rss_mib": round(memory.peak, 1), "signal_array_mib": round(data_mib, 1),
+            "memory_by_phase": _last_marks(getattr(memory, "marks", []))}  # fmt: skip
+
+
+def _last_marks(marks: list[dict]) -> dict:
+    """``{phase: (resident MiB, peak MiB so far)}`` at the last progress line of each phase."""
+    return {mark["after"]: [mark["rss_mib"], mark["peak_mib"]] for mark in marks}
 
 
 def _counts(printed: str, root) -> tuple[int, int, float]:
@@ -347,8 +373,10 @@ def embedding_rates(plan=None, *, batch_size=16) -> dict:
     from ecgsoup.hardware import cpu_has_bf16, resolve_precision
     from ecgsoup.preprocessing import ECGPreprocessor
 
-    plan = plan or {("default", "float32"): 32, ("default", "bfloat16"): 8,
-                    ("random:ecgsoup-100hz-base", "float32"): 6, ("random:ecgsoup-100hz-base", "bfloat16"): 3}
+    if plan is None:
+        plan = {("default", "float32"): 128, ("random:ecgsoup-100hz-base", "float32"): 16}
+        if cpu_has_bf16():  # elsewhere torch emulates bfloat16, many times slower, and "auto" never picks it
+            plan.update({("default", "bfloat16"): 128, ("random:ecgsoup-100hz-base", "bfloat16"): 16})
     X, rate, leads = _real_records(max(plan.values()))
     rows = []
     for (model, precision), n in plan.items():
@@ -408,6 +436,16 @@ def markdown(payload: dict) -> str:
             lines.append(f"| {r['label']} | {r['n_read']:,} | {r['peak_rss_mib']:,.0f} | {r['signal_array_mib']:,.0f} | "
                          f"{q['load_at_start_1_5_15min'][0]} / {q['load_at_end_1_5_15min'][0]} | "
                          f"{q['other_processes_cpu_share_during_run']} |")  # fmt: skip
+        traced = [r for r in runs if r.get("memory_by_phase")]
+        if traced:
+            phases = [p for p in ("read", "embed", "features", "probes") if any(p in r["memory_by_phase"] for r in traced)]
+            lines += ["", "Resident memory of the protocol's process at the end of each phase, and the peak so far "
+                      "(MiB; the probe fits of `--n-jobs 2` run in worker processes, not counted here):", "",
+                      "| size | " + " | ".join(f"after {p}" for p in phases) + " |", "|---|" + "---:|" * len(phases)]
+            for r in traced:
+                cells = [("{:,.0f} (peak {:,.0f})".format(*r["memory_by_phase"][p]) if p in r["memory_by_phase"] else "")
+                         for p in phases]  # fmt: skip
+                lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     projection = payload.get("projection")
     if projection:
         lines += ["", "## Projection to 21,799 records", "", projection["text"], "",

@@ -206,11 +206,16 @@ def test_subset_run_on_a_few_hundred_records(subset, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_logistic_probe_equals_the_refitted_pipeline_and_the_batched_one_is_close(subset):
-    """Standardising once per split changes no number; the batched solve stays close on a small task."""
-    result = ptbxl(subset, max_records=300, tasks=("super",), probes=("logistic", "logistic-sklearn", "logistic-batched"),
+def test_logistic_probe_agrees_with_the_refitted_scikit_learn_pipeline(subset):
+    """The batched fits choose the same C and layer as scikit-learn's pipeline, and score within 0.002.
+
+    The scores agree to the rounding of matrix products; on 30-odd scored records a near
+    tie that rounding reorders moves a class's AUC by one pair, about 0.001 of the macro AUC.
+    """
+    result = ptbxl(subset, max_records=300, tasks=("super",), probes=("logistic", "logistic-sklearn"),
                    features=False, random_baseline=False, pma=False, n_bootstrap=100, verbose=False)  # fmt: skip
     table = result.table.pivot(index="representation", columns="probe", values="auc")
+    chosen = result.table.pivot(index="representation", columns="probe", values="chosen")
     assert len(table) >= 14 and table.notna().all().all()
-    assert (table["logistic"] == table["logistic-sklearn"]).all()
-    assert (table["logistic-batched"] - table["logistic"]).abs().max() <= 0.02
+    assert (table["logistic"] - table["logistic-sklearn"]).abs().max() <= 0.002
+    assert (chosen["logistic"] == chosen["logistic-sklearn"]).all()

@@ -51,6 +51,7 @@ from ecgsoup.benchmark._data import (
     PTBXLData,
     load_ptbxl_benchmark_data,
 )
+from ecgsoup.benchmark._logistic import logistic_scores, one_vs_rest_logistic
 from ecgsoup.benchmark._protocol import ptbxl
 from ecgsoup.benchmark._results import (
     PTBXLResult,
@@ -82,4 +83,6 @@ __all__ = [
     "VALIDATION_FOLD",
     "TEST_FOLD",
     "DEFAULT_CS",
+    "one_vs_rest_logistic",
+    "logistic_scores",
 ]

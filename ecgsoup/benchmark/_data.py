@@ -71,8 +71,9 @@ def _load_subset(root: Path, statements) -> PTBXLData:
     if missing:
         raise ValueError(f"{root / 'labels.csv'} lacks the columns {sorted(missing)} (ecg_id, strat_fold, scp_codes).")
     by_id = {int(i): parse_scp_codes(c) or None for i, c in zip(labels["ecg_id"], labels["scp_codes"])}
-    xs, ids, folds, rate, leads, units = [], [], [], None, None, "z-scored"
-    for shard in sorted(root.glob("*.npz")):
+    shards = sorted(root.glob("*.npz"))
+    ids, folds, rate, leads, units = [], [], None, None, "z-scored"
+    for shard in shards:  # ids and folds first: each shard's signals then go straight to their sorted places
         with np.load(shard, allow_pickle=False) as data:
             need = {"x", "ecg_id", "strat_fold", "fs", "lead_names"} - set(data.files)
             if need:
@@ -81,14 +82,29 @@ def _load_subset(root: Path, statements) -> PTBXLData:
             if rate is not None and (shard_rate, shard_leads) != (rate, leads):
                 raise ValueError(f"{shard} has another sampling rate or lead order than the other shards.")
             rate, leads = shard_rate, shard_leads
-            scale = 1000.0 if np.issubdtype(data["x"].dtype, np.integer) else 1.0  # int16 = z x 1000
-            xs.append(data["x"].astype(np.float32) / scale)
             ids.append(data["ecg_id"].astype(np.int64))
             folds.append(data["strat_fold"].astype(np.int64))
-    X, ecg_id, fold = np.concatenate(xs), np.concatenate(ids), np.concatenate(folds)
+    ecg_id, fold = np.concatenate(ids), np.concatenate(folds)
     order = np.argsort(ecg_id, kind="stable")
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    X, start = None, 0
+    for shard, shard_ids in zip(shards, ids):
+        with np.load(shard, allow_pickle=False) as data:
+            x = data["x"]
+        if len(x) != len(shard_ids):
+            raise ValueError(f"{shard} has {len(x)} signals but {len(shard_ids)} ecg_id values; they must match.")
+        if X is None:
+            X = np.empty((len(order), *x.shape[1:]), dtype=np.float32)
+        elif x.shape[1:] != X.shape[1:]:
+            raise ValueError(f"{shard} has signals of shape {x.shape[1:]}, the other shards {X.shape[1:]}.")
+        rows = place[start : start + len(x)]
+        X[rows] = x
+        if np.issubdtype(x.dtype, np.integer):  # int16 = z x 1000
+            X[rows] /= 1000.0
+        start += len(x)
     codes = [by_id.get(int(i)) for i in ecg_id[order]]
-    return PTBXLData(X[order], rate, leads, units, ecg_id[order], fold[order], codes, statements,
+    return PTBXLData(X, rate, leads, units, ecg_id[order], fold[order], codes, statements,
                      f"PTB-XL z-scored subset (folder {root.name})")  # fmt: skip
 
 

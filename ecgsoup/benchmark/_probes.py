@@ -1,4 +1,4 @@
-"""The probes of the benchmark: logistic (with its batched and reference variants) and the MLP head, run as independent jobs."""
+"""The probes of the benchmark: logistic (with its scikit-learn reference) and the MLP head, run as independent jobs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -18,73 +16,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ecgsoup.benchmark._data import Task
+from ecgsoup.benchmark._logistic import logistic_scores, one_vs_rest_logistic
 from ecgsoup.fusion import LayerSelector
 from ecgsoup.metrics import class_aucs, macro_rule
 from ecgsoup.mlp_head import MLPHeadClassifier
 from ecgsoup.pma import PMA, PMAClassifier
 
 # --- probes -------------------------------------------------------------------------------
-
-
-def _logistic_loss_grad(w, X, Y, alpha):
-    """Sum over classes of scikit-learn's L2 logistic objective and its gradient.
-
-    Per class: mean log-loss + ``alpha / 2 * ||w_k||^2`` with ``alpha = 1 / (C n)``,
-    the intercept unpenalised (the objective of
-    :class:`~sklearn.linear_model.LogisticRegression`).  ``w`` is the flattened
-    ``(d + 1, K)`` weight matrix, its last row the intercepts.
-    """
-    n, d = X.shape
-    W = w.reshape(d + 1, -1)
-    raw = X @ W[:d] + W[d]
-    loss = (np.logaddexp(0.0, raw) - Y * raw).sum() / n + 0.5 * alpha * np.einsum("ij,ij->", W[:d], W[:d])
-    residual = (expit(raw) - Y) / n
-    grad = np.empty_like(W)
-    grad[:d] = X.T @ residual + alpha * W[:d]
-    grad[d] = residual.sum(axis=0)
-    return loss, grad.ravel()
-
-
-def _logistic_path(X, Y, Cs, *, max_iter=500, tol=1e-4):
-    """One-vs-rest L2 logistic regressions for every class of ``Y`` at once, for each ``C`` of ``Cs``.
-
-    The objective is a sum of independent per-class terms, so all classes are
-    one L-BFGS problem over a ``(d + 1, K)`` matrix (matrix products instead of
-    one solver per class); the stopping rule is scikit-learn's (every
-    gradient entry under ``tol``), and each ``C`` starts from the solution at
-    the next smaller one.  A class constant in ``Y`` gets that constant as its
-    score, as in :class:`~sklearn.multiclass.OneVsRestClassifier`.
-
-    Returns one ``(coef (d, K), intercept (K,), constant (K,))`` per ``C``, in
-    the order given; ``constant`` is NaN for every class that was fitted.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    n, d = X.shape
-    positives = Y.sum(axis=0)
-    varies = (positives > 0) & (positives < n)
-    constant = np.where(varies, np.nan, (positives > 0).astype(float))
-    Yv = np.ascontiguousarray(Y[:, varies])
-    w = np.zeros((d + 1) * Yv.shape[1])
-    fits = [None] * len(Cs)
-    for i in np.argsort(Cs, kind="stable"):
-        if Yv.shape[1]:
-            w = minimize(_logistic_loss_grad, w, args=(X, Yv, 1.0 / (Cs[i] * n)), method="L-BFGS-B", jac=True,
-                         options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                                  "ftol": 64 * np.finfo(float).eps}).x  # fmt: skip
-        W = np.zeros((d + 1, len(varies)))
-        W[:, varies] = w.reshape(d + 1, -1)
-        fits[i] = (W[:d], W[d], constant)
-    return fits
-
-
-def _logistic_scores(X, fit) -> np.ndarray:
-    """``predict_proba`` of a one-vs-rest fit of :func:`_logistic_path` on ``X``."""
-    coef, intercept, constant = fit
-    S = expit(np.asarray(X, dtype=np.float64) @ coef + intercept)
-    fixed = ~np.isnan(constant)
-    S[:, fixed] = constant[fixed]
-    return S
 
 
 def _standardiser():
@@ -118,10 +56,9 @@ def _scores(model, X) -> np.ndarray:
 PROBE_NAMES = {
     "logistic": "standardised logistic regression (one-vs-rest), C chosen on validation",
     "mlp": "ECG-Soup MLP head (bn-drop-lin), fixed settings, early stopping inside the training folds",
-    "logistic-batched": "standardised logistic regression (one-vs-rest), C chosen on validation, every class "
-                        "and C of a split in one batched L-BFGS solve",
     "logistic-sklearn": "standardised logistic regression (one-vs-rest), C chosen on validation, the "
-                        "imputer-scaler-classifier pipeline refitted for every C (reference)",
+                        "imputer-scaler-classifier pipeline refitted for every C and class by scikit-learn "
+                        "(reference)",
 }
 
 
@@ -143,17 +80,18 @@ def _inner_value(Y, task, predict) -> float:
     return float(np.mean([macro_rule(class_aucs(Y[va], predict(tr, va)))[0] for tr, va in task.inner]))
 
 
-class _BatchedLogisticProbe:
-    """The logistic probe with every class and every ``C`` of a split in one batched solve.
+class _LogisticProbe:
+    """Standardised one-vs-rest logistic regression; C chosen on the inner validation.
 
-    Each training split is imputed and standardised once, and all classes are
-    fitted together by :func:`_logistic_path`, warm-started along ``C``.  The
-    joint problem stops on its own criterion, so where a class is nearly
-    separable at large ``C`` its scores differ from scikit-learn's (which stops
-    class by class); hence a probe of its own name.
+    Each training split is imputed and standardised once and reused for every
+    ``C``; the fits are scikit-learn's L-BFGS fits, one per class and ``C``,
+    run side by side with their evaluations batched
+    (:func:`~ecgsoup.benchmark._logistic.one_vs_rest_logistic`), so the scores
+    are those of the imputer-scaler-classifier pipeline refitted for every
+    ``C`` (the ``"logistic-sklearn"`` probe) to the rounding of matrix products.
     """
 
-    name = "logistic-batched"
+    name = "logistic"
 
     def __init__(self, task, Y, pos, Cs, seed):
         self.task, self.Y, self.pos, self.Cs = task, Y, pos, list(Cs)
@@ -161,9 +99,9 @@ class _BatchedLogisticProbe:
     def _path_scores(self, Z, tr, te, Cs):
         """Scores on ``te`` of the fits on ``tr``, one array per C of ``Cs``."""
         scaler = _standardiser().fit(Z[self.pos[tr]])
-        fits = _logistic_path(scaler.transform(Z[self.pos[tr]]), self.Y[tr], Cs)
+        fits = one_vs_rest_logistic(scaler.transform(Z[self.pos[tr]]), self.Y[tr], Cs)
         X_te = scaler.transform(Z[self.pos[te]])
-        return [_logistic_scores(X_te, fit) for fit in fits]
+        return [logistic_scores(X_te, fit) for fit in fits]
 
     def _choose(self, per_split, Z_final):
         values = np.array([[macro_rule(class_aucs(self.Y[va], S))[0] for S in self._path_scores(Z, tr, va, self.Cs)]
@@ -184,23 +122,6 @@ class _BatchedLogisticProbe:
 
         per_split = [(tr, va, fused(tr)) for tr, va in self.task.inner]
         return self._choose(per_split, fused(self.task.train))
-
-
-class _LogisticProbe(_BatchedLogisticProbe):
-    """Standardised one-vs-rest logistic regression; C chosen on the inner validation.
-
-    Each training split is imputed and standardised once and reused for every
-    ``C``; the fits are scikit-learn's, class by class, so the scores are those
-    of the imputer-scaler-classifier pipeline refitted for every ``C``.
-    """
-
-    name = "logistic"
-
-    def _path_scores(self, Z, tr, te, Cs):
-        scaler = _standardiser().fit(Z[self.pos[tr]])
-        X_tr, X_te = scaler.transform(Z[self.pos[tr]]), scaler.transform(Z[self.pos[te]])
-        return [_scores(OneVsRestClassifier(LogisticRegression(C=C, max_iter=500)).fit(X_tr, self.Y[tr]), X_te)
-                for C in Cs]  # fmt: skip
 
 
 class _SklearnLogisticProbe:
@@ -267,8 +188,7 @@ class _MLPProbe:
         return _scores(model, X_emb[self.pos[scored]]), "", -min(model.validation_loss_curve_)
 
 
-PROBES = {"logistic": _LogisticProbe, "logistic-batched": _BatchedLogisticProbe,
-           "logistic-sklearn": _SklearnLogisticProbe, "mlp": _MLPProbe}
+PROBES = {"logistic": _LogisticProbe, "logistic-sklearn": _SklearnLogisticProbe, "mlp": _MLPProbe}
 
 
 _QUIET = (ConvergenceWarning, UndefinedMetricWarning, UserWarning, RuntimeWarning)
