@@ -583,7 +583,7 @@ def _extract_record(x, fs, fa, leads, amplitude_factor, out, amplitudes, failure
     _axis(nk, xa, fa, leads, peaks, qrs_on, qrs_off, out, failures)
 
     try:
-        quality = nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=fa, method="templatematch")
+        quality = _templatematch_quality(nk, cleaned, peaks, fa)
         out["quality"] = float(np.nanmean(quality))
         if not np.isfinite(out["quality"]):
             failures.add("quality", "no value")
@@ -597,6 +597,66 @@ def _extract_record(x, fs, fa, leads, amplitude_factor, out, amplitudes, failure
             p2p = [np.ptp(x[max(c - half, 0) : c + half + 1, j]) for c in centres]
             amplitudes[name] = float(np.median(p2p)) * amplitude_factor
     return lead
+
+
+def _templatematch_quality(nk, cleaned, peaks, fa) -> np.ndarray:
+    """neurokit2's ``ecg_quality(cleaned, rpeaks=peaks, method="templatematch")``, in numpy.
+
+    It exists for speed: neurokit2 cuts the beats into pandas epochs
+    (``signal_cyclesegment``, ``epochs_create``, ``epochs_to_df``, a pivot) and that
+    bookkeeping costs more than all the record's other features together.  This does the
+    same arithmetic on arrays, in the same order, so the values are identical: the beat
+    window from the mean of ``nk.signal_rate`` (``signal_cyclesegment``'s window, half of a
+    mean cycle either side of each peak, the same truncated bounds), beats whose window runs
+    off the signal dropped, the template is the mean of the kept beats (summed over the beats
+    as pandas does), each kept beat but the last is scored by ``np.corrcoef`` with it, and
+    that score holds from its peak to the next (the first score before the first peak, as
+    ``signal_interpolate(method="previous")`` fills).  Anything it does not reproduce
+    exactly (fewer than 4 peaks, a signal under 4 s, unordered peaks, windows of unequal
+    length, fewer than 2 kept beats) goes to neurokit2 itself, errors and all.
+    """
+    value = _templatematch_quality_numpy(nk, cleaned, peaks, fa)
+    if value is None:
+        return nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=fa, method="templatematch")
+    return value
+
+
+def _templatematch_quality_numpy(nk, signal, peaks, fs):
+    """The per-sample quality of :func:`_templatematch_quality`, or None to defer to neurokit2."""
+    signal, peaks = np.asarray(signal), np.asarray(peaks)
+    n = len(signal)
+    if signal.dtype != np.float64 or signal.ndim != 1 or peaks.ndim != 1 or peaks.dtype.kind not in "iu":
+        return None
+    if len(peaks) <= 3 or n < fs * 4 or peaks[0] < 0 or peaks[-1] >= n or np.any(np.diff(peaks) <= 0):
+        return None
+    # signal_cyclesegment -> _segment_window -> epochs_create, with neurokit2's float operations.
+    cycle_rate = np.mean(nk.signal_rate(peaks, sampling_rate=fs, desired_length=n))
+    window = 60 / cycle_rate
+    start, end = -(0.5 * window), (1 - 0.5) * window
+    if not np.isfinite(window):
+        return None
+    buffer = int((end - start) * fs)
+    onsets = peaks.astype(np.int64) + buffer
+    first = (onsets + start * fs).astype(np.int64)  # int() truncates; every bound is positive here
+    last = (onsets + end * fs).astype(np.int64)
+    length = last - first
+    if buffer < 1 or length[0] < 2 or np.any(length != length[0]):
+        return None
+    if np.any(first < 0) or np.any(last > n + 2 * buffer):
+        return None
+    padded = np.concatenate([np.full(buffer, np.nan), signal, np.full(buffer, np.nan)])
+    beats = padded[first[:, None] + np.arange(length[0])[None, :]]  # (beat, time)
+    valid = ~np.isnan(beats).any(axis=1)
+    k = int(valid.sum())
+    if k < 2:
+        return None
+    # C-ordered (beat, time): the sum adds beat after beat, as pandas' mean over the pivot does.
+    beats = np.ascontiguousarray(beats[valid])
+    template = beats.sum(axis=0) / k
+    cc = np.array([np.corrcoef(beats[i], template)[0, 1] for i in range(k - 1)])
+    # signal_interpolate(method="previous"): each score from its peak on, the first one before.
+    at = np.searchsorted(peaks[valid][:-1], np.arange(n), side="right") - 1
+    return cc[np.maximum(at, 0)]
 
 
 def _axis(nk, xa, fa, leads, peaks, qrs_on, qrs_off, out, failures) -> None:
