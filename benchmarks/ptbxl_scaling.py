@@ -548,8 +548,7 @@ def docs_section(payload: dict) -> str:
                   + ("a processor with" if any("bf16" in f for f in cpu.get("flags") or []) else
                      "not the processor of the tables above: no") + " bfloat16 instructions.", ""]  # fmt: skip
     if runs:
-        lines += ["Seconds per phase (2 CPU cores shared with other jobs; the load per size is in the results "
-                  "file):", "",
+        lines += [f"Seconds per phase ({_machine_state(runs)}; the load per size is in the results file):", "",
                   "| phase | " + " | ".join(f"{r['label']} ({r['n_records']:,})" for r in runs) + " | growth exponent |",
                   "|---|" + "---:|" * (len(runs) + 1)]  # fmt: skip
         for phase in (*PHASES, "total"):
@@ -558,9 +557,11 @@ def docs_section(payload: dict) -> str:
             lines.append(f"| {PHASE_NAMES[phase]} | " + " | ".join(cells) + f" | {'' if b is None else b['exponent']} |")
         lines += ["", "The growth exponent b fits seconds = a x records^b by least squares on the log-log scale over the "
                   "sizes above; 1 means linear."]  # fmt: skip
+        lines += _largest_size_lines(runs[-1])
     projection = payload.get("projection")
     if projection:
-        lines += ["", "Projected for the full PTB-XL (21,799 records):", "",
+        lines += ["", "Projected for the full PTB-XL (21,799 records), with the forward passes at the records per "
+                  "second measured on this machine:", "",
                   "| model | precision | records/s | embed | rest of the protocol | total |", "|---|---|---:|---:|---:|---:|"]
         for row in projection["rows"]:
             lines.append(f"| {row['size']} | {row['precision']} | {row['records_per_s']:.2f} | "
@@ -575,6 +576,37 @@ def docs_section(payload: dict) -> str:
     lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
               "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _machine_state(runs: list[dict]) -> str:
+    """'a quiet machine ...' or '... shared with other jobs', from the runs' load records."""
+    shares = [r["quiet"].get("other_processes_cpu_share_during_run") for r in runs if r.get("quiet")]
+    shares = [v for v in shares if v is not None]
+    if not shares:
+        return "2 CPU cores"
+    if any(r["quiet"].get("noisy") for r in runs if r.get("quiet")):
+        return f"2 CPU cores shared with other jobs, which used up to {max(shares):.0%} of them"
+    return f"2 CPU cores, quiet: other processes used at most {max(shares):.0%} of them"
+
+
+def _largest_size_lines(run: dict) -> list[str]:
+    """Where the time of the largest size went, and its memory by phase."""
+    total = run["total_s"]
+    parts = sorted(run["phases_s"].items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{PHASE_NAMES[p]} {s / 60:.1f} min ({s / total:.0%})" for p, s in parts if s / total >= 0.02)
+    lines = ["", f"At {run['n_records']:,} records the protocol took {total / 60:.1f} min: {shown}."]
+    per_task = run.get("probes_per_task_s") or {}
+    sums = {probe: sum(t.get(probe, 0.0) for t in per_task.values()) for probe in ("logistic", "mlp")}
+    if all(sums.values()):
+        lines[-1] += (f" Of the probe fits' CPU time, {sums['mlp'] / (sums['logistic'] + sums['mlp']):.0%} went to the "
+                      "MLP head (batches of 64 records, up to 100 epochs per fit) and the rest to the logistic "
+                      "regressions.")
+    memory = run.get("memory_by_phase") or {}
+    if memory:
+        lines[-1] += (" The protocol's process held " + ", ".join(f"{v[0]:,.0f} MiB after {p}" for p, v in memory.items())
+                      + f" (peak {run['peak_rss_mib']:,.0f} MiB, of which {run['signal_array_mib']:,.0f} MiB the "
+                      "signals as read); the probe fits run in worker processes of their own.")
+    return lines
 
 
 def render_docs(results_json=None, page=DOCS_PAGE) -> None:
@@ -607,7 +639,8 @@ def _what(args, protocol: dict) -> str:
             "z-scored subset as it is (1,819 records, its 1,625 labelled ones used), then labelled records resampled "
             f"with their folds and statements, copies {copies}. Record counts in the headers are the records the "
             "protocol used; each size ran in its own process"
-            + (", all sizes reading one embedding cache filled by a timed pass over the real records"
+            + (", all sizes reading one embedding cache of the real records filled beforehand; the time of the "
+               "forward passes comes from the records per second measured on real records"
                if args.copies == "exact" else ", with a fresh embedding cache") + ".")
 
 

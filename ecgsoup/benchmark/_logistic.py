@@ -8,8 +8,8 @@ each (class, ``C``) pair is still its own L-BFGS-B problem, run by
 :class:`~sklearn.linear_model.LogisticRegression` (``solver="lbfgs"``), so each
 takes the path it takes in scikit-learn.  What changes is how the objective is
 evaluated: the problems run side by side in threads, and whenever every running
-problem is waiting for its loss and gradient, all of them are computed together
-with two matrix products.  The coefficients agree with scikit-learn's to the
+problem is waiting for its loss and gradient, the calling thread computes all of
+them together with two matrix products.  The coefficients agree with scikit-learn's to the
 rounding of those products.
 """
 
@@ -32,6 +32,10 @@ class _BatchedObjective:
     Problem ``p`` is the mean logistic loss of column ``p`` of ``Y`` plus
     ``alphas[p] / 2 * ||coef||^2`` (intercept unpenalised): the objective of
     :class:`~sklearn.linear_model.LogisticRegression` with ``alpha = 1 / (C n)``.
+    The solver threads only post their points and wait; the thread that calls
+    :meth:`serve` does every evaluation, so the large temporaries are always
+    allocated by one thread (memory freed by one thread is reused by it, where
+    many threads would each keep an allocator arena of their own).
     """
 
     def __init__(self, X, Y, alphas):
@@ -48,9 +52,10 @@ class _BatchedObjective:
         self._error: BaseException | None = None
 
     def __call__(self, w, problem):
+        """A solver thread's evaluation: post the point, wait for its loss and gradient."""
         with self._condition:
             self._waiting[problem] = w
-            self._evaluate_if_all_wait()
+            self._condition.notify_all()
             while problem not in self._answers and self._error is None:
                 self._condition.wait()
             if self._error is not None:
@@ -61,25 +66,34 @@ class _BatchedObjective:
         """A problem finished (or failed): the others no longer wait for it."""
         with self._condition:
             self._running -= 1
-            self._evaluate_if_all_wait()
+            self._condition.notify_all()
 
-    def _evaluate_if_all_wait(self):
-        if not self._waiting or len(self._waiting) < self._running or self._error is not None:
-            return
-        try:
-            self._evaluate()
-        except BaseException as error:  # every waiting thread must wake up, or the fit hangs
-            self._error = error
-        self._waiting.clear()
-        self._condition.notify_all()
+    def serve(self):
+        """Evaluate whenever every running problem waits, until none runs."""
+        while True:
+            with self._condition:
+                while self._running and len(self._waiting) < self._running:
+                    self._condition.wait()
+                if not self._running:
+                    return
+                waiting, self._waiting = self._waiting, {}
+            try:
+                answers = self._evaluate(waiting)
+            except BaseException as error:  # every waiting thread must wake up, or the fit hangs
+                with self._condition:
+                    self._error = error
+                    self._condition.notify_all()
+                raise
+            with self._condition:
+                self._answers.update(answers)
+                self._condition.notify_all()
 
-    def _evaluate(self):
+    def _evaluate(self, waiting: dict) -> dict:
         torch = self._torch
-        problems = list(self._waiting)
-        W = torch.from_numpy(np.stack([self._waiting[p] for p in problems], axis=1))
+        problems = list(waiting)
+        W = torch.from_numpy(np.stack([waiting[p] for p in problems], axis=1))
         n, d = self._X.shape
-        columns = torch.as_tensor(problems)
-        Y = self._Y[:, columns]
+        Y = self._Y[:, torch.as_tensor(problems)]
         alphas = torch.from_numpy(self._alphas[problems])
         raw = self._X @ W[:d] + W[d]
         losses = (torch.nn.functional.softplus(raw) - Y * raw).sum(0) / n + 0.5 * alphas * (W[:d] * W[:d]).sum(0)
@@ -88,8 +102,7 @@ class _BatchedObjective:
         gradients[:d] = self._X.T @ residual + alphas * W[:d]
         gradients[d] = residual.sum(0)
         losses, gradients = losses.numpy(), gradients.numpy()
-        for j, p in enumerate(problems):
-            self._answers[p] = (float(losses[j]), gradients[:, j].copy())
+        return {p: (float(losses[j]), gradients[:, j].copy()) for j, p in enumerate(problems)}
 
 
 def one_vs_rest_logistic(X, Y, Cs, *, max_iter=500, tol=1e-4):
@@ -148,8 +161,11 @@ def one_vs_rest_logistic(X, Y, Cs, *, max_iter=500, tol=1e-4):
         threads = [threading.Thread(target=solve, args=(p,), daemon=True) for p in range(k * len(Cs))]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            objective.serve()
+        finally:
+            for thread in threads:
+                thread.join()
         if failures:
             raise failures[0]
     fits = []
