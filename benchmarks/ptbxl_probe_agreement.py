@@ -6,7 +6,8 @@ matrix products) and ``logistic-sklearn`` (the reference: scikit-learn's one-vs-
 logistic regression pipeline, fitted class by class and C by C), on the same embeddings,
 and writes ``benchmarks/results/ptbxl_probe_agreement.{json,md}``: every row's macro AUC
 under both probes, the largest difference (the tolerance is 0.002), the C each chose, and
-the seconds of fits each probe took per task (one process, so the two are comparable).
+the seconds of fits each probe took per task (summed over the processes of ``--n-jobs``, which
+the two probes share, so the two are comparable).
 
 At the subset's size a training split has about 700 records.  ``--scale-rows`` also times
 both solvers on one training split of that many rows (the real split's embeddings tiled
@@ -32,7 +33,7 @@ TOLERANCE = 0.002
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["super", "rhythm", "form"])
+    parser.add_argument("--tasks", nargs="+", default=["all", "diag", "sub", "super", "form", "rhythm"])
     parser.add_argument("--model", default="default")
     parser.add_argument("--cache", default=None, help="embedding and feature cache shared with other runs")
     parser.add_argument("--no-pma", action="store_true", help="leave out the PMA rows (a gate trained per split)")
@@ -41,12 +42,13 @@ def main(argv=None) -> int:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--scale-rows", type=int, default=0, help="also time one training split of this many rows")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-jobs", type=int, default=1, help="processes for the fits (both probes share them)")
     args = parser.parse_args(argv)
 
     root = shared_data_path() / "ptbxl_zscored_subset"
     result = ptbxl(root, model=args.model, tasks=args.tasks, probes=("logistic", "logistic-sklearn"),
                    n_bootstrap=args.bootstrap, cache=args.cache, pma=not args.no_pma, features=not args.no_features,
-                   random_baseline=not args.no_random, n_jobs=1, verbose=True)  # fmt: skip
+                   random_baseline=not args.no_random, n_jobs=args.n_jobs, verbose=True)  # fmt: skip
     table = result.table.set_index(["task", "representation", "probe"])
     rows = []
     for task, rep in dict.fromkeys(zip(result.table["task"], result.table["representation"])):

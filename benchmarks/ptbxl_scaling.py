@@ -545,8 +545,8 @@ def docs_section(payload: dict) -> str:
     if cpu:
         lines += [f"Measured on {cpu.get('model', '?')} ({', '.join(cpu.get('flags') or []) or 'no AVX-512'}, "
                   f"{machine.get('cpu_count', '?')} CPUs, torch {machine.get('torch', '?')}): "
-                  + ("a processor with" if any("bf16" in f for f in cpu.get("flags") or []) else
-                     "not the processor of the tables above: no") + " bfloat16 instructions.", ""]  # fmt: skip
+                  + ("not the processor of the tables above; it has" if any("bf16" in f for f in cpu.get("flags") or [])
+                     else "not the processor of the tables above, and without") + " bfloat16 instructions.", ""]  # fmt: skip
     if runs:
         lines += [f"Seconds per phase ({_machine_state(runs)}; the load per size is in the results file):", "",
                   "| phase | " + " | ".join(f"{r['label']} ({r['n_records']:,})" for r in runs) + " | growth exponent |",
@@ -573,6 +573,12 @@ def docs_section(payload: dict) -> str:
             lines += ["", f"On this machine the whole protocol for 21,799 records is {verdict} a 30-minute budget: "
                       f"{best['total_s'] / 60:,.0f} min at best ({best['size']}, {best['precision']}), of which "
                       f"{best['embed_s'] / 60:,.0f} min embedding and {best['rest_s'] / 60:,.0f} min the rest."]
+            probes_full = (projection.get("rest_s") or {}).get("probes")
+            share = _mlp_share(runs[-1]) if runs else None
+            if probes_full and share:
+                lines[-1] += (f" Of the projected {probes_full / 60:,.0f} min of probes, about {share * probes_full / 60:,.0f} "
+                              f"min is the MLP probe ({share:.0%} of the fits' time at {runs[-1]['n_records']:,} records); "
+                              "`--probes logistic` leaves it out.")
     lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
               "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -589,18 +595,23 @@ def _machine_state(runs: list[dict]) -> str:
     return f"2 CPU cores, quiet: other processes used at most {max(shares):.0%} of them"
 
 
+def _mlp_share(run: dict) -> float | None:
+    """The MLP probe's share of the probe fits' seconds in one run, or None without both probes."""
+    per_task = run.get("probes_per_task_s") or {}
+    sums = {probe: sum(t.get(probe, 0.0) for t in per_task.values()) for probe in ("logistic", "mlp")}
+    return sums["mlp"] / (sums["logistic"] + sums["mlp"]) if all(sums.values()) else None
+
+
 def _largest_size_lines(run: dict) -> list[str]:
     """Where the time of the largest size went, and its memory by phase."""
     total = run["total_s"]
     parts = sorted(run["phases_s"].items(), key=lambda item: -item[1])
     shown = ", ".join(f"{PHASE_NAMES[p]} {s / 60:.1f} min ({s / total:.0%})" for p, s in parts if s / total >= 0.02)
     lines = ["", f"At {run['n_records']:,} records the protocol took {total / 60:.1f} min: {shown}."]
-    per_task = run.get("probes_per_task_s") or {}
-    sums = {probe: sum(t.get(probe, 0.0) for t in per_task.values()) for probe in ("logistic", "mlp")}
-    if all(sums.values()):
-        lines[-1] += (f" Of the probe fits' CPU time, {sums['mlp'] / (sums['logistic'] + sums['mlp']):.0%} went to the "
-                      "MLP head (batches of 64 records, up to 100 epochs per fit) and the rest to the logistic "
-                      "regressions.")
+    share = _mlp_share(run)
+    if share is not None:
+        lines[-1] += (f" Of the probe fits' CPU time, {share:.0%} went to the MLP head (batches of 64 records, up to "
+                      "100 epochs per fit) and the rest to the logistic regressions.")
     memory = run.get("memory_by_phase") or {}
     if memory:
         lines[-1] += (" The protocol's process held " + ", ".join(f"{v[0]:,.0f} MiB after {p}" for p, v in memory.items())
