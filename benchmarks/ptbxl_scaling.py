@@ -579,6 +579,8 @@ def docs_section(payload: dict) -> str:
                 lines[-1] += (f" Of the projected {probes_full / 60:,.0f} min of probes, about {share * probes_full / 60:,.0f} "
                               f"min is the MLP probe ({share:.0%} of the fits' time at {runs[-1]['n_records']:,} records); "
                               "`--probes logistic` leaves it out.")
+    if payload.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in payload["notes"]]
     lines += ["", f"Written by `{payload.get('command', 'python benchmarks/ptbxl_scaling.py')}` on {payload.get('date', '?')}; "
               "the full tables are in `benchmarks/results/ptbxl_scaling.md`."]  # fmt: skip
     return "\n".join(lines) + "\n"

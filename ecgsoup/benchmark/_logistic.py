@@ -45,7 +45,9 @@ class _BatchedObjective:
         self._X = torch.from_numpy(X)
         self._Y = torch.from_numpy(Y)
         self._alphas = alphas
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
+        self._all_wait = threading.Condition(self._lock)  # wakes the serving thread only
+        self._answered = [threading.Event() for _ in range(Y.shape[1])]  # wakes one solver thread each
         self._running = Y.shape[1]
         self._waiting: dict[int, np.ndarray] = {}
         self._answers: dict[int, tuple] = {}
@@ -53,40 +55,47 @@ class _BatchedObjective:
 
     def __call__(self, w, problem):
         """A solver thread's evaluation: post the point, wait for its loss and gradient."""
-        with self._condition:
+        with self._lock:
+            if self._error is not None:
+                raise RuntimeError("a batched logistic evaluation failed") from self._error
             self._waiting[problem] = w
-            self._condition.notify_all()
-            while problem not in self._answers and self._error is None:
-                self._condition.wait()
+            if len(self._waiting) >= self._running:
+                self._all_wait.notify()
+        self._answered[problem].wait()
+        self._answered[problem].clear()
+        with self._lock:
             if self._error is not None:
                 raise RuntimeError("a batched logistic evaluation failed") from self._error
             return self._answers.pop(problem)
 
     def leave(self):
         """A problem finished (or failed): the others no longer wait for it."""
-        with self._condition:
+        with self._lock:
             self._running -= 1
-            self._condition.notify_all()
+            if len(self._waiting) >= self._running:
+                self._all_wait.notify()
 
     def serve(self):
         """Evaluate whenever every running problem waits, until none runs."""
         while True:
-            with self._condition:
+            with self._lock:
                 while self._running and len(self._waiting) < self._running:
-                    self._condition.wait()
+                    self._all_wait.wait()
                 if not self._running:
                     return
                 waiting, self._waiting = self._waiting, {}
             try:
                 answers = self._evaluate(waiting)
             except BaseException as error:  # every waiting thread must wake up, or the fit hangs
-                with self._condition:
+                with self._lock:
                     self._error = error
-                    self._condition.notify_all()
+                for problem in waiting:
+                    self._answered[problem].set()
                 raise
-            with self._condition:
+            with self._lock:
                 self._answers.update(answers)
-                self._condition.notify_all()
+            for problem in waiting:
+                self._answered[problem].set()
 
     def _evaluate(self, waiting: dict) -> dict:
         torch = self._torch
