@@ -143,10 +143,11 @@ def ptbxl(
     tasks : sequence of str, default=all six
     probes : sequence of {"logistic", "mlp", "logistic-sklearn"}, default=("logistic", "mlp")
         ``"logistic"`` runs scikit-learn's L-BFGS fit for every class and ``C``
-        side by side, their evaluations batched into matrix products;
-        ``"logistic-sklearn"`` refits the imputer-scaler-classifier pipeline
-        for every ``C`` with scikit-learn itself (the reference ``"logistic"``
-        agrees with to the rounding of those products, and slower).
+        side by side, their evaluations batched into matrix products.
+        ``"logistic-sklearn"`` is its reference: scikit-learn itself refits the
+        imputer-scaler-classifier pipeline for every class and ``C``.  The two
+        agree to the rounding of those matrix products; ``"logistic"`` is the
+        faster, the more so the more training records.
     Cs : sequence of float
         Inverse regularisation strengths tried for the logistic probe.
     n_bootstrap : int, default=1000
