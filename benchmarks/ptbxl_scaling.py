@@ -167,7 +167,7 @@ class _PeakRSS:
     """The largest resident set size seen while the block runs (sampled every 0.2 s), in MiB."""
 
     def __enter__(self):
-        self.peak, self._stop = 0.0, threading.Event()
+        self.peak, self.marks, self._stop = 0.0, [], threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self
@@ -186,8 +186,7 @@ class _PeakRSS:
         """Note the resident size now and the peak so far, at the end of ``phase``."""
         now = _rss_mib()
         self.peak = max(self.peak, now)
-        self.marks = [*getattr(self, "marks", []), {"after": phase, "rss_mib": round(now, 1),
-                                                     "peak_mib": round(self.peak, 1)}]
+        self.marks.append({"after": phase, "rss_mib": round(now, 1), "peak_mib": round(self.peak, 1)})
 
 
 # The protocol's progress lines that end a phase, and the phase they end.
@@ -306,7 +305,7 @@ def run_size(root, *, model="default", cache=None, precision="auto", n_jobs=None
             "phases_s": phases, "total_s": protocol_s + write_s, "probes_per_task_s": per_task,
             "measured_apart": measured_here, "ptbxl_timings_s": {k: v for k, v in timings.items() if k != "probes"},
             "peak_rss_mib": round(memory.peak, 1), "signal_array_mib": round(data_mib, 1),
-            "memory_by_phase": _last_marks(getattr(memory, "marks", []))}  # fmt: skip
+            "memory_by_phase": _last_marks(memory.marks)}  # fmt: skip
 
 
 def _last_marks(marks: list[dict]) -> dict:

@@ -98,10 +98,10 @@ def _load_subset(root: Path, statements) -> PTBXLData:
             X = np.empty((len(order), *x.shape[1:]), dtype=np.float32)
         elif x.shape[1:] != X.shape[1:]:
             raise ValueError(f"{shard} has signals of shape {x.shape[1:]}, the other shards {X.shape[1:]}.")
-        rows = place[start : start + len(x)]
-        X[rows] = x
         if np.issubdtype(x.dtype, np.integer):  # int16 = z x 1000
-            X[rows] /= 1000.0
+            x = x.astype(np.float32)
+            x /= 1000.0
+        X[place[start : start + len(x)]] = x
         start += len(x)
     codes = [by_id.get(int(i)) for i in ecg_id[order]]
     return PTBXLData(X, rate, leads, units, ecg_id[order], fold[order], codes, statements,

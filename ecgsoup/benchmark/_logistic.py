@@ -146,8 +146,9 @@ def one_vs_rest_logistic(X, Y, Cs, *, max_iter=500, tol=1e-4):
     if not np.isfinite(X).all():
         raise ValueError("X has NaN or infinite values; impute them first (the probe imputes with the median).")
     positives = Y.sum(axis=0)
-    varies = np.flatnonzero((positives > 0) & (positives < n))
-    constant = np.where((positives > 0) & (positives < n), np.nan, (positives > 0).astype(float))
+    fitted = (positives > 0) & (positives < n)
+    varies = np.flatnonzero(fitted)
+    constant = np.where(fitted, np.nan, (positives > 0).astype(float))
     k = len(varies)
     targets = np.ascontiguousarray(np.tile(Y[:, varies], (1, len(Cs))))
     alphas = np.repeat([1.0 / (float(C) * n) for C in Cs], k)
